@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs every test: installs what the tests need, then the whole workspace's
+# unit and end-to-end tests (real engine nodes, real gateway, real psql).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./integration/setup.sh
+cargo nextest run --workspace --no-fail-fast "$@"
