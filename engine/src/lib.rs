@@ -1,1 +1,15 @@
+//! velo-engine: the reference Velostream engine node. DataFusion runs the SQL,
+//! rdkafka reads the streams, and `velostream.engine.v1` over gRPC is how
+//! gateways talk to it.
 
+pub mod catalog;
+pub mod config;
+pub mod demo;
+pub mod dialect;
+pub mod error;
+pub mod kafka;
+pub mod query;
+pub mod server;
+pub mod service;
+
+pub use server::{start, NodeOptions, RunningNode};

@@ -1,0 +1,495 @@
+//! The node's catalog: named streams and tables from the config, views created
+//! by clients, and a version that changes whenever any of them does. Every
+//! query gets a fresh DataFusion context with the catalog registered in it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::common::TableReference;
+use datafusion::prelude::{
+    CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
+};
+
+use crate::config::{StreamConfig, TableConfig};
+use crate::dialect::{self, QueryText, Statement, WindowKind, WindowSpec};
+use crate::error::{EngineError, Result};
+use crate::kafka::{self, KafkaPartition, ReadMode};
+
+pub struct Catalog {
+    default_bootstrap: Option<String>,
+    streams: Vec<StreamConfig>,
+    tables: Vec<TableConfig>,
+    views: RwLock<Views>,
+    inferred: Mutex<HashMap<(String, String), SchemaRef>>,
+}
+
+#[derive(Default)]
+struct Views {
+    by_name: BTreeMap<String, String>,
+    version: u64,
+}
+
+/// What kind of relation a name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelationKind {
+    Stream,
+    Table,
+    View,
+}
+
+#[derive(Debug, Clone)]
+pub struct RelationInfo {
+    pub name: String,
+    pub kind: RelationKind,
+    pub source: String,
+    pub description: String,
+    pub schema: SchemaRef,
+}
+
+impl Catalog {
+    pub fn new(
+        default_bootstrap: Option<String>,
+        streams: Vec<StreamConfig>,
+        tables: Vec<TableConfig>,
+    ) -> Self {
+        Self {
+            default_bootstrap,
+            streams,
+            tables,
+            views: RwLock::new(Views {
+                by_name: BTreeMap::new(),
+                version: 1,
+            }),
+            inferred: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn version(&self) -> u64 {
+        self.views.read().expect("views lock").version
+    }
+
+    pub fn streams(&self) -> &[StreamConfig] {
+        &self.streams
+    }
+
+    fn views_snapshot(&self) -> BTreeMap<String, String> {
+        self.views.read().expect("views lock").by_name.clone()
+    }
+
+    fn name_taken(&self, name: &str) -> bool {
+        self.streams.iter().any(|s| s.name == name) || self.tables.iter().any(|t| t.name == name)
+    }
+
+    pub async fn create_view(&self, name: &str, or_replace: bool, definition: &str) -> Result<()> {
+        // The definition must plan before it is stored.
+        let Statement::Query(q) = dialect::parse(definition)? else {
+            return Err(EngineError::Unsupported(
+                "a view must be defined by a query".into(),
+            ));
+        };
+        let ctx = self.context(&q, ReadMode::Snapshot).await?;
+        ctx.state()
+            .create_logical_plan(&q.sql)
+            .await
+            .map_err(|e| locate_error(e, &q))?;
+        if self.name_taken(name) {
+            return Err(EngineError::Duplicate(name.into()));
+        }
+        let mut views = self.views.write().expect("views lock");
+        if views.by_name.contains_key(name) && !or_replace {
+            return Err(EngineError::Duplicate(name.into()));
+        }
+        views.by_name.insert(name.into(), definition.into());
+        views.version += 1;
+        Ok(())
+    }
+
+    pub fn rename_view(&self, from: &str, to: &str) -> Result<()> {
+        let mut views = self.views.write().expect("views lock");
+        if views.by_name.contains_key(to) || self.name_taken(to) {
+            return Err(EngineError::Duplicate(to.into()));
+        }
+        let definition =
+            views
+                .by_name
+                .remove(from)
+                .ok_or_else(|| EngineError::UnknownRelation {
+                    name: from.into(),
+                    position: 0,
+                })?;
+        views.by_name.insert(to.into(), definition);
+        views.version += 1;
+        Ok(())
+    }
+
+    pub fn drop_view(&self, name: &str, if_exists: bool) -> Result<()> {
+        let mut views = self.views.write().expect("views lock");
+        if views.by_name.remove(name).is_some() {
+            views.version += 1;
+            Ok(())
+        } else if if_exists {
+            Ok(())
+        } else {
+            Err(EngineError::UnknownRelation {
+                name: name.into(),
+                position: 0,
+            })
+        }
+    }
+
+    /// Every relation with its schema, in a stable order.
+    pub async fn relations(&self) -> Vec<RelationInfo> {
+        let mut out = Vec::new();
+        let empty = QueryText::empty();
+        let Ok(ctx) = self.context(&empty, ReadMode::Snapshot).await else {
+            return out;
+        };
+        for s in &self.streams {
+            if let Ok(schema) = self.stream_schema(s).await {
+                out.push(RelationInfo {
+                    name: s.name.clone(),
+                    kind: RelationKind::Stream,
+                    source: format!("kafka://{}", s.topic()),
+                    description: s.description.clone(),
+                    schema,
+                });
+            }
+        }
+        for t in &self.tables {
+            if let Ok(provider) = ctx
+                .table_provider(TableReference::bare(t.name.as_str()))
+                .await
+            {
+                out.push(RelationInfo {
+                    name: t.name.clone(),
+                    kind: RelationKind::Table,
+                    source: format!("file://{}", t.path.display()),
+                    description: t.description.clone(),
+                    schema: provider.schema(),
+                });
+            }
+        }
+        for (name, definition) in self.views_snapshot() {
+            if let Ok(provider) = ctx
+                .table_provider(TableReference::bare(name.as_str()))
+                .await
+            {
+                out.push(RelationInfo {
+                    name,
+                    kind: RelationKind::View,
+                    source: definition,
+                    description: String::new(),
+                    schema: provider.schema(),
+                });
+            }
+        }
+        out
+    }
+
+    async fn stream_schema(&self, s: &StreamConfig) -> Result<SchemaRef> {
+        match s
+            .schema()
+            .map_err(|e| EngineError::Execution(e.to_string()))?
+        {
+            Some(schema) => Ok(schema),
+            None => self.topic_schema(&self.bootstrap(None)?, s.topic()).await,
+        }
+    }
+
+    fn bootstrap(&self, explicit: Option<&str>) -> Result<String> {
+        explicit
+            .map(str::to_string)
+            .or_else(|| self.default_bootstrap.clone())
+            .ok_or_else(|| {
+                EngineError::Source(
+                    "this node has no Kafka bootstrap servers configured (--kafka-bootstrap)"
+                        .into(),
+                )
+            })
+    }
+
+    async fn topic_schema(&self, bootstrap: &str, topic: &str) -> Result<SchemaRef> {
+        let key = (bootstrap.to_string(), topic.to_string());
+        if let Some(s) = self.inferred.lock().expect("schema cache").get(&key) {
+            return Ok(s.clone());
+        }
+        if Some(bootstrap) == self.default_bootstrap.as_deref() {
+            if let Some(s) = self.streams.iter().find(|s| s.topic() == topic) {
+                if let Ok(Some(schema)) = s.schema() {
+                    return Ok(schema);
+                }
+            }
+        }
+        let (b, t) = key.clone();
+        let schema = tokio::task::spawn_blocking(move || kafka::infer_topic_schema(&b, &t))
+            .await
+            .map_err(|e| EngineError::Execution(e.to_string()))??;
+        self.inferred
+            .lock()
+            .expect("schema cache")
+            .insert(key, schema.clone());
+        Ok(schema)
+    }
+
+    /// A DataFusion context for one query: the query's URIs, every named
+    /// stream/table and every view registered, streams read in `mode`.
+    pub async fn context(&self, q: &QueryText, mode: ReadMode) -> Result<SessionContext> {
+        let mut config = SessionConfig::new()
+            .with_target_partitions(1)
+            .with_information_schema(false);
+        config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+        config
+            .options_mut()
+            .execution
+            .parquet
+            .schema_force_view_types = false;
+        let ctx = SessionContext::new_with_config(config);
+        let mut registrar = Registrar {
+            catalog: self,
+            ctx: &ctx,
+            mode,
+            window: q.window.clone(),
+            raw_count: 0,
+        };
+        for s in &self.streams {
+            let Ok(schema) = self.stream_schema(s).await else {
+                continue; // an empty topic cannot be inferred yet
+            };
+            let bootstrap = self.bootstrap(None)?;
+            registrar
+                .stream(
+                    &s.name,
+                    &bootstrap,
+                    s.topic(),
+                    schema,
+                    s.event_time.as_deref(),
+                )
+                .await?;
+        }
+        for t in &self.tables {
+            registrar.file(&t.name, &t.path.to_string_lossy()).await?;
+        }
+        registrar.uris(&q.uris).await?;
+        // Views may refer to views: register until nothing more succeeds.
+        let mut pending = self.views_snapshot();
+        while !pending.is_empty() {
+            let before = pending.len();
+            let mut failed = BTreeMap::new();
+            for (name, definition) in pending {
+                let Ok(Statement::Query(vq)) = dialect::parse(&definition) else {
+                    continue;
+                };
+                registrar.window = None;
+                if registrar.uris(&vq.uris).await.is_err() {
+                    continue;
+                }
+                let sql = format!(
+                    "CREATE VIEW \"{}\" AS {}",
+                    name.replace('"', "\"\""),
+                    vq.sql
+                );
+                if ctx.sql(&sql).await.is_err() {
+                    failed.insert(name, definition);
+                }
+            }
+            if failed.len() == before {
+                break;
+            }
+            pending = failed;
+        }
+        Ok(ctx)
+    }
+}
+
+struct Registrar<'a> {
+    catalog: &'a Catalog,
+    ctx: &'a SessionContext,
+    mode: ReadMode,
+    window: Option<WindowSpec>,
+    raw_count: usize,
+}
+
+impl Registrar<'_> {
+    async fn uris(&mut self, uris: &[String]) -> Result<()> {
+        for uri in uris {
+            if self
+                .ctx
+                .table_exist(TableReference::bare(uri.as_str()))
+                .unwrap_or(false)
+            {
+                continue;
+            }
+            if let Some(rest) = uri.strip_prefix("kafka://") {
+                let (bootstrap, topic) = match rest.rsplit_once('/') {
+                    Some((host, topic)) => (Some(host), topic),
+                    None => (None, rest),
+                };
+                let bootstrap = self.catalog.bootstrap(bootstrap)?;
+                let schema = self.catalog.topic_schema(&bootstrap, topic).await?;
+                let event_time = self
+                    .catalog
+                    .streams
+                    .iter()
+                    .find(|s| s.topic() == topic)
+                    .and_then(|s| s.event_time.clone());
+                self.stream(uri, &bootstrap, topic, schema, event_time.as_deref())
+                    .await?;
+            } else if let Some(path) = uri.strip_prefix("file://") {
+                self.file(uri, path).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn stream(
+        &mut self,
+        name: &str,
+        bootstrap: &str,
+        topic: &str,
+        schema: SchemaRef,
+        event_time: Option<&str>,
+    ) -> Result<()> {
+        let partition = KafkaPartition {
+            bootstrap: bootstrap.into(),
+            topic: topic.into(),
+            schema: schema.clone(),
+            mode: self.mode,
+        };
+        // Marked bounded even when tailing: the continuous driver never runs a
+        // pipeline-breaking operator over it, and DataFusion would refuse to plan.
+        let table = StreamingTable::try_new(schema.clone(), vec![Arc::new(partition)])
+            .map_err(|e| EngineError::Execution(e.to_string()))?;
+        let Some(window) = self.window.clone() else {
+            return self.register(name, Arc::new(table));
+        };
+        self.raw_count += 1;
+        let raw = format!("__raw_{}", self.raw_count);
+        self.register(&raw, Arc::new(table))?;
+        let time_column = window_time_column(&window, event_time, &schema, name)?;
+        let sql = windowed_view_sql(&raw, &time_column, &window);
+        let plan = self
+            .ctx
+            .state()
+            .create_logical_plan(&sql)
+            .await
+            .map_err(|e| EngineError::from_datafusion(e, &sql))?;
+        let view = datafusion::catalog::view::ViewTable::new(plan, Some(sql));
+        self.register(name, Arc::new(view))
+    }
+
+    async fn file(&self, name: &str, path: &str) -> Result<()> {
+        let table = TableReference::bare(name);
+        let lower = path.to_ascii_lowercase();
+        let ext = lower.rsplit('.').next().unwrap_or("");
+        let ext_with_dot = format!(".{ext}");
+        let result = match ext {
+            "csv" | "tsv" => {
+                let mut opts = CsvReadOptions::new().file_extension(&ext_with_dot);
+                if ext == "tsv" {
+                    opts = opts.delimiter(b'\t');
+                }
+                self.ctx.register_csv(table, path, opts).await
+            }
+            "json" | "jsonl" | "ndjson" => {
+                let opts = JsonReadOptions::default().file_extension(&ext_with_dot);
+                self.ctx.register_json(table, path, opts).await
+            }
+            "parquet" => {
+                self.ctx
+                    .register_parquet(table, path, ParquetReadOptions::default())
+                    .await
+            }
+            _ => {
+                return Err(EngineError::Unsupported(format!(
+                    "file://{path}: only .csv, .tsv, .json/.jsonl/.ndjson and .parquet files can be read"
+                )))
+            }
+        };
+        result.map_err(|e| EngineError::Source(format!("file://{path}: {e}")))
+    }
+
+    fn register(
+        &self,
+        name: &str,
+        provider: Arc<dyn datafusion::catalog::TableProvider>,
+    ) -> Result<()> {
+        self.ctx
+            .register_table(TableReference::bare(name), provider)
+            .map(|_| ())
+            .map_err(|e| EngineError::Execution(e.to_string()))
+    }
+}
+
+fn window_time_column(
+    window: &WindowSpec,
+    event_time: Option<&str>,
+    schema: &Schema,
+    relation: &str,
+) -> Result<String> {
+    let is_time = |f: &Field| {
+        matches!(
+            f.data_type(),
+            datafusion::arrow::datatypes::DataType::Timestamp(..)
+        )
+    };
+    if let Some(col) = window.time_column.as_deref() {
+        return schema
+            .fields()
+            .iter()
+            .find(|f| f.name().eq_ignore_ascii_case(col))
+            .map(|f| f.name().clone())
+            .ok_or_else(|| EngineError::UnknownColumn {
+                name: col.into(),
+                position: 0,
+            });
+    }
+    event_time
+        .map(str::to_string)
+        .or_else(|| {
+            schema
+                .fields()
+                .iter()
+                .find(|f| is_time(f))
+                .map(|f| f.name().clone())
+        })
+        .ok_or_else(|| {
+            EngineError::Window(format!(
+                "{relation} has no timestamp column to window by; name one: TUMBLING(ts, 1m)"
+            ))
+        })
+}
+
+/// The source with `window_start`/`window_end` columns added (one row per
+/// window the event falls in).
+fn windowed_view_sql(raw: &str, time_column: &str, window: &WindowSpec) -> String {
+    let ts = format!("\"{}\"", time_column.replace('"', "\"\""));
+    let interval = |us: i64| format!("INTERVAL '{} milliseconds'", us / 1000);
+    let size = interval(window.size_us());
+    let starts = match window.kind {
+        WindowKind::Tumbling { size_us } => {
+            format!("date_bin({}, {ts})", interval(size_us))
+        }
+        WindowKind::Sliding {
+            size_us,
+            advance_us,
+        } => {
+            let base = format!("date_bin({}, {ts})", interval(advance_us));
+            let starts: Vec<String> = (0..size_us / advance_us)
+                .map(|k| format!("{base} - {}", interval(k * advance_us)))
+                .collect();
+            format!("unnest(make_array({}))", starts.join(", "))
+        }
+    };
+    format!(
+        "SELECT *, window_start + {size} AS window_end FROM \
+         (SELECT *, {starts} AS window_start FROM \"{raw}\") AS w"
+    )
+}
+
+/// Turns a DataFusion error for `q` into an engine error positioned in the
+/// client's original text.
+pub fn locate_error(e: datafusion::error::DataFusionError, q: &QueryText) -> EngineError {
+    EngineError::from_datafusion(e, &q.sql).map_position(|p| q.original_position(p))
+}

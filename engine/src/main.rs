@@ -1,0 +1,53 @@
+use clap::Parser;
+use velo_engine::NodeOptions;
+
+/// The reference Velostream engine node (velostream.engine.v1 over gRPC).
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Address to serve gRPC on.
+    #[arg(long, env = "VELO_ENGINE_LISTEN", default_value = "127.0.0.1:50051")]
+    listen: String,
+    /// Kafka bootstrap servers for `kafka://topic` sources.
+    #[arg(long, env = "VELO_ENGINE_KAFKA_BOOTSTRAP")]
+    kafka_bootstrap: Option<String>,
+    /// TOML file declaring named streams and tables.
+    #[arg(long, env = "VELO_ENGINE_CONFIG")]
+    config: Option<std::path::PathBuf>,
+    /// Queries beyond this are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "VELO_ENGINE_MAX_CONCURRENT_QUERIES", default_value_t = 64)]
+    max_concurrent_queries: usize,
+    /// Start an in-process Kafka with a synthetic `trades` topic.
+    #[arg(long)]
+    demo: bool,
+    /// Demo events per second.
+    #[arg(long, default_value_t = 1000)]
+    demo_rate: u32,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let node = velo_engine::start(NodeOptions {
+        listen: args.listen,
+        kafka_bootstrap: args.kafka_bootstrap,
+        config_file: args.config,
+        max_concurrent_queries: args.max_concurrent_queries,
+        demo: args.demo,
+        demo_rate: args.demo_rate,
+    })
+    .await?;
+    println!("velo-engine serving velostream.engine.v1 on {}", node.addr);
+    if let Some(b) = &node.kafka_bootstrap {
+        println!("Kafka bootstrap servers: {b}");
+    }
+    tokio::signal::ctrl_c().await?;
+    node.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! Planning and running one query: snapshot queries and continuous
+//! projections run as ordinary DataFusion streams over Kafka partition
+//! streams; continuous aggregations run through the incremental driver.
+
+mod incremental;
+pub mod types;
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ParamValues;
+use datafusion::execution::context::SQLOptions;
+use datafusion::physical_plan::aggregates::AggregateExec;
+use datafusion::physical_plan::{execute_stream, ExecutionPlan};
+use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+
+use crate::catalog::{locate_error, Catalog};
+use crate::dialect::{Emit, QueryText};
+use crate::error::{EngineError, Result};
+use crate::kafka::ReadMode;
+
+/// A query that has been planned and started.
+pub struct RunningQuery {
+    /// Output schema with wire types (see `types::wire_schema`).
+    pub schema: SchemaRef,
+    pub emit: Emit,
+    /// `LIMIT n` of the outermost query, which ends even a continuous query.
+    pub limit: Option<usize>,
+    pub batches: BoxStream<'static, Result<RecordBatch>>,
+}
+
+fn read_mode(emit: Emit, from_earliest: bool) -> ReadMode {
+    match emit {
+        Emit::Snapshot => ReadMode::Snapshot,
+        Emit::Changes | Emit::Final => ReadMode::Tail { from_earliest },
+    }
+}
+
+/// Only queries reach DataFusion: DDL/DML would act on a throwaway context.
+fn sql_options() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+async fn plan(
+    ctx: &SessionContext,
+    q: &QueryText,
+    params: Vec<ScalarValue>,
+) -> Result<datafusion::dataframe::DataFrame> {
+    let df = ctx
+        .sql_with_options(&q.sql, sql_options())
+        .await
+        .map_err(|e| locate_error(e, q))?;
+    if params.is_empty() {
+        Ok(df)
+    } else {
+        df.with_param_values(ParamValues::List(
+            params.into_iter().map(Into::into).collect(),
+        ))
+        .map_err(|e| locate_error(e, q))
+    }
+}
+
+/// Plans `q` and starts it.
+pub async fn start(
+    catalog: &Catalog,
+    q: &QueryText,
+    params: Vec<ScalarValue>,
+    from_earliest: bool,
+) -> Result<RunningQuery> {
+    let ctx = catalog.context(q, read_mode(q.emit, from_earliest)).await?;
+    let df = plan(&ctx, q, params).await?;
+    let task_ctx = Arc::new(df.task_ctx());
+    let physical = df
+        .create_physical_plan()
+        .await
+        .map_err(|e| locate_error(e, q))?;
+    tracing::debug!(plan = %datafusion::physical_plan::displayable(physical.as_ref()).indent(true), "physical plan");
+    let physical = if q.emit == Emit::Snapshot {
+        physical
+    } else {
+        stream_promptly(physical).map_err(|e| locate_error(e, q))?
+    };
+    let schema = types::wire_schema(&physical.schema());
+    let limit = outer_fetch(&physical);
+    let batches: BoxStream<'static, Result<RecordBatch>> = match (q.emit, find_aggregate(&physical))
+    {
+        (Emit::Changes | Emit::Final, Some(agg)) => {
+            incremental::run(physical, agg, q.window.clone(), q.emit, task_ctx)?
+        }
+        _ => {
+            let stream = execute_stream(physical, task_ctx).map_err(|e| locate_error(e, q))?;
+            stream
+                .map(|r| r.map_err(|e| EngineError::from_datafusion(e, "")))
+                .boxed()
+        }
+    };
+    let batches = normalize(batches, schema.clone());
+    Ok(RunningQuery {
+        schema,
+        emit: q.emit,
+        limit,
+        batches,
+    })
+}
+
+/// The output schema of `q` without running it, and its parameter types.
+pub async fn describe(
+    catalog: &Catalog,
+    q: &QueryText,
+) -> Result<(
+    SchemaRef,
+    Vec<Option<datafusion::arrow::datatypes::DataType>>,
+)> {
+    let ctx = catalog.context(q, ReadMode::Snapshot).await?;
+    let df = plan(&ctx, q, Vec::new()).await?;
+    let plan = df.logical_plan();
+    let schema = types::wire_schema(&Arc::new(plan.schema().as_arrow().clone()));
+    let mut params: Vec<(usize, Option<_>)> = plan
+        .get_parameter_types()
+        .map_err(|e| locate_error(e, q))?
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.trim_start_matches('$').parse().ok()?, v)))
+        .collect();
+    params.sort_by_key(|(k, _)| *k);
+    let count = params.last().map_or(0, |(k, _)| *k);
+    let mut types = vec![None; count];
+    for (k, v) in params {
+        types[k - 1] = v;
+    }
+    Ok((schema, types))
+}
+
+fn normalize(
+    batches: BoxStream<'static, Result<RecordBatch>>,
+    schema: SchemaRef,
+) -> BoxStream<'static, Result<RecordBatch>> {
+    batches
+        .map(move |r| r.and_then(|b| types::to_wire(&b, &schema)))
+        .boxed()
+}
+
+/// Filters coalesce their output into full-size batches, which would hold a
+/// continuous query's rows back indefinitely; make every batch pass through.
+fn stream_promptly(
+    plan: Arc<dyn ExecutionPlan>,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::physical_plan::filter::FilterExec;
+    plan.transform_up(|node| {
+        Ok(match node.downcast_ref::<FilterExec>() {
+            Some(filter) => Transformed::yes(Arc::new(filter.with_batch_size(1)?) as _),
+            None => Transformed::no(node),
+        })
+    })
+    .map(|t| t.data)
+}
+
+/// The first aggregation from the top, if the query has one.
+fn find_aggregate(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
+    if plan.is::<AggregateExec>() {
+        return Some(plan.clone());
+    }
+    plan.children().into_iter().find_map(find_aggregate)
+}
+
+/// The row limit of the outermost query: the first `fetch` on the way down
+/// before anything that changes row counts in other ways.
+fn outer_fetch(plan: &Arc<dyn ExecutionPlan>) -> Option<usize> {
+    if let Some(fetch) = plan.fetch() {
+        return Some(fetch);
+    }
+    if plan.is::<AggregateExec>() || plan.children().len() != 1 {
+        return None;
+    }
+    let name = plan.name();
+    if name.contains("Projection") || name.contains("Coalesce") || name.contains("Sort") {
+        outer_fetch(plan.children()[0])
+    } else {
+        None
+    }
+}

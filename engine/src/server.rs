@@ -1,0 +1,144 @@
+//! Starting a node: catalog from config (+ demo), gRPC service with health,
+//! graceful shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::TcpListenerStream;
+use velo_proto::{EngineServiceServer, MAX_MESSAGE_BYTES};
+
+use crate::catalog::Catalog;
+use crate::config::ConfigFile;
+use crate::demo::{self, Demo};
+use crate::service::EngineNode;
+
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// Address to listen on; port 0 picks a free one.
+    pub listen: String,
+    pub kafka_bootstrap: Option<String>,
+    pub config_file: Option<PathBuf>,
+    pub max_concurrent_queries: usize,
+    /// Start the in-process Kafka with the `trades` generator.
+    pub demo: bool,
+    /// Demo events per second.
+    pub demo_rate: u32,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:50051".into(),
+            kafka_bootstrap: None,
+            config_file: None,
+            max_concurrent_queries: 64,
+            demo: false,
+            demo_rate: 1000,
+        }
+    }
+}
+
+/// A node serving in the background; stops when dropped or `shutdown`.
+pub struct RunningNode {
+    pub addr: SocketAddr,
+    pub kafka_bootstrap: Option<String>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    demo: Option<Demo>,
+}
+
+impl RunningNode {
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        if let Some(demo) = self.demo.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(demo)).await;
+        }
+    }
+}
+
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
+    let file = match &options.config_file {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
+    };
+    let listen = if options.listen.is_empty() {
+        file.listen
+            .clone()
+            .unwrap_or_else(|| NodeOptions::default().listen)
+    } else {
+        options.listen.clone()
+    };
+    let max_concurrent = file
+        .max_concurrent_queries
+        .unwrap_or(options.max_concurrent_queries)
+        .max(1);
+    let mut streams = file.streams.clone();
+    let demo = if options.demo {
+        let rate = options.demo_rate;
+        let demo = tokio::task::spawn_blocking(move || Demo::start(rate)).await??;
+        if !streams.iter().any(|s| s.name == demo::TOPIC) {
+            streams.insert(0, demo::trades_stream());
+        }
+        Some(demo)
+    } else {
+        None
+    };
+    let bootstrap = options
+        .kafka_bootstrap
+        .clone()
+        .or(file.kafka_bootstrap.clone())
+        .or_else(|| demo.as_ref().map(|d| d.bootstrap_servers().to_string()));
+    for s in &streams {
+        s.schema()
+            .map_err(|e| anyhow::anyhow!("stream {}: {e}", s.name))?;
+    }
+    let catalog = Catalog::new(bootstrap.clone(), streams, file.tables.clone());
+    let listener = TcpListener::bind(&listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
+    let addr = listener.local_addr()?;
+    let node = EngineNode::new(catalog, max_concurrent, format!("velo-engine@{addr}"));
+    let service = EngineServiceServer::new(node)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<EngineServiceServer<EngineNode>>()
+        .await;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(health_service)
+            .add_service(service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!("engine server stopped: {e}");
+        }
+    });
+    Ok(RunningNode {
+        addr,
+        kafka_bootstrap: bootstrap,
+        stop: Some(stop),
+        task: Some(task),
+        demo,
+    })
+}

@@ -1,0 +1,724 @@
+//! The engine contract through a real gRPC socket against a real node with
+//! the in-process Kafka (librdkafka's mock cluster).
+
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, AsArray};
+use arrow::buffer::Buffer;
+use arrow::datatypes::{DataType, Int64Type, TimeUnit};
+use arrow::ipc::reader::StreamDecoder;
+use arrow::record_batch::RecordBatch;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use tonic::transport::Channel;
+use velo_engine::{NodeOptions, RunningNode};
+use velo_proto::v1::{
+    execute_query_response::Event, CancelQueryRequest, CompletionReason, DescribeQueryRequest,
+    ExecuteQueryRequest, ExecuteQueryResponse, ListRelationsRequest, LogicalType, NodeInfoRequest,
+    QueryError, RelationKind,
+};
+use velo_proto::EngineServiceClient;
+
+async fn node_with(max: usize, rate: u32) -> (RunningNode, EngineServiceClient<Channel>) {
+    let node = velo_engine::start(NodeOptions {
+        listen: "127.0.0.1:0".into(),
+        demo: true,
+        demo_rate: rate,
+        max_concurrent_queries: max,
+        ..NodeOptions::default()
+    })
+    .await
+    .expect("node starts");
+    let client = EngineServiceClient::connect(format!("http://{}", node.addr))
+        .await
+        .expect("connects");
+    (node, client)
+}
+
+async fn node() -> (RunningNode, EngineServiceClient<Channel>) {
+    node_with(16, 500).await
+}
+
+#[derive(Default, Debug)]
+struct Outcome {
+    schema: Option<velo_proto::v1::Schema>,
+    batches: Vec<RecordBatch>,
+    heartbeats: usize,
+    complete: Option<velo_proto::v1::Complete>,
+    error: Option<QueryError>,
+}
+
+impl Outcome {
+    fn rows(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+/// Reads a response stream to its end, or until `until` says stop (then the
+/// stream is dropped, which cancels the query).
+async fn collect(
+    stream: tonic::Streaming<ExecuteQueryResponse>,
+    until: impl Fn(&Outcome) -> bool,
+) -> Outcome {
+    collect_with(stream, until, || {}).await
+}
+
+/// `collect`, calling `on_heartbeat` at the first heartbeat (proof that the
+/// query is running and idle).
+async fn collect_with(
+    mut stream: tonic::Streaming<ExecuteQueryResponse>,
+    until: impl Fn(&Outcome) -> bool,
+    on_heartbeat: impl FnOnce(),
+) -> Outcome {
+    let mut on_heartbeat = Some(on_heartbeat);
+    let mut out = Outcome::default();
+    let mut decoder = StreamDecoder::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let msg = tokio::time::timeout_at(deadline, stream.message())
+            .await
+            .expect("stream stalled for 30 s")
+            .expect("grpc status");
+        let Some(msg) = msg else { break };
+        match msg.event.expect("event") {
+            Event::Schema(s) => {
+                assert!(out.schema.is_none(), "schema sent twice");
+                assert!(out.batches.is_empty());
+                let mut buf = Buffer::from(s.arrow_ipc_schema.clone());
+                if !buf.is_empty() {
+                    assert!(decoder.decode(&mut buf).unwrap().is_none());
+                }
+                out.schema = Some(s);
+            }
+            Event::Batch(b) => {
+                assert!(out.schema.is_some(), "batch before schema");
+                let mut buf = Buffer::from(b.arrow_ipc);
+                let batch = decoder
+                    .decode(&mut buf)
+                    .unwrap()
+                    .expect("one batch per message");
+                assert_eq!(batch.num_rows() as u64, b.num_rows);
+                out.batches.push(batch);
+            }
+            Event::Heartbeat(_) => {
+                out.heartbeats += 1;
+                if let Some(f) = on_heartbeat.take() {
+                    f();
+                }
+            }
+            Event::Complete(c) => {
+                assert!(out.complete.is_none() && out.error.is_none());
+                out.complete = Some(c);
+            }
+            Event::Error(e) => {
+                assert!(out.complete.is_none() && out.error.is_none());
+                out.error = Some(e);
+            }
+        }
+        if until(&out) {
+            return out;
+        }
+    }
+    assert!(
+        out.complete.is_some() || out.error.is_some(),
+        "stream ended without a terminal event"
+    );
+    out
+}
+
+fn request(sql: &str) -> ExecuteQueryRequest {
+    ExecuteQueryRequest {
+        query_id: format!("t-{:x}", rand::random::<u64>()),
+        sql: sql.into(),
+        ..Default::default()
+    }
+}
+
+async fn query(client: &mut EngineServiceClient<Channel>, sql: &str) -> Outcome {
+    let stream = client
+        .execute_query(request(sql))
+        .await
+        .unwrap()
+        .into_inner();
+    collect(stream, |_| false).await
+}
+
+async fn error_of(client: &mut EngineServiceClient<Channel>, sql: &str) -> QueryError {
+    let out = query(client, sql).await;
+    match out.error {
+        Some(e) => e,
+        None => panic!("expected an error for {sql}, got {:?}", out.complete),
+    }
+}
+
+/// Waits until the demo topic has at least `n` events.
+async fn wait_for_trades(client: &mut EngineServiceClient<Channel>, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = query(client, "SELECT COUNT(*) AS n FROM trades").await;
+        let count = out.batches[0]
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .value(0);
+        if count as usize >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "demo generator produced only {count} events"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_lifecycle_schema_batches_complete() {
+    let (_node, mut client) = node().await;
+    wait_for_trades(&mut client, 10).await;
+    let out = query(
+        &mut client,
+        "SELECT symbol, price, volume, ts FROM trades LIMIT 5",
+    )
+    .await;
+    let schema = out.schema.as_ref().unwrap();
+    assert!(schema.bounded);
+    let names: Vec<_> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["symbol", "price", "volume", "ts"]);
+    assert_eq!(
+        schema.columns[1].logical_type,
+        LogicalType::ScaledInteger as i32
+    );
+    assert_eq!(
+        (schema.columns[1].precision, schema.columns[1].scale),
+        (18, 2)
+    );
+    assert_eq!(
+        schema.columns[3].logical_type,
+        LogicalType::Timestamp as i32
+    );
+    let batch = &out.batches[0];
+    assert_eq!(
+        batch.schema().field(1).data_type(),
+        &DataType::Decimal128(18, 2)
+    );
+    assert_eq!(
+        batch.schema().field(3).data_type(),
+        &DataType::Timestamp(TimeUnit::Microsecond, None)
+    );
+    assert_eq!(out.rows(), 5);
+    let complete = out.complete.unwrap();
+    assert_eq!(complete.rows, 5);
+    assert_eq!(complete.command_tag, "SELECT");
+    assert_eq!(complete.reason, CompletionReason::Limit as i32);
+    // The same stream by URI, unquoted and quoted, and by qualified name.
+    for sql in [
+        "SELECT COUNT(*) FROM kafka://trades",
+        "SELECT COUNT(*) FROM \"public\".\"trades\"",
+    ] {
+        let out = query(&mut client, sql).await;
+        assert!(out.error.is_none(), "{sql}: {:?}", out.error);
+        assert!(
+            out.batches[0]
+                .column(0)
+                .as_primitive::<Int64Type>()
+                .value(0)
+                >= 10
+        );
+    }
+    let bootstrap = _node.kafka_bootstrap.clone().unwrap();
+    let out = query(
+        &mut client,
+        &format!("SELECT COUNT(*) FROM 'kafka://{bootstrap}/trades'"),
+    )
+    .await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_value_kind_has_its_exact_arrow_type() {
+    let (_node, mut client) = node_with(4, 10).await;
+    let out = query(
+        &mut client,
+        "SELECT CAST(42 AS BIGINT) AS i, CAST(1.5 AS DOUBLE) AS f, 'text' AS s, true AS b, \
+         CAST(NULL AS BIGINT) AS n, DATE '2024-02-29' AS d, \
+         TIMESTAMP '2024-01-02 03:04:05.123456' AS ts, CAST(123.45 AS DECIMAL(10,2)) AS dec, \
+         make_array(1, 2, 3) AS arr, named_struct('a', 1, 'b', 'x') AS st, \
+         map(['k'], [1]) AS m, INTERVAL '1 day 2 hours' AS iv",
+    )
+    .await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+    let schema = out.schema.unwrap();
+    let logical: Vec<_> = schema
+        .columns
+        .iter()
+        .map(|c| LogicalType::try_from(c.logical_type).unwrap())
+        .collect();
+    use LogicalType as L;
+    assert_eq!(
+        logical,
+        [
+            L::Int64,
+            L::Float64,
+            L::Text,
+            L::Boolean,
+            L::Int64,
+            L::Date,
+            L::Timestamp,
+            L::Decimal,
+            L::Array,
+            L::Json,
+            L::Json,
+            L::Interval
+        ]
+    );
+    assert_eq!(schema.columns[8].element_type, L::Int64 as i32);
+    let batch = &out.batches[0];
+    let types: Vec<_> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.data_type().clone())
+        .collect();
+    assert_eq!(types[2], DataType::Utf8);
+    assert_eq!(types[6], DataType::Timestamp(TimeUnit::Microsecond, None));
+    assert_eq!(types[7], DataType::Decimal128(10, 2));
+    assert!(matches!(types[8], DataType::List(_)));
+    assert!(matches!(types[9], DataType::Struct(_)));
+    assert!(matches!(types[10], DataType::Map(..)));
+    assert!(batch.column(4).is_null(0));
+    assert_eq!(
+        batch
+            .column(6)
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+            .value(0),
+        1_704_164_645_123_456
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_class_has_its_sqlstate_and_position() {
+    let (_node, mut client) = node_with(4, 10).await;
+    let e = error_of(
+        &mut client,
+        "SELECT symbol FROM trades WHERE AND volume > 1",
+    )
+    .await;
+    assert_eq!((e.sqlstate.as_str(), e.position), ("42601", 37), "{e:?}");
+    let e = error_of(&mut client, "SELECT * FROM nope").await;
+    assert_eq!((e.sqlstate.as_str(), e.position), ("42P01", 15), "{e:?}");
+    assert!(e.message.contains("nope"));
+    let e = error_of(&mut client, "SELECT nope FROM trades").await;
+    assert_eq!((e.sqlstate.as_str(), e.position), ("42703", 8), "{e:?}");
+    let e = error_of(&mut client, "SELECT symbol + 1 FROM kafka://trades").await;
+    assert_eq!(e.sqlstate, "42804", "{e:?}");
+    let e = error_of(&mut client, "SELECT nofunc(1)").await;
+    assert_eq!(e.sqlstate, "42883", "{e:?}");
+    let e = error_of(
+        &mut client,
+        "SELECT symbol, COUNT(*) FROM trades GROUP BY symbol EMIT FINAL",
+    )
+    .await;
+    assert_eq!(e.sqlstate, "22023", "{e:?}");
+    let e = error_of(&mut client, "CREATE TABLE t (a INT)").await;
+    assert_eq!(e.sqlstate, "0A000", "{e:?}");
+    let e = error_of(&mut client, "SELECT 'unterminated").await;
+    assert_eq!((e.sqlstate.as_str(), e.position), ("42601", 8), "{e:?}");
+    let e = error_of(&mut client, "SELECT * FROM kafka://no_such_topic").await;
+    assert_eq!(e.sqlstate, "42P01", "{e:?}");
+    // A position after a rewritten URI still points at the client's text.
+    let e = error_of(&mut client, "SELECT * FROM kafka://trades WHERE nope > 1").await;
+    assert_eq!((e.sqlstate.as_str(), e.position), ("42703", 36), "{e:?}");
+}
+
+async fn produce(bootstrap: &str, payloads: &[String]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    for p in payloads {
+        producer
+            .send(
+                FutureRecord::<(), _>::to("trades").payload(p),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+fn trade(symbol: &str, price: &str, volume: i64) -> String {
+    let ts = chrono::Utc::now()
+        .naive_utc()
+        .format("%Y-%m-%dT%H:%M:%S%.6f");
+    format!(r#"{{"symbol":"{symbol}","price":"{price}","volume":{volume},"ts":"{ts}"}}"#)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emit_changes_aggregation_reflects_new_events() {
+    let (node, mut client) = node().await;
+    let bootstrap = node.kafka_bootstrap.clone().unwrap();
+    let stream = client
+        .execute_query(request(
+            "SELECT symbol, COUNT(*) AS n, SUM(volume) AS v, AVG(price) AS avg_price \
+             FROM kafka://trades WHERE symbol = 'ZZTEST' GROUP BY symbol EMIT CHANGES",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (running, started) = tokio::sync::oneshot::channel();
+    let producer = tokio::spawn(async move {
+        // Once the query is running (it heartbeats while nothing matches), feed it.
+        started.await.unwrap();
+        produce(
+            &bootstrap,
+            &[trade("ZZTEST", "10.00", 5), trade("ZZTEST", "20.50", 7)],
+        )
+        .await;
+        produce(&bootstrap, &[trade("ZZTEST", "30.00", 8)]).await;
+    });
+    let last_count = |o: &Outcome| {
+        o.batches.last().map(|b| {
+            b.column(1)
+                .as_primitive::<Int64Type>()
+                .value(b.num_rows() - 1)
+        })
+    };
+    let out = collect_with(
+        stream,
+        |o| last_count(o) == Some(3),
+        move || {
+            let _ = running.send(());
+        },
+    )
+    .await;
+    producer.await.unwrap();
+    let schema = out.schema.as_ref().unwrap();
+    assert!(!schema.bounded);
+    let last = out.batches.last().unwrap();
+    assert_eq!(last.num_rows(), 1, "only the changed group is emitted");
+    assert_eq!(last.column(0).as_string::<i32>().value(0), "ZZTEST");
+    assert_eq!(last.column(2).as_primitive::<Int64Type>().value(0), 20);
+    let avg = arrow::util::display::array_value_to_string(last.column(3), 0).unwrap();
+    assert!(avg.starts_with("20.1666"), "{avg}");
+    // Earlier emissions carried the running state, not a recomputation.
+    let counts: Vec<i64> = out
+        .batches
+        .iter()
+        .map(|b| b.column(1).as_primitive::<Int64Type>().value(0))
+        .collect();
+    assert!(counts.windows(2).all(|w| w[0] < w[1]), "{counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_completes_a_continuous_query() {
+    let (_node, mut client) = node().await;
+    let out = query(
+        &mut client,
+        "SELECT symbol, price FROM trades EMIT CHANGES LIMIT 7",
+    )
+    .await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert_eq!(out.rows(), 7);
+    let c = out.complete.unwrap();
+    assert_eq!((c.rows, c.reason), (7, CompletionReason::Limit as i32));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_stream_and_frees_the_job() {
+    let (_node, mut client) = node().await;
+    let req = request("SELECT * FROM trades EMIT CHANGES");
+    let id = req.query_id.clone();
+    let stream = client.execute_query(req).await.unwrap().into_inner();
+    let mut canceller = client.clone();
+    let started = tokio::spawn(async move {
+        let out = collect(stream, |_| false).await;
+        (out, Instant::now())
+    });
+    // Let rows flow, then cancel.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let jobs = query(&mut client, "SHOW JOBS").await;
+        let listed = jobs.batches[0]
+            .column(0)
+            .as_string::<i32>()
+            .iter()
+            .any(|v| v == Some(id.as_str()));
+        let rows = jobs.batches[0].column(3).as_primitive::<Int64Type>();
+        if listed && rows.iter().flatten().any(|r| r > 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "query never produced rows");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let asked = Instant::now();
+    let cancelled = canceller
+        .cancel_query(CancelQueryRequest {
+            query_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .cancelled;
+    assert!(cancelled);
+    let (out, ended) = started.await.unwrap();
+    let e = out
+        .error
+        .clone()
+        .expect("cancelled query ends with an error");
+    assert_eq!(e.sqlstate, "57014");
+    assert!(out.rows() > 0);
+    assert!(
+        ended - asked < Duration::from_secs(2),
+        "cancel took {:?}",
+        ended - asked
+    );
+    // Idempotent, and the job is gone.
+    let again = canceller
+        .cancel_query(CancelQueryRequest {
+            query_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!again.cancelled);
+    let jobs = query(&mut client, "SHOW JOBS").await;
+    assert!(!jobs.batches[0]
+        .column(0)
+        .as_string::<i32>()
+        .iter()
+        .any(|v| v == Some(id.as_str())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_continuous_queries_run_independently() {
+    let (_node, mut client) = node().await;
+    let mut other = client.clone();
+    let a = client
+        .execute_query(request(
+            "SELECT symbol FROM trades WHERE volume > 0 EMIT CHANGES",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let b = other
+        .execute_query(request(
+            "SELECT symbol, COUNT(*) FROM trades GROUP BY symbol EMIT CHANGES",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (a, b) = tokio::join!(
+        collect(a, |o| o.rows() >= 20),
+        collect(b, |o| o.rows() >= 5)
+    );
+    assert!(a.rows() >= 20 && b.rows() >= 5);
+    assert_eq!(a.schema.unwrap().columns.len(), 1);
+    assert_eq!(b.schema.unwrap().columns.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tumbling_windows_emit_final_once_closed() {
+    let (_node, mut client) = node_with(4, 1000).await;
+    let stream = client
+        .execute_query(request(
+            "SELECT window_start, window_end, COUNT(*) AS n FROM trades \
+             WINDOW TUMBLING(ts, INTERVAL '1' SECOND) EMIT FINAL",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let out = collect(stream, |o| o.rows() >= 2).await;
+    let schema = out.schema.as_ref().unwrap();
+    assert_eq!(schema.emit_mode, velo_proto::v1::EmitMode::Final as i32);
+    let mut starts = Vec::new();
+    for b in &out.batches {
+        let s = b
+            .column(0)
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        let e = b
+            .column(1)
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        for i in 0..b.num_rows() {
+            assert_eq!(e.value(i) - s.value(i), 1_000_000);
+            assert_eq!(s.value(i) % 1_000_000, 0);
+            starts.push(s.value(i));
+        }
+    }
+    // Each window is emitted once, in order.
+    assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_describe_views_and_health() {
+    let (_node, mut client) = node_with(4, 10).await;
+    let relations = client
+        .list_relations(ListRelationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let trades = relations
+        .relations
+        .iter()
+        .find(|r| r.name == "trades")
+        .unwrap();
+    assert_eq!(trades.kind, RelationKind::Stream as i32);
+    let cols: Vec<_> = trades.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(cols, ["symbol", "price", "volume", "ts"]);
+    let unchanged = client
+        .list_relations(ListRelationsRequest {
+            known_catalog_version: relations.catalog_version,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(unchanged.unchanged);
+
+    let described = client
+        .describe_query(DescribeQueryRequest {
+            sql: "SELECT symbol, price FROM trades WHERE volume > $1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(described.error.is_none(), "{:?}", described.error);
+    assert_eq!(described.schema.unwrap().columns.len(), 2);
+    assert_eq!(described.parameter_types, [LogicalType::Int64 as i32]);
+    let bad = client
+        .describe_query(DescribeQueryRequest {
+            sql: "SELECT * FROM nope".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(bad.error.unwrap().sqlstate, "42P01");
+
+    let out = query(
+        &mut client,
+        "CREATE VIEW big AS SELECT symbol, volume FROM trades WHERE volume > 500",
+    )
+    .await;
+    assert_eq!(out.complete.unwrap().command_tag, "CREATE VIEW");
+    assert_eq!(
+        error_of(&mut client, "CREATE VIEW big AS SELECT 1")
+            .await
+            .sqlstate,
+        "42P07"
+    );
+    query(&mut client, "ALTER VIEW big RENAME TO large")
+        .await
+        .complete
+        .unwrap();
+    let out = query(&mut client, "SELECT COUNT(*) FROM large").await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+    let desc = query(&mut client, "DESCRIBE large").await;
+    assert_eq!(desc.rows(), 2);
+    let after = client
+        .list_relations(ListRelationsRequest {
+            known_catalog_version: relations.catalog_version,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!after.unchanged && after.catalog_version > relations.catalog_version);
+    assert!(after
+        .relations
+        .iter()
+        .any(|r| r.name == "large" && r.kind == RelationKind::View as i32));
+    query(&mut client, "DROP VIEW large")
+        .await
+        .complete
+        .unwrap();
+    assert_eq!(
+        error_of(&mut client, "DROP VIEW large").await.sqlstate,
+        "42P01"
+    );
+    assert!(query(&mut client, "DROP VIEW IF EXISTS large")
+        .await
+        .complete
+        .is_some());
+    let streams = query(&mut client, "SHOW STREAMS").await;
+    assert_eq!(
+        streams.batches[0].column(0).as_string::<i32>().value(0),
+        "trades"
+    );
+
+    let info = client
+        .node_info(NodeInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.max_concurrent_queries, 4);
+    let mut health = tonic_health::pb::health_client::HealthClient::new(
+        Channel::from_shared(format!("http://{}", _node.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_sources() {
+    let (_node, mut client) = node_with(4, 10).await;
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("symbols.csv");
+    std::fs::write(&csv, "symbol,sector\nAAPL,tech\nXOM,energy\n").unwrap();
+    let json = dir.path().join("events.jsonl");
+    std::fs::write(&json, "{\"a\": 1}\n{\"a\": 2}\n{\"a\": 4}\n").unwrap();
+    let out = query(
+        &mut client,
+        &format!(
+            "SELECT sector FROM file://{} WHERE symbol = 'XOM'",
+            csv.display()
+        ),
+    )
+    .await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert_eq!(
+        out.batches[0].column(0).as_string::<i32>().value(0),
+        "energy"
+    );
+    let out = query(
+        &mut client,
+        &format!("SELECT SUM(a) FROM 'file://{}'", json.display()),
+    )
+    .await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert_eq!(
+        out.batches[0]
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .value(0),
+        7
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_concurrent_queries_is_resource_exhausted() {
+    let (_node, mut client) = node_with(1, 100).await;
+    let _running = client
+        .execute_query(request("SELECT * FROM trades EMIT CHANGES"))
+        .await
+        .unwrap()
+        .into_inner();
+    let status = client
+        .execute_query(request("SELECT 1"))
+        .await
+        .expect_err("second query refused");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert!(status.message().contains("maximum of 1"));
+}
