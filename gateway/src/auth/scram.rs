@@ -1,0 +1,210 @@
+//! SCRAM-SHA-256 (RFC 5802/7677) as PostgreSQL does it, server side, without
+//! channel binding.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use ring::{digest, hmac, pbkdf2, rand::SecureRandom};
+
+pub const MECHANISM: &str = "SCRAM-SHA-256";
+const DEFAULT_ITERATIONS: u32 = 4096;
+
+#[derive(Debug, Clone)]
+pub struct ScramVerifier {
+    pub iterations: u32,
+    pub salt: Vec<u8>,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+}
+
+fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
+    hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data)
+        .as_ref()
+        .to_vec()
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut b = vec![0u8; n];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .expect("system randomness");
+    b
+}
+
+impl ScramVerifier {
+    pub fn new(password: &str) -> Self {
+        Self::with_salt(password, &random_bytes(16), DEFAULT_ITERATIONS)
+    }
+
+    pub fn with_salt(password: &str, salt: &[u8], iterations: u32) -> Self {
+        let mut salted = [0u8; 32];
+        pbkdf2::derive(
+            pbkdf2::PBKDF2_HMAC_SHA256,
+            std::num::NonZeroU32::new(iterations).expect("iterations > 0"),
+            salt,
+            password.as_bytes(),
+            &mut salted,
+        );
+        let client_key = hmac_sha256(&salted, b"Client Key");
+        Self {
+            iterations,
+            salt: salt.to_vec(),
+            stored_key: digest::digest(&digest::SHA256, &client_key)
+                .as_ref()
+                .to_vec(),
+            server_key: hmac_sha256(&salted, b"Server Key"),
+        }
+    }
+
+    /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`
+    pub fn parse(s: &str) -> Option<Self> {
+        let rest = s.strip_prefix("SCRAM-SHA-256$")?;
+        let (params, keys) = rest.split_once('$')?;
+        let (iterations, salt) = params.split_once(':')?;
+        let (stored, server) = keys.split_once(':')?;
+        Some(Self {
+            iterations: iterations.parse().ok().filter(|&i| i > 0)?,
+            salt: B64.decode(salt).ok()?,
+            stored_key: B64.decode(stored).ok().filter(|k| k.len() == 32)?,
+            server_key: B64.decode(server).ok().filter(|k| k.len() == 32)?,
+        })
+    }
+
+    pub fn to_string_form(&self) -> String {
+        format!(
+            "SCRAM-SHA-256${}:{}${}:{}",
+            self.iterations,
+            B64.encode(&self.salt),
+            B64.encode(&self.stored_key),
+            B64.encode(&self.server_key)
+        )
+    }
+}
+
+/// One server-side exchange. For unknown users it runs with a random
+/// verifier, so the client sees exactly what a wrong password gets.
+pub struct ScramExchange {
+    verifier: ScramVerifier,
+    real_user: bool,
+    client_first_bare: String,
+    server_first: String,
+    nonce: String,
+    gs2_header: String,
+}
+
+impl ScramExchange {
+    /// Handles client-first-message; returns the exchange and server-first-message.
+    pub fn start(
+        verifier: Option<&ScramVerifier>,
+        client_first: &[u8],
+    ) -> Result<(Self, String), String> {
+        let text = std::str::from_utf8(client_first).map_err(|_| "invalid SCRAM message")?;
+        let mut parts = text.splitn(3, ',');
+        let cbind = parts.next().unwrap_or("");
+        let _authzid = parts.next().ok_or("invalid SCRAM message")?;
+        let bare = parts.next().ok_or("invalid SCRAM message")?;
+        if cbind.starts_with('p') {
+            return Err("channel binding is not supported".into());
+        }
+        let gs2_header = text[..text.len() - bare.len()].to_string();
+        let client_nonce = bare
+            .split(',')
+            .find_map(|a| a.strip_prefix("r="))
+            .ok_or("SCRAM client-first-message has no nonce")?;
+        let nonce = format!("{client_nonce}{}", B64.encode(random_bytes(18)));
+        let (verifier, real_user) = match verifier {
+            Some(v) => (v.clone(), true),
+            None => (
+                ScramVerifier::with_salt(
+                    &B64.encode(random_bytes(12)),
+                    &random_bytes(16),
+                    DEFAULT_ITERATIONS,
+                ),
+                false,
+            ),
+        };
+        let server_first = format!(
+            "r={nonce},s={},i={}",
+            B64.encode(&verifier.salt),
+            verifier.iterations
+        );
+        Ok((
+            Self {
+                verifier,
+                real_user,
+                client_first_bare: bare.to_string(),
+                server_first: server_first.clone(),
+                nonce,
+                gs2_header,
+            },
+            server_first,
+        ))
+    }
+
+    /// Verifies client-final-message; returns server-final-message on success.
+    pub fn finish(&self, client_final: &[u8]) -> Option<String> {
+        let text = std::str::from_utf8(client_final).ok()?;
+        let (without_proof, proof) = text.rsplit_once(",p=")?;
+        let mut channel_binding = None;
+        let mut nonce = None;
+        for attr in without_proof.split(',') {
+            if let Some(c) = attr.strip_prefix("c=") {
+                channel_binding = Some(c);
+            } else if let Some(r) = attr.strip_prefix("r=") {
+                nonce = Some(r);
+            }
+        }
+        if nonce? != self.nonce || B64.decode(channel_binding?).ok()? != self.gs2_header.as_bytes()
+        {
+            return None;
+        }
+        let auth_message = format!(
+            "{},{},{}",
+            self.client_first_bare, self.server_first, without_proof
+        );
+        let signature = hmac_sha256(&self.verifier.stored_key, auth_message.as_bytes());
+        let proof = B64.decode(proof).ok()?;
+        if proof.len() != signature.len() {
+            return None;
+        }
+        let client_key: Vec<u8> = proof.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
+        let stored = digest::digest(&digest::SHA256, &client_key);
+        let ok = super::constant_time_eq(stored.as_ref(), &self.verifier.stored_key);
+        if !ok || !self.real_user {
+            return None;
+        }
+        let server_signature = hmac_sha256(&self.verifier.server_key, auth_message.as_bytes());
+        Some(format!("v={}", B64.encode(server_signature)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifier_round_trips_through_its_text_form() {
+        let v = ScramVerifier::new("secret");
+        let parsed = ScramVerifier::parse(&v.to_string_form()).unwrap();
+        assert_eq!(parsed.stored_key, v.stored_key);
+        assert!(ScramVerifier::parse("plaintext").is_none());
+    }
+
+    #[test]
+    fn rfc7677_example() {
+        // RFC 7677 section 3: user "user", password "pencil".
+        let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
+        let v = ScramVerifier::with_salt("pencil", &salt, 4096);
+        let client_first = b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO";
+        let (mut ex, _) = ScramExchange::start(Some(&v), client_first).unwrap();
+        // Pin the server nonce to the RFC's.
+        ex.nonce = "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0".into();
+        ex.server_first = format!("r={},s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096", ex.nonce);
+        let client_final = b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
+        assert_eq!(
+            ex.finish(client_final).as_deref(),
+            Some("v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")
+        );
+        let tampered = b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=AHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
+        assert!(ex.finish(tampered).is_none());
+    }
+}

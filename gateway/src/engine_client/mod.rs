@@ -1,0 +1,343 @@
+//! The engine client: one tonic channel per engine node, health-checked with
+//! grpc.health.v1, least-outstanding-requests balancing over healthy nodes,
+//! admission control (a per-node query limit and a bounded wait queue), and
+//! retry on another node only before the first row.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tonic::transport::{Channel, Endpoint};
+use velo_proto::v1::{
+    execute_query_response::Event, CancelQueryRequest, DescribeQueryRequest, DescribeQueryResponse,
+    ExecuteQueryRequest, ListRelationsRequest, ListRelationsResponse,
+};
+use velo_proto::{EngineServiceClient, MAX_MESSAGE_BYTES};
+
+use crate::error::GatewayError;
+
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    /// Queries one node runs at once, as seen from this gateway.
+    pub max_queries_per_node: usize,
+    /// Queries that may wait for a free slot before new ones are refused.
+    pub queue_limit: usize,
+    /// How long a query waits for a slot.
+    pub queue_timeout: Duration,
+    pub health_interval: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_queries_per_node: 32,
+            queue_limit: 256,
+            queue_timeout: Duration::from_secs(10),
+            health_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+struct Node {
+    addr: String,
+    client: EngineServiceClient<Channel>,
+    health: tonic_health::pb::health_client::HealthClient<Channel>,
+    healthy: AtomicBool,
+    outstanding: AtomicUsize,
+    slots: Arc<Semaphore>,
+}
+
+pub struct EnginePool {
+    nodes: Vec<Arc<Node>>,
+    options: PoolOptions,
+    waiting: Semaphore,
+    released: Arc<Notify>,
+}
+
+/// A running query on one node. Dropping it cancels the query on the node.
+pub struct QueryStream {
+    pub node: String,
+    pub query_id: String,
+    stream: tonic::Streaming<velo_proto::v1::ExecuteQueryResponse>,
+    first: Option<Event>,
+    _slot: Slot,
+}
+
+/// Cancels a query from elsewhere (the cancel-request path).
+#[derive(Clone)]
+pub struct CancelHandle {
+    client: EngineServiceClient<Channel>,
+    query_id: String,
+}
+
+impl CancelHandle {
+    pub async fn cancel(mut self) {
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.client.cancel_query(CancelQueryRequest {
+                query_id: self.query_id,
+            }),
+        )
+        .await;
+    }
+}
+
+/// A node slot held for the life of a query.
+struct Slot {
+    node: Arc<Node>,
+    _permit: OwnedSemaphorePermit,
+    released: Arc<Notify>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.node.outstanding.fetch_sub(1, Ordering::Relaxed);
+        self.released.notify_waiters();
+    }
+}
+
+fn unavailable(node: &str, detail: impl std::fmt::Display) -> GatewayError {
+    GatewayError::EngineUnavailable(format!("engine node {node} is unavailable: {detail}"))
+}
+
+impl EnginePool {
+    /// Creates channels (connected lazily) and starts health checking.
+    pub fn new(addrs: &[String], options: PoolOptions) -> anyhow::Result<Arc<Self>> {
+        anyhow::ensure!(!addrs.is_empty(), "no engine nodes configured");
+        let nodes = addrs
+            .iter()
+            .map(|addr| {
+                let uri = if addr.contains("://") {
+                    addr.clone()
+                } else {
+                    format!("http://{addr}")
+                };
+                let channel = Endpoint::from_shared(uri)?
+                    .connect_timeout(Duration::from_secs(2))
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(10))
+                    .keep_alive_timeout(Duration::from_secs(5))
+                    .connect_lazy();
+                Ok(Arc::new(Node {
+                    addr: addr.clone(),
+                    client: EngineServiceClient::new(channel.clone())
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                        .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                    health: tonic_health::pb::health_client::HealthClient::new(channel),
+                    healthy: AtomicBool::new(true),
+                    outstanding: AtomicUsize::new(0),
+                    slots: Arc::new(Semaphore::new(options.max_queries_per_node.max(1))),
+                }))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let pool = Arc::new(Self {
+            nodes,
+            waiting: Semaphore::new(options.queue_limit),
+            options,
+            released: Arc::new(Notify::new()),
+        });
+        let weak = Arc::downgrade(&pool);
+        tokio::spawn(async move {
+            loop {
+                let Some(pool) = weak.upgrade() else { return };
+                pool.check_health().await;
+                let interval = pool.options.health_interval;
+                drop(pool);
+                tokio::time::sleep(interval).await;
+            }
+        });
+        Ok(pool)
+    }
+
+    async fn check_health(&self) {
+        let checks = self.nodes.iter().map(|node| async move {
+            let mut health = node.health.clone();
+            let ok = tokio::time::timeout(
+                Duration::from_secs(1),
+                health.check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                }),
+            )
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .is_some_and(|r| {
+                r.into_inner().status
+                    == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+            });
+            let was = node.healthy.swap(ok, Ordering::Relaxed);
+            if was != ok {
+                tracing::warn!(node = %node.addr, healthy = ok, "engine node health changed");
+            }
+        });
+        futures::future::join_all(checks).await;
+    }
+
+    /// Healthy nodes first, fewest outstanding queries first.
+    fn candidates(&self, exclude: &[String]) -> Vec<Arc<Node>> {
+        let mut nodes: Vec<_> = self
+            .nodes
+            .iter()
+            .filter(|n| !exclude.contains(&n.addr))
+            .cloned()
+            .collect();
+        nodes.sort_by_key(|n| {
+            (
+                !n.healthy.load(Ordering::Relaxed),
+                n.outstanding.load(Ordering::Relaxed),
+            )
+        });
+        nodes
+    }
+
+    /// Waits (bounded) for a slot on the least-loaded node not in `exclude`.
+    async fn acquire(&self, exclude: &[String]) -> Result<Slot, GatewayError> {
+        let too_busy = || {
+            GatewayError::TooBusy(format!(
+                "too many queries: all {} engine node(s) are running their limit of {} queries and the wait queue is full",
+                self.nodes.len(),
+                self.options.max_queries_per_node
+            ))
+        };
+        let _waiting = self.waiting.try_acquire().map_err(|_| too_busy())?;
+        let deadline = tokio::time::Instant::now() + self.options.queue_timeout;
+        loop {
+            let notified = self.released.notified();
+            let candidates = self.candidates(exclude);
+            if candidates.is_empty() {
+                return Err(GatewayError::EngineUnavailable(
+                    "no engine node is available".into(),
+                ));
+            }
+            for node in candidates {
+                if let Ok(permit) = node.slots.clone().try_acquire_owned() {
+                    node.outstanding.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Slot {
+                        node,
+                        _permit: permit,
+                        released: self.released.clone(),
+                    });
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(GatewayError::TooBusy(format!(
+                    "too many queries: waited {:?} for one of {} engine node(s) to have fewer than {} running queries",
+                    self.options.queue_timeout,
+                    self.nodes.len(),
+                    self.options.max_queries_per_node
+                )));
+            }
+        }
+    }
+
+    /// Starts a query, retrying on other nodes until one answers with its
+    /// first event (nothing has reached the client before that).
+    pub async fn execute(&self, request: ExecuteQueryRequest) -> Result<QueryStream, GatewayError> {
+        let mut tried = Vec::new();
+        let mut last_error = None;
+        while tried.len() < self.nodes.len() {
+            let slot = match self.acquire(&tried).await {
+                Ok(slot) => slot,
+                Err(e) => return Err(last_error.unwrap_or(e)),
+            };
+            let node = slot.node.clone();
+            tried.push(node.addr.clone());
+            let mut client = node.client.clone();
+            match client.execute_query(request.clone()).await {
+                Ok(response) => {
+                    let mut stream = response.into_inner();
+                    match stream.message().await {
+                        Ok(Some(msg)) => {
+                            return Ok(QueryStream {
+                                node: node.addr.clone(),
+                                query_id: request.query_id.clone(),
+                                stream,
+                                first: msg.event,
+                                _slot: slot,
+                            })
+                        }
+                        Ok(None) => {
+                            last_error =
+                                Some(unavailable(&node.addr, "stream ended before any event"))
+                        }
+                        Err(status) => {
+                            node.healthy.store(false, Ordering::Relaxed);
+                            last_error = Some(unavailable(&node.addr, status.message()));
+                        }
+                    }
+                }
+                Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                    last_error = Some(GatewayError::TooBusy(status.message().to_string()));
+                }
+                Err(status) => {
+                    node.healthy.store(false, Ordering::Relaxed);
+                    last_error = Some(unavailable(&node.addr, status.message()));
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            GatewayError::EngineUnavailable("no engine node is available".into())
+        }))
+    }
+
+    fn any_client(&self) -> EngineServiceClient<Channel> {
+        self.candidates(&[])[0].client.clone()
+    }
+
+    pub async fn describe(
+        &self,
+        request: DescribeQueryRequest,
+    ) -> Result<DescribeQueryResponse, GatewayError> {
+        self.any_client()
+            .describe_query(request)
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| unavailable("", s.message()))
+    }
+
+    pub async fn list_relations(
+        &self,
+        known_version: u64,
+    ) -> Result<ListRelationsResponse, GatewayError> {
+        self.any_client()
+            .list_relations(ListRelationsRequest {
+                known_catalog_version: known_version,
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| unavailable("", s.message()))
+    }
+}
+
+impl QueryStream {
+    pub fn cancel_handle(&self, pool: &EnginePool) -> CancelHandle {
+        let client = pool
+            .nodes
+            .iter()
+            .find(|n| n.addr == self.node)
+            .map(|n| n.client.clone())
+            .expect("the query's node is in the pool");
+        CancelHandle {
+            client,
+            query_id: self.query_id.clone(),
+        }
+    }
+
+    /// The next event; `None` after the terminal one. A node that vanishes
+    /// mid-stream is a 58030 error.
+    pub async fn next(&mut self) -> Result<Option<Event>, GatewayError> {
+        if let Some(first) = self.first.take() {
+            return Ok(Some(first));
+        }
+        match self.stream.message().await {
+            Ok(Some(msg)) => Ok(msg.event),
+            Ok(None) => Ok(None),
+            Err(status) => Err(GatewayError::EngineUnavailable(format!(
+                "lost the engine node {} mid-query: {}",
+                self.node,
+                status.message()
+            ))),
+        }
+    }
+}
