@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./integration/setup.sh
+# The end-to-end tests start the workspace's binaries as real processes.
+cargo build --workspace --bins
 cargo nextest run --workspace --no-fail-fast "$@"

@@ -77,7 +77,7 @@ impl CancelRegistry {
         let slot = {
             let map = self.by_pid.lock().expect("registry");
             match map.get(&pid) {
-                Some((secret, slot)) if *key == SecretKey::I32(*secret) => slot.clone(),
+                Some((secret, slot)) if key.eq_value(&SecretKey::I32(*secret)) => slot.clone(),
                 _ => return false,
             }
         };

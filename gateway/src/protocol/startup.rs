@@ -89,7 +89,7 @@ pub async fn serve_connection(socket: TcpStream, shared: Arc<Shared>) {
         if !matches!(k.as_str(), "user" | "database" | "options" | "replication")
             && !k.starts_with("_pq_.")
         {
-            settings.set(k, v);
+            settings.set_startup(k, v);
         }
     }
     for name in settings::REPORTED {

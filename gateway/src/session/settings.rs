@@ -120,6 +120,15 @@ impl Settings {
             .then_some(canonical)
     }
 
+    /// A value from the startup packet: also what RESET returns to.
+    pub fn set_startup(&mut self, name: &str, value: &str) {
+        self.set(name, value);
+        let key = name.to_ascii_lowercase();
+        if let Some(entry) = self.values.get(&key).cloned() {
+            self.defaults.insert(key, entry);
+        }
+    }
+
     pub fn reset(&mut self, name: &str) -> Option<String> {
         let key = name.to_ascii_lowercase();
         match self.defaults.get(&key).cloned() {

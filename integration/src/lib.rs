@@ -1,0 +1,326 @@
+//! Helpers for end-to-end tests: real `velo-engine` and `velo-gateway`
+//! processes, real `psql`, and a real PostgreSQL 15 server to compare with.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// `target/<profile>/` — where the workspace's binaries are.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps")
+        .to_path_buf()
+}
+
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace binaries first (./integration/test-all.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    /// Lines of stdout not yet consumed.
+    pub lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command) -> Self {
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn");
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// Waits for a stdout line matching `pred`.
+    pub fn wait_line(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self.lines.recv_timeout(left) {
+                Ok(line) if pred(&line) => return Some(line),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Waits for exit (killing after the timeout); returns stderr.
+    pub fn finish(mut self, timeout: Duration) -> (Option<std::process::ExitStatus>, String) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                break Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        (status, err)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn address_from(line: &str, marker: &str) -> Option<String> {
+    let rest = line.split(marker).nth(1)?;
+    Some(rest.split_whitespace().next()?.to_string())
+}
+
+/// A `velo-engine --demo` process.
+pub struct Engine {
+    pub proc: Proc,
+    pub addr: String,
+}
+
+impl Engine {
+    pub fn start(extra: &[&str]) -> Self {
+        let mut cmd = Command::new(binary("velo-engine"));
+        cmd.args(["--listen", "127.0.0.1:0", "--demo", "--demo-rate", "500"])
+            .args(extra)
+            .env("RUST_LOG", "warn");
+        let proc = Proc::spawn(cmd);
+        let line = proc
+            .wait_line(Duration::from_secs(30), |l| {
+                l.contains("serving velostream.engine.v1 on")
+            })
+            .expect("engine prints its address");
+        let addr = address_from(&line, " on ").expect("address");
+        Self { proc, addr }
+    }
+}
+
+/// A `velo-gateway` process.
+pub struct Gateway {
+    pub proc: Proc,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Gateway {
+    pub fn start(args: &[&str]) -> Self {
+        Self::try_start(args).expect("gateway starts")
+    }
+
+    pub fn try_start(args: &[&str]) -> Result<Self, String> {
+        let mut cmd = Command::new(binary("velo-gateway"));
+        cmd.args(["--listen", "127.0.0.1:0", "--demo-rate", "500"])
+            .args(args)
+            .env("RUST_LOG", "warn");
+        let proc = Proc::spawn(cmd);
+        match proc.wait_line(Duration::from_secs(30), |l| l.contains("listening on")) {
+            Some(line) => {
+                let addr = address_from(&line, "listening on ").expect("address");
+                let (host, port) = addr.rsplit_once(':').expect("host:port");
+                Ok(Self {
+                    host: host.to_string(),
+                    port: port.parse().expect("port"),
+                    proc,
+                })
+            }
+            None => {
+                let (_, stderr) = proc.finish(Duration::from_secs(5));
+                Err(stderr)
+            }
+        }
+    }
+
+    /// A psql command against this gateway (no psqlrc, unaligned output).
+    pub fn psql(&self, user: &str) -> Command {
+        psql_command(&self.host, self.port, user, "velostream")
+    }
+}
+
+pub fn psql_command(host: &str, port: u16, user: &str, db: &str) -> Command {
+    let mut cmd = Command::new("stdbuf");
+    cmd.args([
+        "-oL",
+        "-eL",
+        "psql",
+        "-X",
+        "-h",
+        host,
+        "-p",
+        &port.to_string(),
+        "-U",
+        user,
+        "-d",
+        db,
+    ])
+    .env("PGCONNECT_TIMEOUT", "10")
+    .env_remove("PGPASSWORD")
+    .env_remove("PGSERVICE");
+    cmd
+}
+
+/// Runs psql to completion with a script on stdin.
+pub fn run_script(mut cmd: Command, script: &str) -> Output {
+    use std::io::Write;
+    cmd.args(["-q", "-A", "-t", "-v", "ON_ERROR_STOP=0", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("psql");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.as_bytes())
+        .expect("script");
+    child.wait_with_output().expect("psql output")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A throwaway PostgreSQL 15 server.
+pub struct Postgres {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl Postgres {
+    pub fn start() -> Self {
+        let bin = ["/usr/lib/postgresql/15/bin", "/usr/local/bin"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|d| d.join("initdb").exists())
+            .expect("PostgreSQL 15 server binaries (integration/setup.sh installs them)");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let as_postgres = |args: &[&str], program: &str| {
+            // initdb refuses to run as root: use the postgres account when we are root.
+            let mut cmd = if is_root() {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(bin.join(program));
+                c
+            } else {
+                Command::new(bin.join(program))
+            };
+            cmd.args(args);
+            cmd
+        };
+        if is_root() {
+            let _ = Command::new("chown")
+                .args(["-R", "postgres", &dir.path().to_string_lossy()])
+                .status();
+        }
+        let out = as_postgres(
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+            ],
+            "initdb",
+        )
+        .output()
+        .expect("initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            dir.path().display()
+        );
+        let out = as_postgres(
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-o",
+                &opts,
+                "-l",
+                &dir.path().join("log").to_string_lossy(),
+                "-w",
+                "start",
+            ],
+            "pg_ctl",
+        )
+        .output()
+        .expect("pg_ctl");
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { port, dir, bin }
+    }
+
+    pub fn psql(&self) -> Command {
+        psql_command("127.0.0.1", self.port, "postgres", "postgres")
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"])
+                .arg(self.bin.join("pg_ctl"));
+            c
+        } else {
+            Command::new(self.bin.join("pg_ctl"))
+        };
+        let _ = cmd
+            .args(["-D", &data.to_string_lossy(), "-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
+}
