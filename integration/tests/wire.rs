@@ -1,0 +1,210 @@
+//! The wire protocol byte by byte: what psql never sends but other clients
+//! (and attackers) do.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use velo_integration::Gateway;
+
+struct Raw {
+    s: TcpStream,
+}
+
+/// (type byte, body)
+type Msg = (u8, Vec<u8>);
+
+impl Raw {
+    fn connect(gw: &Gateway) -> Self {
+        let s = TcpStream::connect((gw.host.as_str(), gw.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Self { s }
+    }
+
+    fn send_untyped(&mut self, body: &[u8]) {
+        let mut m = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+        m.extend_from_slice(body);
+        self.s.write_all(&m).unwrap();
+    }
+
+    fn send(&mut self, tag: u8, body: &[u8]) {
+        let mut m = vec![tag];
+        m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        m.extend_from_slice(body);
+        self.s.write_all(&m).unwrap();
+    }
+
+    fn read(&mut self) -> Option<Msg> {
+        let mut head = [0u8; 5];
+        self.s.read_exact(&mut head).ok()?;
+        let len = i32::from_be_bytes(head[1..5].try_into().unwrap()) as usize;
+        let mut body = vec![0u8; len - 4];
+        self.s.read_exact(&mut body).ok()?;
+        Some((head[0], body))
+    }
+
+    /// Messages up to and including ReadyForQuery.
+    fn until_ready(&mut self) -> Vec<Msg> {
+        let mut out = Vec::new();
+        while let Some(m) = self.read() {
+            let done = m.0 == b'Z';
+            out.push(m);
+            if done {
+                break;
+            }
+        }
+        out
+    }
+
+    fn startup(gw: &Gateway) -> (Self, i32, i32) {
+        let mut raw = Self::connect(gw);
+        let mut body = 196608i32.to_be_bytes().to_vec();
+        body.extend_from_slice(b"user\0alice\0database\0velostream\0\0");
+        raw.send_untyped(&body);
+        let msgs = raw.until_ready();
+        let key = msgs.iter().find(|m| m.0 == b'K').expect("BackendKeyData");
+        let pid = i32::from_be_bytes(key.1[0..4].try_into().unwrap());
+        let secret = i32::from_be_bytes(key.1[4..8].try_into().unwrap());
+        assert_eq!(msgs.last().unwrap().1, b"I");
+        (raw, pid, secret)
+    }
+
+    fn query(&mut self, sql: &str) -> Vec<Msg> {
+        let mut body = sql.as_bytes().to_vec();
+        body.push(0);
+        self.send(b'Q', &body);
+        self.until_ready()
+    }
+}
+
+fn sqlstate(m: &Msg) -> String {
+    m.1.split(|b| *b == 0)
+        .find(|f| f.first() == Some(&b'C'))
+        .map(|f| String::from_utf8_lossy(&f[1..]).into_owned())
+        .unwrap_or_default()
+}
+
+fn cancel(gw: &Gateway, pid: i32, secret: i32) {
+    let mut raw = Raw::connect(gw);
+    let mut body = 80877102i32.to_be_bytes().to_vec();
+    body.extend_from_slice(&pid.to_be_bytes());
+    body.extend_from_slice(&secret.to_be_bytes());
+    raw.send_untyped(&body);
+    // The server closes the cancel connection without a reply.
+    let mut buf = [0u8; 1];
+    assert_eq!(raw.s.read(&mut buf).unwrap_or(0), 0);
+}
+
+#[test]
+fn ssl_is_refused_then_startup_proceeds() {
+    let gw = Gateway::start(&[]);
+    let mut raw = Raw::connect(&gw);
+    raw.send_untyped(&80877103i32.to_be_bytes());
+    let mut answer = [0u8; 1];
+    raw.s.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"N");
+    let mut body = 196608i32.to_be_bytes().to_vec();
+    body.extend_from_slice(b"user\0alice\0\0");
+    raw.send_untyped(&body);
+    let msgs = raw.until_ready();
+    let params: Vec<String> = msgs
+        .iter()
+        .filter(|m| m.0 == b'S')
+        .map(|m| String::from_utf8_lossy(&m.1).replace('\0', "="))
+        .collect();
+    for expected in [
+        "server_version=15.0=",
+        "server_encoding=UTF8=",
+        "client_encoding=UTF8=",
+        "DateStyle=ISO, MDY=",
+        "integer_datetimes=on=",
+        "standard_conforming_strings=on=",
+        "IntervalStyle=postgres=",
+        "session_authorization=alice=",
+    ] {
+        assert!(
+            params.iter().any(|p| p == expected),
+            "{expected} not in {params:?}"
+        );
+    }
+}
+
+#[test]
+fn transaction_status_and_errors_keep_the_connection() {
+    let gw = Gateway::start(&[]);
+    let (mut raw, _, _) = Raw::startup(&gw);
+    let status = |msgs: &Vec<Msg>| msgs.last().unwrap().1.clone();
+    assert_eq!(status(&raw.query("BEGIN")), b"T");
+    let failed = raw.query("SELECT * FROM nope");
+    assert_eq!(
+        sqlstate(failed.iter().find(|m| m.0 == b'E').unwrap()),
+        "42P01"
+    );
+    assert_eq!(status(&failed), b"E");
+    let ignored = raw.query("SELECT 1");
+    assert_eq!(sqlstate(&ignored[0]), "25P02");
+    assert_eq!(status(&raw.query("ROLLBACK")), b"I");
+    // Multi-statement: one result per statement, stop at the first error.
+    let msgs = raw.query("SELECT 1; SELECT nope_fn(); SELECT 3");
+    let kinds: Vec<u8> = msgs.iter().map(|m| m.0).collect();
+    assert_eq!(kinds, b"TDCEZ");
+    assert_eq!(sqlstate(&msgs[3]), "42883");
+    // Empty statements.
+    assert_eq!(raw.query(";")[0].0, b'I');
+    // Extended protocol is refused clearly and the connection recovers at Sync.
+    raw.send(b'P', b"\0SELECT 1\0\0\0");
+    raw.send(b'S', b"");
+    let msgs = raw.until_ready();
+    assert_eq!(sqlstate(&msgs[0]), "0A000");
+    assert_eq!(raw.query("SELECT 1")[1].0, b'D');
+}
+
+#[test]
+fn malformed_packets_get_a_fatal_error_not_a_crash() {
+    let gw = Gateway::start(&[]);
+    let (mut raw, _, _) = Raw::startup(&gw);
+    raw.send(b'!', b"garbage");
+    let m = raw.read().expect("an error before closing");
+    assert_eq!(m.0, b'E');
+    assert_eq!(sqlstate(&m), "08P01");
+    // The gateway is still serving others.
+    let (mut other, _, _) = Raw::startup(&gw);
+    assert_eq!(other.query("SELECT 1")[1].0, b'D');
+    // A nonsense startup packet too.
+    let mut raw = Raw::connect(&gw);
+    raw.send_untyped(&[0, 9, 0, 0, 1, 2, 3]);
+    let m = raw.read().expect("an error");
+    assert_eq!(m.0, b'E');
+}
+
+#[test]
+fn cancel_keys_must_match() {
+    let gw = Gateway::start(&[]);
+    let (mut raw, pid, secret) = Raw::startup(&gw);
+    let mut body = b"COPY (SELECT symbol FROM trades EMIT CHANGES) TO STDOUT".to_vec();
+    body.push(0);
+    raw.send(b'Q', &body);
+    let mut data = 0;
+    while data < 3 {
+        let m = raw.read().unwrap();
+        if m.0 == b'd' {
+            data += 1;
+        }
+    }
+    cancel(&gw, pid, secret.wrapping_add(1));
+    cancel(&gw, pid + 1, secret);
+    // Still streaming after wrong keys.
+    let mut more = 0;
+    while more < 3 {
+        let m = raw.read().unwrap();
+        assert_ne!(m.0, b'E', "a wrong key cancelled the query");
+        if m.0 == b'd' {
+            more += 1;
+        }
+    }
+    cancel(&gw, pid, secret);
+    let msgs = raw.until_ready();
+    let error = msgs.iter().find(|m| m.0 == b'E').expect("cancelled");
+    assert_eq!(sqlstate(error), "57014");
+    assert_eq!(msgs.last().unwrap().1, b"I");
+}
