@@ -10,3 +10,5 @@ if ((${#need_apt[@]})); then
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+# Deployment tests (helm, kubectl, manifest validation).
+if [ -x integration/setup-k8s.sh ]; then ./integration/setup-k8s.sh; fi

@@ -187,7 +187,7 @@ impl v1::engine_service_server::EngineService for EngineNode {
         .await;
         Ok(Response::new(match result {
             Ok((schema, emit, tag, params)) => DescribeQueryResponse {
-                schema: Some(proto_schema(&schema, emit, tag, Vec::new())),
+                schema: Some(proto_schema(&schema, emit, tag, ipc_schema(&schema))),
                 parameter_types: params
                     .iter()
                     .map(|t| match t {
@@ -519,6 +519,13 @@ impl Run<'_> {
             ],
         )
     }
+}
+
+/// The Arrow IPC schema message for `schema` (empty if it cannot be encoded).
+fn ipc_schema(schema: &Schema) -> Vec<u8> {
+    StreamWriter::try_new(Vec::new(), schema)
+        .map(|mut w| std::mem::take(w.get_mut()))
+        .unwrap_or_default()
 }
 
 fn strings(values: impl Iterator<Item = Option<String>>) -> ArrayRef {

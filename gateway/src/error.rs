@@ -35,6 +35,14 @@ pub enum GatewayError {
     Protocol(String),
     #[error("{0}")]
     TooManyConnections(String),
+    #[error("{0}")]
+    InvalidText(String),
+    #[error("prepared statement \"{0}\" already exists")]
+    DuplicateStatement(String),
+    #[error("prepared statement \"{0}\" does not exist")]
+    UnknownStatement(String),
+    #[error("portal \"{0}\" does not exist")]
+    UnknownPortal(String),
 }
 
 impl GatewayError {
@@ -56,6 +64,10 @@ impl GatewayError {
             Self::AuthFailed(_) => "28P01",
             Self::Protocol(_) => "08P01",
             Self::TooManyConnections(_) => "53300",
+            Self::InvalidText(_) => "22P02",
+            Self::DuplicateStatement(_) => "42P05",
+            Self::UnknownStatement(_) => "26000",
+            Self::UnknownPortal(_) => "34000",
         }
     }
 

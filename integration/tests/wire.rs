@@ -151,12 +151,76 @@ fn transaction_status_and_errors_keep_the_connection() {
     assert_eq!(sqlstate(&msgs[3]), "42883");
     // Empty statements.
     assert_eq!(raw.query(";")[0].0, b'I');
-    // Extended protocol is refused clearly and the connection recovers at Sync.
-    raw.send(b'P', b"\0SELECT 1\0\0\0");
+    // An error inside an extended batch discards the rest until Sync.
+    raw.send(b'B', b"\0nope\0\0\0\0\0\0\0");
+    raw.send(b'E', b"\0\0\0\0\0");
     raw.send(b'S', b"");
     let msgs = raw.until_ready();
-    assert_eq!(sqlstate(&msgs[0]), "0A000");
+    let kinds: Vec<u8> = msgs.iter().map(|m| m.0).collect();
+    assert_eq!(kinds, b"EZ");
+    assert_eq!(sqlstate(&msgs[0]), "26000");
     assert_eq!(raw.query("SELECT 1")[1].0, b'D');
+}
+
+fn cstr(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+#[test]
+fn portals_with_row_limits_suspend_and_resume_a_continuous_query() {
+    let gw = Gateway::start(&[]);
+    let (mut raw, _, _) = Raw::startup(&gw);
+    let mut parse = cstr("");
+    parse.extend(cstr(
+        "SELECT symbol, volume FROM trades WHERE volume > $1 EMIT CHANGES",
+    ));
+    parse.extend_from_slice(&1i16.to_be_bytes());
+    parse.extend_from_slice(&20i32.to_be_bytes()); // int8
+    raw.send(b'P', &parse);
+    let mut bind = cstr("");
+    bind.extend(cstr(""));
+    bind.extend_from_slice(&0i16.to_be_bytes()); // parameter formats: text
+    bind.extend_from_slice(&1i16.to_be_bytes());
+    bind.extend_from_slice(&1i32.to_be_bytes());
+    bind.extend_from_slice(b"0");
+    bind.extend_from_slice(&1i16.to_be_bytes()); // results: all binary
+    bind.extend_from_slice(&1i16.to_be_bytes());
+    raw.send(b'B', &bind);
+    raw.send(b'D', b"P\0");
+    let execute = |n: i32| {
+        let mut e = cstr("");
+        e.extend_from_slice(&n.to_be_bytes());
+        e
+    };
+    raw.send(b'E', &execute(3));
+    raw.send(b'H', b"");
+    let mut kinds = Vec::new();
+    while kinds.iter().filter(|k| **k == b's').count() < 1 {
+        let m = raw.read().unwrap();
+        if m.0 == b'D' {
+            // Binary int8 volume: 8 bytes, positive.
+            let fields = &m.1[2..];
+            let len0 = i32::from_be_bytes(fields[0..4].try_into().unwrap()) as usize;
+            let vol = &fields[4 + len0..];
+            assert_eq!(i32::from_be_bytes(vol[0..4].try_into().unwrap()), 8);
+            assert!(i64::from_be_bytes(vol[4..12].try_into().unwrap()) > 0);
+        }
+        kinds.push(m.0);
+    }
+    assert_eq!(kinds, b"12TDDDs");
+    raw.send(b'E', &execute(2));
+    raw.send(b'H', b"");
+    let mut more = Vec::new();
+    while !more.contains(&b's') {
+        more.push(raw.read().unwrap().0);
+    }
+    assert_eq!(more, b"DDs");
+    raw.send(b'C', b"P\0");
+    raw.send(b'S', b"");
+    let msgs = raw.until_ready();
+    assert_eq!(msgs.iter().map(|m| m.0).collect::<Vec<_>>(), b"3Z");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Arrow record batches → PostgreSQL: type OIDs for RowDescription, DataRow
 //! bodies, and COPY text/CSV lines.
 
+pub mod binary;
 pub mod text;
 
 use arrow::array::ArrayRef;
@@ -79,44 +80,80 @@ pub fn array_oid(element: u32) -> u32 {
 }
 
 pub fn row_description(schema: &Schema) -> RowDescription {
+    row_description_with_formats(schema, &[])
+}
+
+pub fn row_description_with_formats(schema: &Schema, formats: &[i16]) -> RowDescription {
+    let binary = binary_columns(formats, schema.fields().len());
     RowDescription::new(
         schema
             .fields()
             .iter()
-            .map(|f| {
+            .zip(binary)
+            .map(|(f, b)| {
                 let (type_id, type_size, type_modifier) = pg_type(f);
-                FieldDescription::new(f.name().clone(), 0, 0, type_id, type_size, type_modifier, 0)
+                FieldDescription::new(
+                    f.name().clone(),
+                    0,
+                    0,
+                    type_id,
+                    type_size,
+                    type_modifier,
+                    b as i16,
+                )
             })
             .collect(),
     )
 }
 
-/// Encodes the rows of a batch as DataRow messages in text format.
+/// Encodes the rows of a batch as DataRow messages (text, or binary per
+/// column) and as COPY lines.
 pub struct TextRows<'a> {
     columns: Vec<ColumnText<'a>>,
+    binary: Vec<bool>,
     scratch: Vec<u8>,
+}
+
+/// Which columns a client wants in binary, from Bind's result format codes.
+pub fn binary_columns(formats: &[i16], columns: usize) -> Vec<bool> {
+    (0..columns)
+        .map(|i| match formats {
+            [] => false,
+            [one] => *one == 1,
+            many => many.get(i) == Some(&1),
+        })
+        .collect()
 }
 
 impl<'a> TextRows<'a> {
     pub fn new(batch: &'a RecordBatch) -> Self {
-        Self::from_columns(batch.columns())
+        Self::from_columns(batch.columns(), Vec::new())
     }
 
-    fn from_columns(columns: &'a [ArrayRef]) -> Self {
+    pub fn with_formats(batch: &'a RecordBatch, binary: Vec<bool>) -> Self {
+        Self::from_columns(batch.columns(), binary)
+    }
+
+    fn from_columns(columns: &'a [ArrayRef], binary: Vec<bool>) -> Self {
         Self {
             columns: columns.iter().map(ColumnText::new).collect(),
+            binary,
             scratch: Vec::with_capacity(256),
         }
     }
 
     pub fn data_row(&mut self, row: usize) -> DataRow {
         let mut data = BytesMut::with_capacity(self.columns.len() * 12);
-        for c in &self.columns {
+        for (i, c) in self.columns.iter().enumerate() {
             if c.is_null(row) {
                 data.extend_from_slice(&(-1i32).to_be_bytes());
             } else {
                 self.scratch.clear();
-                c.write(row, &mut self.scratch);
+                if self.binary.get(i) == Some(&true) {
+                    binary::write(c, row, &mut self.scratch);
+                } else {
+                    c.write(row, &mut self.scratch);
+                }
                 data.extend_from_slice(&(self.scratch.len() as i32).to_be_bytes());
                 data.extend_from_slice(&self.scratch);
             }

@@ -254,7 +254,7 @@ async fn authenticate(
 }
 
 async fn message_loop(conn: &mut Connection, session: &mut Session) {
-    // After an error in an extended-protocol sequence, skip until Sync.
+    // After an error in an extended-protocol batch, skip until Sync.
     let mut skipping = false;
     loop {
         let msg = match conn.read_message().await {
@@ -266,39 +266,62 @@ async fn message_loop(conn: &mut Connection, session: &mut Session) {
                 return;
             }
         };
-        let result = match msg {
+        let extended = matches!(
+            msg,
+            F::Parse(_) | F::Bind(_) | F::Describe(_) | F::Execute(_) | F::Close(_)
+        );
+        if extended && skipping {
+            continue;
+        }
+        let outcome: Result<(), GatewayError> = match msg {
             F::Query(q) => {
                 skipping = false;
-                session.simple_query(conn, &q.query).await
+                if session.simple_query(conn, &q.query).await.is_err() {
+                    return;
+                }
+                Ok(())
             }
             F::Terminate(_) => return,
             F::Sync(_) => {
                 skipping = false;
+                session.sync();
                 conn.send(session.ready_for_query());
-                conn.flush().await
-            }
-            F::Flush(_) => conn.flush().await,
-            F::Parse(_) | F::Bind(_) | F::Describe(_) | F::Execute(_) | F::Close(_) => {
-                if !skipping {
-                    skipping = true;
-                    let e = GatewayError::Unsupported(
-                        "the extended query protocol is not supported yet; use the simple protocol"
-                            .into(),
-                    );
-                    conn.send(B::ErrorResponse(ErrorResponse::new(e.fields())));
+                if conn.flush().await.is_err() {
+                    return;
                 }
                 Ok(())
             }
-            F::CopyData(_) | F::CopyDone(_) | F::CopyFail(_) => Ok(()),
-            other => {
-                let e = GatewayError::Protocol(format!("unexpected message {other:?}"));
-                conn.send(B::ErrorResponse(ErrorResponse::new(e.fields())));
-                conn.send(session.ready_for_query());
-                conn.flush().await
+            F::Flush(_) => {
+                if conn.flush().await.is_err() {
+                    return;
+                }
+                Ok(())
             }
+            F::Parse(m) => session.parse(conn, m),
+            F::Bind(m) => session.bind(conn, m).await,
+            F::Describe(m) => session.describe(conn, m).await,
+            F::Execute(m) => session.execute(conn, m).await,
+            F::Close(m) => {
+                session.close(conn, m);
+                Ok(())
+            }
+            F::CopyData(_) | F::CopyDone(_) | F::CopyFail(_) => Ok(()),
+            other => Err(GatewayError::Protocol(format!(
+                "unexpected message {other:?}"
+            ))),
         };
-        if result.is_err() {
-            return;
+        if let Err(e) = outcome {
+            if matches!(&e, GatewayError::Protocol(m) if m == "client gone") {
+                return;
+            }
+            session.extended_error(conn, &e);
+            skipping = extended;
+            if !extended {
+                conn.send(session.ready_for_query());
+            }
+            if conn.flush().await.is_err() {
+                return;
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use pgwire::messages::PgWireBackendMessage as B;
 use velo_proto::v1::execute_query_response::Event;
 
 use super::{decode_batch, decode_schema, position_error, Session, TxState};
-use crate::encoding::{row_description, TextRows};
+use crate::encoding::{binary_columns, row_description, TextRows};
 use crate::engine_client::QueryStream;
 use crate::error::GatewayError;
 use crate::protocol::connection::Connection;
@@ -33,6 +33,7 @@ impl Session {
         text: &str,
         words: &[String],
         offset: u32,
+        parameters: Vec<velo_proto::v1::TypedValue>,
     ) -> Result<(), GatewayError> {
         let name = words.get(1).cloned().ok_or_else(|| {
             GatewayError::Syntax("syntax error: DECLARE needs a cursor name".into())
@@ -65,7 +66,7 @@ impl Session {
         }
         let token = self.cancel.begin_statement();
         let mut query = tokio::select! {
-            q = self.start(query_text.trim()) => q?,
+            q = self.start(query_text.trim(), parameters) => q?,
             _ = token.cancelled() => return Err(GatewayError::Cancelled),
         };
         let mut decoder = StreamDecoder::new();
@@ -101,11 +102,20 @@ impl Session {
         Ok(())
     }
 
+    /// The result columns of a cursor (for Describe of a FETCH).
+    pub(super) fn cursor_schema(&self, name: &str) -> Option<SchemaRef> {
+        self.cursors.get(name).map(|c| c.schema.clone())
+    }
+
     /// `FETCH [FORWARD|NEXT] [n|ALL] [FROM|IN] name` (and MOVE, which skips).
+    /// `describe`: send RowDescription first (simple protocol); `formats`:
+    /// the client's result formats (extended protocol).
     pub(super) async fn fetch(
         &mut self,
         conn: &mut Connection,
         words: &[String],
+        describe: bool,
+        formats: &[i16],
     ) -> Result<(), GatewayError> {
         let moving = words[0] == "move";
         let mut rest: Vec<&str> = words[1..].iter().map(String::as_str).collect();
@@ -131,7 +141,9 @@ impl Session {
             .cursors
             .remove(&name)
             .ok_or_else(|| GatewayError::UnknownCursor(name.clone()))?;
-        let result = self.fetch_rows(conn, &mut cursor, count, moving).await;
+        let result = self
+            .fetch_rows(conn, &mut cursor, count, moving, describe, formats)
+            .await;
         if result.is_ok() {
             self.cursors.insert(name, cursor);
         }
@@ -151,10 +163,13 @@ impl Session {
         cursor: &mut Cursor,
         count: Option<u64>,
         moving: bool,
+        describe: bool,
+        formats: &[i16],
     ) -> Result<u64, GatewayError> {
-        if !moving {
+        if !moving && describe {
             conn.send(B::RowDescription(row_description(&cursor.schema)));
         }
+        let binary = binary_columns(formats, cursor.schema.fields().len());
         let token = self.cancel.begin_statement();
         let mut sent = 0u64;
         while count.is_none_or(|c| sent < c) {
@@ -162,7 +177,7 @@ impl Session {
                 let want = count.map_or(usize::MAX, |c| (c - sent) as usize);
                 let end = batch.num_rows().min(at.saturating_add(want));
                 if !moving {
-                    let mut rows = TextRows::new(&batch);
+                    let mut rows = TextRows::with_formats(&batch, binary.clone());
                     for i in at..end {
                         conn.send(B::DataRow(rows.data_row(i)));
                     }

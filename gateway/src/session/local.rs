@@ -7,47 +7,82 @@ use pgwire::messages::response::CommandComplete;
 use pgwire::messages::PgWireBackendMessage as B;
 
 use super::{settings, warning, Session, TxState};
-use crate::encoding::oid;
+use crate::encoding::{binary_columns, oid};
 use crate::error::GatewayError;
 use crate::protocol::connection::Connection;
 
-/// `Some(Some(tag))`: handled, complete with `tag`. `Some(None)`: handled
-/// and completed. `None`: not a local statement.
-pub type Handled = Option<Option<String>>;
+/// The result of a statement answered locally.
+pub enum Local {
+    Command(String),
+    Rows(LocalRows),
+}
 
-pub fn send_rows(
-    conn: &mut Connection,
-    columns: &[(&str, u32)],
-    rows: &[Vec<Option<String>>],
-    tag: &str,
-) {
-    conn.send(B::RowDescription(RowDescription::new(
-        columns
-            .iter()
-            .map(|(name, type_id)| {
-                let size = match *type_id {
-                    oid::INT4 => 4,
-                    oid::BOOL => 1,
-                    _ => -1,
-                };
-                FieldDescription::new(name.to_string(), 0, 0, *type_id, size, -1, 0)
-            })
-            .collect(),
-    )));
-    for row in rows {
-        let mut data = BytesMut::new();
-        for v in row {
-            match v {
-                Some(s) => {
-                    data.extend_from_slice(&(s.len() as i32).to_be_bytes());
-                    data.extend_from_slice(s.as_bytes());
-                }
-                None => data.extend_from_slice(&(-1i32).to_be_bytes()),
-            }
+/// A small text result: column names and types, rows, command tag.
+pub struct LocalRows {
+    pub columns: Vec<(String, u32)>,
+    pub rows: Vec<Vec<Option<String>>>,
+    pub tag: String,
+}
+
+impl LocalRows {
+    fn new(columns: &[(&str, u32)], rows: Vec<Vec<Option<String>>>, tag: &str) -> Self {
+        Self {
+            columns: columns.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
+            rows,
+            tag: tag.into(),
         }
-        conn.send(B::DataRow(DataRow::new(data, row.len() as i16)));
     }
-    conn.send(B::CommandComplete(CommandComplete::new(tag.to_string())));
+
+    pub fn row_description(&self) -> RowDescription {
+        self.row_description_with_formats(&[])
+    }
+
+    pub fn row_description_with_formats(&self, formats: &[i16]) -> RowDescription {
+        let binary = binary_columns(formats, self.columns.len());
+        RowDescription::new(
+            self.columns
+                .iter()
+                .zip(binary)
+                .map(|((name, type_id), b)| {
+                    let size = match *type_id {
+                        oid::INT4 => 4,
+                        oid::BOOL => 1,
+                        _ => -1,
+                    };
+                    FieldDescription::new(name.clone(), 0, 0, *type_id, size, -1, b as i16)
+                })
+                .collect(),
+        )
+    }
+
+    /// DataRows (text format) and CommandComplete.
+    pub fn send(&self, conn: &mut Connection) {
+        self.send_with_formats(conn, &[]);
+    }
+
+    /// DataRows in the requested formats, and CommandComplete.
+    pub fn send_with_formats(&self, conn: &mut Connection, formats: &[i16]) {
+        let binary = binary_columns(formats, self.columns.len());
+        for row in &self.rows {
+            let mut data = BytesMut::new();
+            for ((v, (_, type_id)), b) in row.iter().zip(&self.columns).zip(&binary) {
+                let encoded: Option<Vec<u8>> = v.as_ref().map(|s| match (*b, *type_id) {
+                    (true, oid::INT4) => s.parse::<i32>().unwrap_or(0).to_be_bytes().to_vec(),
+                    (true, oid::BOOL) => vec![(s == "t") as u8],
+                    _ => s.as_bytes().to_vec(),
+                });
+                match encoded {
+                    Some(bytes) => {
+                        data.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+                        data.extend_from_slice(&bytes);
+                    }
+                    None => data.extend_from_slice(&(-1i32).to_be_bytes()),
+                }
+            }
+            conn.send(B::DataRow(DataRow::new(data, row.len() as i16)));
+        }
+        conn.send(B::CommandComplete(CommandComplete::new(self.tag.clone())));
+    }
 }
 
 fn unquote(s: &str) -> String {
@@ -65,9 +100,9 @@ impl Session {
         conn: &mut Connection,
         text: &str,
         words: &[String],
-    ) -> Result<Handled, GatewayError> {
+    ) -> Result<Option<Local>, GatewayError> {
         let w = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
-        let done = |tag: &str| Ok(Some(Some(tag.to_string())));
+        let done = |tag: &str| Ok(Some(Local::Command(tag.to_string())));
         match w(0) {
             "begin" | "start" => {
                 if self.tx != TxState::Idle {
@@ -127,7 +162,9 @@ impl Session {
                     "RELEASE"
                 })
             }
-            "set" => self.set(conn, words).map(|_| Some(Some("SET".into()))),
+            "set" => self
+                .set(conn, words)
+                .map(|_| Some(Local::Command("SET".into()))),
             "reset" => {
                 if w(1) == "all" {
                     self.settings.reset_all();
@@ -139,9 +176,19 @@ impl Session {
             "discard" => {
                 self.settings.reset_all();
                 self.cursors.clear();
+                self.discard_all();
                 done(&format!("DISCARD {}", w(1).to_uppercase()))
             }
-            "listen" | "unlisten" | "deallocate" => done(&w(0).to_uppercase()),
+            "deallocate" => {
+                let name = if w(1) == "prepare" { w(2) } else { w(1) };
+                self.deallocate(if name.is_empty() { "all" } else { name })?;
+                done(if name == "all" {
+                    "DEALLOCATE ALL"
+                } else {
+                    "DEALLOCATE"
+                })
+            }
+            "listen" | "unlisten" => done(&w(0).to_uppercase()),
             "close" => {
                 if w(1) == "all" {
                     self.cursors.clear();
@@ -150,8 +197,8 @@ impl Session {
                 }
                 done("CLOSE CURSOR")
             }
-            "show" => self.show(conn, words),
-            "select" => Ok(self.select(conn, text, words)),
+            "show" => self.show(words),
+            "select" => Ok(self.select(text, words)),
             _ => Ok(None),
         }
     }
@@ -207,7 +254,8 @@ impl Session {
         Ok(())
     }
 
-    fn show(&mut self, conn: &mut Connection, words: &[String]) -> Result<Handled, GatewayError> {
+    /// SHOW of a gateway setting (no side effects: Describe may call it).
+    pub(super) fn show(&self, words: &[String]) -> Result<Option<Local>, GatewayError> {
         let name = match words.get(1).map(String::as_str) {
             Some("streams" | "tables" | "jobs" | "queries") => return Ok(None),
             Some("all") => {
@@ -222,17 +270,15 @@ impl Session {
                         ]
                     })
                     .collect();
-                send_rows(
-                    conn,
+                return Ok(Some(Local::Rows(LocalRows::new(
                     &[
                         ("name", oid::TEXT),
                         ("setting", oid::TEXT),
                         ("description", oid::TEXT),
                     ],
-                    &rows,
+                    rows,
                     "SHOW",
-                );
-                return Ok(Some(None));
+                ))));
             }
             Some("transaction") if words.get(2).map(String::as_str) == Some("isolation") => {
                 "transaction_isolation".to_string()
@@ -260,17 +306,15 @@ impl Session {
         } else {
             column
         };
-        send_rows(
-            conn,
+        Ok(Some(Local::Rows(LocalRows::new(
             &[(column.as_str(), oid::TEXT)],
-            &[vec![Some(value)]],
+            vec![vec![Some(value)]],
             "SHOW",
-        );
-        Ok(Some(None))
+        ))))
     }
 
     /// `SELECT <items>` without FROM whose items the gateway knows.
-    fn select(&self, conn: &mut Connection, text: &str, words: &[String]) -> Handled {
+    pub(super) fn select(&self, text: &str, words: &[String]) -> Option<Local> {
         if words.iter().any(|w| w == "from" || w == "where") {
             return None;
         }
@@ -342,8 +386,7 @@ impl Session {
             return None;
         }
         let cols: Vec<(&str, u32)> = columns.iter().map(|(n, t)| (n.as_str(), *t)).collect();
-        send_rows(conn, &cols, &[values], "SELECT 1");
-        Some(None)
+        Some(Local::Rows(LocalRows::new(&cols, vec![values], "SELECT 1")))
     }
 }
 

@@ -6,6 +6,7 @@ pub mod settings;
 pub mod statement;
 
 mod cursor;
+mod extended;
 mod local;
 
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ use crate::engine_client::{EnginePool, QueryStream};
 use crate::error::GatewayError;
 use crate::protocol::connection::Connection;
 use cursor::Cursor;
+use local::Local;
 pub use settings::Settings;
 use statement::Piece;
 
@@ -51,6 +53,7 @@ pub struct Session {
     cancel: Arc<CancelSlot>,
     query_seq: u64,
     pid: i32,
+    extended: extended::Extended,
 }
 
 /// Where a result's rows go.
@@ -86,6 +89,7 @@ impl Session {
             cancel,
             query_seq: 0,
             pid,
+            extended: extended::Extended::default(),
         }
     }
 
@@ -123,6 +127,15 @@ impl Session {
         conn.flush().await
     }
 
+    /// An error in the middle of an extended-protocol batch: the
+    /// transaction (if any) fails; the caller skips until Sync.
+    pub fn extended_error(&mut self, conn: &mut Connection, e: &GatewayError) {
+        send_error(conn, e, 0);
+        if self.tx == TxState::InBlock {
+            self.tx = TxState::Failed;
+        }
+    }
+
     async fn statement(
         &mut self,
         conn: &mut Connection,
@@ -141,11 +154,17 @@ impl Session {
         if self.tx == TxState::Failed && !matches!(first, "rollback" | "abort" | "commit" | "end") {
             return Err(GatewayError::TransactionAborted);
         }
-        if let Some(done) = self.local(conn, text, &words).await? {
-            if let Some(tag) = done {
+        match self.local(conn, text, &words).await? {
+            Some(Local::Command(tag)) => {
                 conn.send(B::CommandComplete(CommandComplete::new(tag)));
+                return Ok(());
             }
-            return Ok(());
+            Some(Local::Rows(rows)) => {
+                conn.send(B::RowDescription(rows.row_description()));
+                rows.send(conn);
+                return Ok(());
+            }
+            None => {}
         }
         match first {
             "copy" => match statement::parse_copy(text) {
@@ -160,8 +179,8 @@ impl Session {
                 Some(Err(m)) => Err(GatewayError::Unsupported(m)),
                 None => unreachable!("first word is copy"),
             },
-            "declare" => self.declare(conn, text, &words, offset).await,
-            "fetch" | "move" => self.fetch(conn, &words).await,
+            "declare" => self.declare(conn, text, &words, offset, Vec::new()).await,
+            "fetch" | "move" => self.fetch(conn, &words, true, &[]).await,
             _ => self.run_engine(conn, text, offset, Sink::Rows).await,
         }
     }
@@ -176,11 +195,15 @@ impl Session {
         )
     }
 
-    async fn start(&mut self, sql: &str) -> Result<QueryStream, GatewayError> {
+    async fn start(
+        &mut self,
+        sql: &str,
+        parameters: Vec<velo_proto::v1::TypedValue>,
+    ) -> Result<QueryStream, GatewayError> {
         let request = ExecuteQueryRequest {
             query_id: self.next_query_id(),
             sql: sql.to_string(),
-            parameters: Vec::new(),
+            parameters,
             settings: Some(self.settings.to_engine(&self.user, &self.database)),
             max_rows: 0,
         };
@@ -221,7 +244,7 @@ impl Session {
     ) -> Result<(), GatewayError> {
         let token = self.cancel.begin_statement();
         let mut query = tokio::select! {
-            q = self.start(sql) => q?,
+            q = self.start(sql, Vec::new()) => q?,
             _ = token.cancelled() => return Err(GatewayError::Cancelled),
         };
         let mut decoder = StreamDecoder::new();

@@ -1,0 +1,134 @@
+//! PostgreSQL's binary format for result values.
+
+use arrow::array::Array;
+
+use super::text::ColumnText;
+
+/// Microseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+const PG_EPOCH_DAYS: i32 = 10_957;
+
+/// Appends the binary form of a non-null value; types without a binary
+/// form here fall back to their text bytes (valid for text-like types).
+pub fn write(column: &ColumnText, row: usize, out: &mut Vec<u8>) {
+    match column {
+        ColumnText::Bool(a) => out.push(a.value(row) as u8),
+        ColumnText::I16(a) => out.extend_from_slice(&a.value(row).to_be_bytes()),
+        ColumnText::I32(a) => out.extend_from_slice(&a.value(row).to_be_bytes()),
+        ColumnText::I64(a) => out.extend_from_slice(&a.value(row).to_be_bytes()),
+        ColumnText::F32(a) => out.extend_from_slice(&a.value(row).to_be_bytes()),
+        ColumnText::F64(a) => out.extend_from_slice(&a.value(row).to_be_bytes()),
+        ColumnText::Text(a) => out.extend_from_slice(a.value(row).as_bytes()),
+        ColumnText::Bytes(a) => out.extend_from_slice(a.value(row)),
+        ColumnText::Date(a) => out.extend_from_slice(&(a.value(row) - PG_EPOCH_DAYS).to_be_bytes()),
+        ColumnText::Timestamp(a, _) => {
+            out.extend_from_slice(&(a.value(row) - PG_EPOCH_MICROS).to_be_bytes())
+        }
+        ColumnText::Time(a) => out.extend_from_slice(&a.value(row).to_be_bytes()),
+        ColumnText::Numeric(a, scale) => write_numeric(out, a.value(row), *scale),
+        ColumnText::Interval(a) => {
+            let v = a.value(row);
+            out.extend_from_slice(&(v.nanoseconds / 1000).to_be_bytes());
+            out.extend_from_slice(&v.days.to_be_bytes());
+            out.extend_from_slice(&v.months.to_be_bytes());
+        }
+        ColumnText::Json(_) => {
+            out.push(1); // jsonb version
+            column.write(row, out);
+        }
+        ColumnText::List(a) => {
+            let values = a.value(row);
+            let element = ColumnText::new(&values);
+            let field = arrow::datatypes::Field::new("item", values.data_type().clone(), true);
+            let element_oid = super::pg_type(&field).0;
+            let has_null = (0..values.len()).any(|i| element.is_null(i));
+            for v in [
+                1i32,
+                has_null as i32,
+                element_oid as i32,
+                values.len() as i32,
+                1,
+            ] {
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+            let mut buf = Vec::new();
+            for i in 0..values.len() {
+                if element.is_null(i) {
+                    out.extend_from_slice(&(-1i32).to_be_bytes());
+                } else {
+                    buf.clear();
+                    write(&element, i, &mut buf);
+                    out.extend_from_slice(&(buf.len() as i32).to_be_bytes());
+                    out.extend_from_slice(&buf);
+                }
+            }
+        }
+        ColumnText::Null | ColumnText::Other(_) => column.write(row, out),
+    }
+}
+
+/// numeric: ndigits, weight, sign, dscale, then base-10000 digits.
+pub fn write_numeric(out: &mut Vec<u8>, value: i128, scale: i8) {
+    let scale = scale.max(0) as usize;
+    let sign: u16 = if value < 0 { 0x4000 } else { 0 };
+    let digits = value.unsigned_abs().to_string();
+    let (int_part, frac_part) = if digits.len() > scale {
+        (
+            digits[..digits.len() - scale].to_string(),
+            digits[digits.len() - scale..].to_string(),
+        )
+    } else {
+        (String::new(), format!("{digits:0>scale$}"))
+    };
+    let int_padded = format!("{}{}", "0".repeat((4 - int_part.len() % 4) % 4), int_part);
+    let frac_padded = format!("{}{}", frac_part, "0".repeat((4 - frac_part.len() % 4) % 4));
+    let mut groups: Vec<i16> = int_padded
+        .as_bytes()
+        .chunks(4)
+        .chain(frac_padded.as_bytes().chunks(4))
+        .map(|c| std::str::from_utf8(c).unwrap_or("0").parse().unwrap_or(0))
+        .collect();
+    let mut weight = (int_padded.len() / 4) as i16 - 1;
+    while groups.first() == Some(&0) {
+        groups.remove(0);
+        weight -= 1;
+    }
+    while groups.last() == Some(&0) {
+        groups.pop();
+    }
+    if groups.is_empty() {
+        weight = 0;
+    }
+    let sign = if groups.is_empty() { 0 } else { sign };
+    out.extend_from_slice(&(groups.len() as i16).to_be_bytes());
+    out.extend_from_slice(&weight.to_be_bytes());
+    out.extend_from_slice(&sign.to_be_bytes());
+    out.extend_from_slice(&(scale as u16).to_be_bytes());
+    for g in groups {
+        out.extend_from_slice(&g.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numeric(v: i128, s: i8) -> Vec<i16> {
+        let mut out = Vec::new();
+        write_numeric(&mut out, v, s);
+        out.chunks(2)
+            .map(|c| i16::from_be_bytes([c[0], c[1]]))
+            .collect()
+    }
+
+    #[test]
+    fn numeric_matches_postgres_layout() {
+        // 123.45 → ndigits 2, weight 0, +, dscale 2, [123, 4500]
+        assert_eq!(numeric(12345, 2), vec![2, 0, 0, 2, 123, 4500]);
+        // -0.005 → [50] at weight -1
+        assert_eq!(numeric(-5, 3), vec![1, -1, 0x4000, 3, 50]);
+        // 10000 → [1] weight 1
+        assert_eq!(numeric(10000, 0), vec![1, 1, 0, 0, 1]);
+        assert_eq!(numeric(0, 2), vec![0, 0, 0, 2]);
+    }
+}
