@@ -1,0 +1,85 @@
+//! tokio-postgres against the gateway: binary parameters and results,
+//! `query_raw` streaming of an EMIT CHANGES query, errors, and cancel.
+
+use std::time::Duration;
+
+use futures::{pin_mut, StreamExt};
+use rust_decimal::Decimal;
+use tokio_postgres::NoTls;
+use velo_integration::Gateway;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_postgres_params_streaming_errors_cancel() {
+    let gw = Gateway::start(&[]);
+    let dsn = format!(
+        "host={} port={} user=alice dbname=velostream",
+        gw.host, gw.port
+    );
+    let (client, connection) = tokio_postgres::connect(&dsn, NoTls).await.unwrap();
+    tokio::spawn(connection);
+
+    let row = client.query_one("SELECT 1", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 1);
+    let rows = client
+        .query(
+            "SELECT symbol, price, volume, ts FROM trades WHERE volume > $1 AND symbol <> $2 LIMIT 3",
+            &[&0i64, &"nope"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        let price: Decimal = r.get(1);
+        assert_eq!(price.scale(), 2);
+        assert!(r.get::<_, i64>(2) > 0);
+        let _ts: chrono::NaiveDateTime = r.get(3);
+    }
+
+    let err = client.query("SELECT * FROM nope", &[]).await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42P01");
+
+    // query_raw streams rows of a continuous query as they arrive (LIMIT
+    // ends it; without one only a cancel would).
+    let stmt = client
+        .prepare("SELECT symbol, volume FROM trades WHERE volume > $1 EMIT CHANGES LIMIT 12")
+        .await
+        .unwrap();
+    let stream = client
+        .query_raw(&stmt, [&0i64 as &(dyn tokio_postgres::types::ToSql + Sync)])
+        .await
+        .unwrap();
+    pin_mut!(stream);
+    let mut seen = 0;
+    while let Some(row) = tokio::time::timeout(Duration::from_secs(20), stream.next())
+        .await
+        .unwrap()
+    {
+        assert!(row.unwrap().get::<_, i64>(1) > 0);
+        seen += 1;
+    }
+    assert_eq!(seen, 12);
+
+    // Cancel a running continuous query.
+    let token = client.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        token.cancel_query(NoTls).await.unwrap();
+    });
+    let err = client
+        .query(
+            "SELECT symbol FROM trades WHERE volume < 0 EMIT CHANGES",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "57014");
+    canceller.await.unwrap();
+    assert_eq!(
+        client
+            .query_one("SELECT 2", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        2
+    );
+}
