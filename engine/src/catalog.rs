@@ -240,6 +240,8 @@ impl Catalog {
             .with_target_partitions(1)
             .with_information_schema(false);
         config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+        // `1.5` is an exact numeric in PostgreSQL, not a float.
+        config.options_mut().sql_parser.parse_float_as_decimal = true;
         config
             .options_mut()
             .execution

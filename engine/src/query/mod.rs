@@ -131,10 +131,38 @@ pub async fn describe(
     params.sort_by_key(|(k, _)| *k);
     let count = params.last().map_or(0, |(k, _)| *k);
     let mut types = vec![None; count];
+    let cast_types = placeholder_cast_types(plan);
     for (k, v) in params {
-        types[k - 1] = v;
+        types[k - 1] = v.or_else(|| cast_types.get(&format!("${k}")).cloned());
     }
     Ok((schema, types))
+}
+
+/// Types of placeholders that appear directly under a cast (`CAST($1 AS
+/// BIGINT)`, `$1::date`): DataFusion leaves them untyped, PostgreSQL infers
+/// the cast's target type, and drivers then send typed binary values.
+fn placeholder_cast_types(
+    plan: &datafusion::logical_expr::LogicalPlan,
+) -> std::collections::HashMap<String, datafusion::arrow::datatypes::DataType> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::{Cast, Expr, TryCast};
+    let mut found = std::collections::HashMap::new();
+    let _ =
+        plan.apply_with_subqueries(|node| {
+            node.apply_expressions(|e| {
+                e.apply(|e| {
+                let (Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field })) = e
+                else {
+                    return Ok(TreeNodeRecursion::Continue);
+                };
+                if let Expr::Placeholder(p) = expr.as_ref() {
+                    found.entry(p.id.clone()).or_insert_with(|| field.data_type().clone());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+            })
+        });
+    found
 }
 
 fn normalize(
