@@ -5,12 +5,27 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v psql >/dev/null || need_apt+=(postgresql-client)
 [ -e /usr/share/java/postgresql.jar ] || need_apt+=(libpostgresql-jdbc-java)
-command -v pgbouncer >/dev/null || need_apt+=(pgbouncer)
+# PgBouncer is built from Debian's source archive (see below): the build needs these.
+for pkg in libevent-dev libssl-dev pkg-config make gcc curl; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
 ls /usr/lib/postgresql/15/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql-15)
 if ((${#need_apt[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+# PgBouncer 1.21+ (for max_prepared_statements); Debian 12 packages 1.18, so
+# build Debian 13's 1.24.1 from its source archive, checksum pinned.
+if [ ! -x /opt/pgbouncer-1.24/bin/pgbouncer ]; then
+  src=$(mktemp -d)
+  curl -fsSL -o "$src/pgbouncer.tgz" \
+    http://deb.debian.org/debian/pool/main/p/pgbouncer/pgbouncer_1.24.1.orig.tar.gz
+  echo "da72a3aba13072876d055a3e58dd4aba4a5de4ed6148e73033185245598fd3e0  $src/pgbouncer.tgz" | sha256sum -c --quiet
+  tar -xzf "$src/pgbouncer.tgz" -C "$src" --strip-components=1
+  (cd "$src" && ./configure -q --prefix=/opt/pgbouncer-1.24 --without-cares --without-pam --without-systemd >/dev/null &&
+    make -s -j"$(nproc)" >/dev/null 2>&1 && make -s install >/dev/null 2>&1)
+  rm -rf "$src"
 fi
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 # Driver test dependencies (pinned).
