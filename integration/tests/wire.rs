@@ -272,3 +272,90 @@ fn cancel_keys_must_match() {
     assert_eq!(sqlstate(error), "57014");
     assert_eq!(msgs.last().unwrap().1, b"I");
 }
+
+fn parse_msg(name: &str, sql: &str, oids: &[i32]) -> Vec<u8> {
+    let mut p = cstr(name);
+    p.extend(cstr(sql));
+    p.extend_from_slice(&(oids.len() as i16).to_be_bytes());
+    for oid in oids {
+        p.extend_from_slice(&oid.to_be_bytes());
+    }
+    p
+}
+
+fn kinds(msgs: &[Msg]) -> Vec<u8> {
+    msgs.iter().map(|m| m.0).collect()
+}
+
+#[test]
+fn named_statements_describe_error_recovery_reuse_and_deallocate() {
+    let gw = Gateway::start(&[]);
+    let (mut raw, _, _) = Raw::startup(&gw);
+    // Describe of a statement: parameter types from the engine, the row
+    // shape, nothing run.
+    raw.send(
+        b'P',
+        &parse_msg(
+            "s1",
+            "SELECT symbol, volume FROM trades WHERE volume > $1",
+            &[],
+        ),
+    );
+    raw.send(b'D', b"Ss1\0");
+    raw.send(b'S', b"");
+    let msgs = raw.until_ready();
+    assert_eq!(kinds(&msgs), b"1tTZ");
+    let t = &msgs[1].1;
+    assert_eq!(i16::from_be_bytes([t[0], t[1]]), 1);
+    assert_eq!(i32::from_be_bytes(t[2..6].try_into().unwrap()), 20); // int8
+                                                                     // A statement that returns no rows describes as NoData.
+    raw.send(b'P', &parse_msg("s2", "SET application_name = 'x'", &[]));
+    raw.send(b'D', b"Ss2\0");
+    raw.send(b'S', b"");
+    assert_eq!(kinds(&raw.until_ready()), b"1tnZ");
+
+    // An error inside a batch discards everything up to Sync. (The engine
+    // resolves relations when the statement is first described or run, so
+    // Parse itself succeeds.)
+    raw.send(b'P', &parse_msg("bad", "SELECT * FROM nope", &[]));
+    raw.send(b'D', b"Sbad\0");
+    raw.send(b'P', &parse_msg("s3", "SELECT 1", &[]));
+    raw.send(b'S', b"");
+    let msgs = raw.until_ready();
+    assert_eq!(kinds(&msgs), b"1EZ");
+    assert_eq!(sqlstate(&msgs[1]), "42P01");
+    assert_eq!(msgs[2].1, b"I");
+    raw.send(b'D', b"Ss3\0");
+    raw.send(b'S', b"");
+    assert_eq!(sqlstate(&raw.until_ready()[0]), "26000", "s3 was discarded");
+
+    // A name in use is refused; after Close it can be reused.
+    raw.send(b'P', &parse_msg("s1", "SELECT 2", &[]));
+    raw.send(b'S', b"");
+    assert_eq!(sqlstate(&raw.until_ready()[0]), "42P05");
+    raw.send(b'C', b"Ss1\0");
+    raw.send(b'P', &parse_msg("s1", "SELECT 2", &[]));
+    raw.send(b'S', b"");
+    assert_eq!(kinds(&raw.until_ready()), b"31Z");
+
+    // DEALLOCATE one, then DEALLOCATE ALL / DISCARD ALL drop the rest.
+    assert_eq!(kinds(&raw.query("DEALLOCATE s1")), b"CZ");
+    raw.send(b'D', b"Ss1\0");
+    raw.send(b'S', b"");
+    assert_eq!(sqlstate(&raw.until_ready()[0]), "26000");
+    assert_eq!(sqlstate(&raw.query("DEALLOCATE s1")[0]), "26000");
+    raw.send(b'P', &parse_msg("s4", "SELECT 1", &[]));
+    raw.send(b'S', b"");
+    raw.until_ready();
+    assert_eq!(kinds(&raw.query("DEALLOCATE ALL")), b"CZ");
+    raw.send(b'D', b"Ss2\0");
+    raw.send(b'S', b"");
+    assert_eq!(sqlstate(&raw.until_ready()[0]), "26000");
+    raw.send(b'P', &parse_msg("s5", "SELECT 1", &[]));
+    raw.send(b'S', b"");
+    raw.until_ready();
+    assert_eq!(kinds(&raw.query("DISCARD ALL")), b"CZ");
+    raw.send(b'D', b"Ss5\0");
+    raw.send(b'S', b"");
+    assert_eq!(sqlstate(&raw.until_ready()[0]), "26000");
+}
