@@ -217,10 +217,29 @@ fn portals_with_row_limits_suspend_and_resume_a_continuous_query() {
         more.push(raw.read().unwrap().0);
     }
     assert_eq!(more, b"DDs");
+    let running = |raw: &mut Raw| {
+        raw.query("SHOW JOBS")
+            .iter()
+            .any(|m| m.0 == b'D' && String::from_utf8_lossy(&m.1).contains("volume > $1"))
+    };
+    let mut other = Raw::startup(&gw).0;
+    assert!(
+        running(&mut other),
+        "the suspended portal's engine query runs"
+    );
     raw.send(b'C', b"P\0");
     raw.send(b'S', b"");
     let msgs = raw.until_ready();
     assert_eq!(msgs.iter().map(|m| m.0).collect::<Vec<_>>(), b"3Z");
+    // Closing the portal cancelled the engine query.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while running(&mut other) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "engine query still running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
