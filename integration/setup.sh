@@ -9,6 +9,8 @@ command -v psql >/dev/null || need_apt+=(postgresql-client)
 for pkg in libevent-dev libssl-dev pkg-config make gcc curl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+command -v promtool >/dev/null || need_apt+=(prometheus)
+command -v openssl >/dev/null || need_apt+=(openssl)
 ls /usr/lib/postgresql/15/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql-15)
 if ((${#need_apt[@]})); then
   export DEBIAN_FRONTEND=noninteractive

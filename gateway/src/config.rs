@@ -1,19 +1,30 @@
-//! Gateway configuration: flags and environment (see `main.rs`), optionally
-//! a TOML file with the same keys.
+//! Gateway configuration: one model, read from an optional TOML file with
+//! these keys, each overridable by a `VELO_GATEWAY_<KEY>` environment
+//! variable or a `--<key>` flag (see `main.rs`), validated before start.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthMethod;
+use crate::engine_client::EngineSource;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
     /// Addresses to accept PostgreSQL clients on.
     pub listen: Vec<String>,
-    /// Engine nodes (`host:port`); empty runs the embedded demo engine.
+    /// Address of the admin HTTP server (/metrics, /healthz, /readyz).
+    pub admin_listen: String,
+    /// Engine nodes (`host:port`); with no nodes and no `engine_dns` the
+    /// gateway runs the embedded demo engine.
     pub engines: Vec<String>,
+    /// `host:port` whose DNS records are the engine nodes (e.g. a
+    /// Kubernetes headless Service), re-resolved periodically.
+    pub engine_dns: Option<String>,
+    pub engine_dns_refresh_secs: u64,
     /// Users file with SCRAM verifiers / MD5 hashes; enables password auth.
     pub users_file: Option<PathBuf>,
     /// `trust` or `password`; default: password when a users file is given.
@@ -22,6 +33,15 @@ pub struct GatewayConfig {
     pub max_queries_per_node: usize,
     pub queue_limit: usize,
     pub queue_timeout_ms: u64,
+    /// On SIGTERM: stop accepting, report not ready, and wait this long for
+    /// sessions to end before exiting.
+    pub drain_timeout_secs: u64,
+    /// `text` (human-readable) or `json` (one object per line).
+    pub log_format: String,
+    /// PEM certificate chain and private key; both enable TLS (SSLRequest
+    /// answered 'S').
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
     /// Events per second of the embedded demo generator.
     pub demo_rate: u32,
 }
@@ -30,13 +50,20 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             listen: vec!["127.0.0.1:5433".into()],
+            admin_listen: "127.0.0.1:9433".into(),
             engines: Vec::new(),
+            engine_dns: None,
+            engine_dns_refresh_secs: 10,
             users_file: None,
             auth: None,
             max_connections: 1000,
             max_queries_per_node: 32,
             queue_limit: 256,
             queue_timeout_ms: 10_000,
+            drain_timeout_secs: 30,
+            log_format: "text".into(),
+            tls_cert_file: None,
+            tls_key_file: None,
             demo_rate: 1000,
         }
     }
@@ -49,6 +76,71 @@ impl GatewayConfig {
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))
     }
 
+    /// The effective configuration as TOML (`--print-config`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("config serializes")
+    }
+
+    /// Checks everything that can be checked before binding sockets, with
+    /// messages that name the setting.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        use anyhow::{bail, ensure};
+        ensure!(!self.listen.is_empty(), "listen: at least one address");
+        for a in self.listen.iter().chain([&self.admin_listen]) {
+            ensure!(
+                a.parse::<SocketAddr>().is_ok()
+                    || a.rsplit_once(':')
+                        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
+                "{a:?} is not a host:port address"
+            );
+        }
+        if let Some(dns) = &self.engine_dns {
+            ensure!(
+                self.engines.is_empty(),
+                "engines and engine_dns are alternatives: set one"
+            );
+            ensure!(
+                dns.rsplit_once(':')
+                    .is_some_and(|(_, p)| p.parse::<u16>().is_ok()),
+                "engine_dns: {dns:?} must be host:port"
+            );
+            ensure!(
+                self.engine_dns_refresh_secs > 0,
+                "engine_dns_refresh_secs must be > 0"
+            );
+        }
+        match self.auth.as_deref() {
+            None | Some("trust") | Some("password") => {}
+            Some(other) => bail!("auth: {other:?} is not one of trust, password"),
+        }
+        if self.auth.as_deref() == Some("password") {
+            ensure!(
+                self.users_file.is_some(),
+                "auth = \"password\" needs users_file"
+            );
+        }
+        match self.log_format.as_str() {
+            "text" | "json" => {}
+            other => bail!("log_format: {other:?} is not one of text, json"),
+        }
+        ensure!(
+            self.tls_cert_file.is_some() == self.tls_key_file.is_some(),
+            "tls_cert_file and tls_key_file go together"
+        );
+        for file in [&self.users_file, &self.tls_cert_file, &self.tls_key_file]
+            .into_iter()
+            .flatten()
+        {
+            ensure!(file.is_file(), "{} does not exist", file.display());
+        }
+        ensure!(self.max_connections > 0, "max_connections must be > 0");
+        ensure!(
+            self.max_queries_per_node > 0,
+            "max_queries_per_node must be > 0"
+        );
+        Ok(())
+    }
+
     pub fn auth_method(&self) -> AuthMethod {
         match self.auth.as_deref() {
             Some("trust") => AuthMethod::Trust,
@@ -56,5 +148,16 @@ impl GatewayConfig {
             None if self.users_file.is_some() => AuthMethod::Password,
             None => AuthMethod::Trust,
         }
+    }
+
+    /// `None` means: run the embedded engine.
+    pub fn engine_source(&self) -> Option<EngineSource> {
+        if let Some(name) = &self.engine_dns {
+            return Some(EngineSource::Dns {
+                name: name.clone(),
+                refresh: Duration::from_secs(self.engine_dns_refresh_secs),
+            });
+        }
+        (!self.engines.is_empty()).then(|| EngineSource::Static(self.engines.clone()))
     }
 }

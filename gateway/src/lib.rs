@@ -3,6 +3,7 @@
 //! session (local statements, cursors, COPY framing) → engine client (pool,
 //! balancing, health) → gRPC; results come back through the encoder.
 
+pub mod admin;
 pub mod auth;
 pub mod cancel;
 pub mod config;

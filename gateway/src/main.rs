@@ -6,35 +6,105 @@ use velo_gateway::auth::scram::ScramVerifier;
 use velo_gateway::GatewayConfig;
 
 /// PostgreSQL wire-protocol gateway for Velostream streaming SQL.
+///
+/// Settings come from the TOML file given by --config, then
+/// VELO_GATEWAY_<KEY> environment variables, then flags (last wins).
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
-    /// TOML config file (flags override it).
+    /// TOML config file (keys as in `--print-config`).
     #[arg(long, env = "VELO_GATEWAY_CONFIG")]
     config: Option<PathBuf>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
     /// Address(es) to listen on, comma separated.
     #[arg(long, env = "VELO_GATEWAY_LISTEN", value_delimiter = ',')]
     listen: Vec<String>,
+    /// Admin HTTP address (/metrics, /healthz, /readyz).
+    #[arg(long, env = "VELO_GATEWAY_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
     /// Engine nodes host:port, comma separated; none runs the embedded demo engine.
-    #[arg(long, env = "VELO_GATEWAY_ENGINES", value_delimiter = ',')]
-    engine: Vec<String>,
+    #[arg(
+        long = "engine",
+        alias = "engines",
+        env = "VELO_GATEWAY_ENGINES",
+        value_delimiter = ','
+    )]
+    engines: Vec<String>,
+    /// host:port whose DNS records are the engine nodes (re-resolved periodically).
+    #[arg(long, env = "VELO_GATEWAY_ENGINE_DNS")]
+    engine_dns: Option<String>,
+    #[arg(long, env = "VELO_GATEWAY_ENGINE_DNS_REFRESH_SECS")]
+    engine_dns_refresh_secs: Option<u64>,
     /// Users file (user:SCRAM verifier or user:md5hash per line).
-    #[arg(long, env = "VELO_GATEWAY_USERS")]
-    users: Option<PathBuf>,
+    #[arg(long = "users-file", alias = "users", env = "VELO_GATEWAY_USERS_FILE")]
+    users_file: Option<PathBuf>,
     /// trust or password.
     #[arg(long, env = "VELO_GATEWAY_AUTH")]
     auth: Option<String>,
+    #[arg(long, env = "VELO_GATEWAY_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
     #[arg(long, env = "VELO_GATEWAY_MAX_QUERIES_PER_NODE")]
     max_queries_per_node: Option<usize>,
     #[arg(long, env = "VELO_GATEWAY_QUEUE_LIMIT")]
     queue_limit: Option<usize>,
     #[arg(long, env = "VELO_GATEWAY_QUEUE_TIMEOUT_MS")]
     queue_timeout_ms: Option<u64>,
+    #[arg(long, env = "VELO_GATEWAY_DRAIN_TIMEOUT_SECS")]
+    drain_timeout_secs: Option<u64>,
+    /// text or json.
+    #[arg(long, env = "VELO_GATEWAY_LOG_FORMAT")]
+    log_format: Option<String>,
+    #[arg(long, env = "VELO_GATEWAY_TLS_CERT_FILE")]
+    tls_cert_file: Option<PathBuf>,
+    #[arg(long, env = "VELO_GATEWAY_TLS_KEY_FILE")]
+    tls_key_file: Option<PathBuf>,
     /// Events per second of the embedded demo market.
     #[arg(long, env = "VELO_GATEWAY_DEMO_RATE")]
     demo_rate: Option<u32>,
+}
+
+impl Args {
+    /// File (or defaults), then environment and flags on top.
+    fn config(&self) -> anyhow::Result<GatewayConfig> {
+        let mut c = match &self.config {
+            Some(path) => GatewayConfig::load(path)?,
+            None => GatewayConfig::default(),
+        };
+        fn set<T: Clone>(slot: &mut T, value: &Option<T>) {
+            if let Some(v) = value {
+                *slot = v.clone();
+            }
+        }
+        if !self.listen.is_empty() {
+            c.listen = self.listen.clone();
+        }
+        if !self.engines.is_empty() {
+            c.engines = self.engines.clone();
+        }
+        set(&mut c.admin_listen, &self.admin_listen);
+        c.engine_dns = self.engine_dns.clone().or(c.engine_dns);
+        set(
+            &mut c.engine_dns_refresh_secs,
+            &self.engine_dns_refresh_secs,
+        );
+        c.users_file = self.users_file.clone().or(c.users_file);
+        c.auth = self.auth.clone().or(c.auth);
+        set(&mut c.max_connections, &self.max_connections);
+        set(&mut c.max_queries_per_node, &self.max_queries_per_node);
+        set(&mut c.queue_limit, &self.queue_limit);
+        set(&mut c.queue_timeout_ms, &self.queue_timeout_ms);
+        set(&mut c.drain_timeout_secs, &self.drain_timeout_secs);
+        set(&mut c.log_format, &self.log_format);
+        c.tls_cert_file = self.tls_cert_file.clone().or(c.tls_cert_file);
+        c.tls_key_file = self.tls_key_file.clone().or(c.tls_key_file);
+        set(&mut c.demo_rate, &self.demo_rate);
+        c.validate()?;
+        Ok(c)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -52,49 +122,18 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
     if let Some(Command::HashPassword { user, method }) = &args.command {
-        let mut password = String::new();
-        std::io::stdin().read_to_string(&mut password)?;
-        let password = password.trim_end_matches(['\n', '\r']);
-        anyhow::ensure!(!password.is_empty(), "no password on stdin");
-        let secret = match method.as_str() {
-            "scram" => ScramVerifier::new(password).to_string_form(),
-            "md5" => format!(
-                "md5{}",
-                velo_gateway::auth::md5::stored_hash(user, password)
-            ),
-            other => anyhow::bail!("unknown method {other}: scram or md5"),
-        };
-        println!("{user}:{secret}");
+        return hash_password(user, method);
+    }
+    let config = args.config()?;
+    if args.print_config {
+        print!("{}", config.to_toml());
         return Ok(());
     }
-    let mut config = match &args.config {
-        Some(path) => GatewayConfig::load(path)?,
-        None => GatewayConfig::default(),
-    };
-    if !args.listen.is_empty() {
-        config.listen = args.listen.clone();
-    }
-    if !args.engine.is_empty() {
-        config.engines = args.engine.clone();
-    }
-    config.users_file = args.users.clone().or(config.users_file);
-    config.auth = args.auth.clone().or(config.auth);
-    config.max_queries_per_node = args
-        .max_queries_per_node
-        .unwrap_or(config.max_queries_per_node);
-    config.queue_limit = args.queue_limit.unwrap_or(config.queue_limit);
-    config.queue_timeout_ms = args.queue_timeout_ms.unwrap_or(config.queue_timeout_ms);
-    config.demo_rate = args.demo_rate.unwrap_or(config.demo_rate);
-    let embedded = config.engines.is_empty();
+    init_logging(&config.log_format);
+    let drain_timeout = std::time::Duration::from_secs(config.drain_timeout_secs);
+    let embedded = config.engine_source().is_none();
     let gateway = velo_gateway::start(config).await?;
     let addr = gateway.addrs[0];
     println!("velo-gateway listening on {} (database velostream)", addr);
@@ -109,9 +148,46 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "try:       COPY (SELECT symbol, AVG(price) AS avg_price FROM kafka://trades GROUP BY symbol EMIT CHANGES) TO STDOUT;"
     );
+    println!("admin:     http://{}/metrics", gateway.admin_addr);
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        _ = gateway.wait() => {}
         _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
     }
+    gateway.drain(drain_timeout).await;
+    Ok(())
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,rdkafka=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init();
+    } else {
+        builder.init();
+    }
+}
+
+fn hash_password(user: &str, method: &str) -> anyhow::Result<()> {
+    let mut password = String::new();
+    std::io::stdin().read_to_string(&mut password)?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    anyhow::ensure!(!password.is_empty(), "no password on stdin");
+    let secret = match method {
+        "scram" => ScramVerifier::new(password).to_string_form(),
+        "md5" => format!(
+            "md5{}",
+            velo_gateway::auth::md5::stored_hash(user, password)
+        ),
+        other => anyhow::bail!("unknown method {other}: scram or md5"),
+    };
+    println!("{user}:{secret}");
     Ok(())
 }

@@ -133,6 +133,8 @@ pub struct Gateway {
     pub proc: Proc,
     pub host: String,
     pub port: u16,
+    /// host:port of the admin HTTP server.
+    pub admin: String,
 }
 
 impl Gateway {
@@ -142,7 +144,8 @@ impl Gateway {
 
     pub fn try_start(args: &[&str]) -> Result<Self, String> {
         let mut cmd = Command::new(binary("velo-gateway"));
-        cmd.args(["--listen", "127.0.0.1:0", "--demo-rate", "500"])
+        cmd.args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(["--demo-rate", "500"])
             .args(args)
             .env("RUST_LOG", "warn");
         let proc = Proc::spawn(cmd);
@@ -150,9 +153,14 @@ impl Gateway {
             Some(line) => {
                 let addr = address_from(&line, "listening on ").expect("address");
                 let (host, port) = addr.rsplit_once(':').expect("host:port");
+                let admin = proc
+                    .wait_line(Duration::from_secs(10), |l| l.starts_with("admin:"))
+                    .and_then(|l| address_from(&l, "http://"))
+                    .expect("admin address");
                 Ok(Self {
                     host: host.to_string(),
                     port: port.parse().expect("port"),
+                    admin: admin.trim_end_matches("/metrics").to_string(),
                     proc,
                 })
             }
@@ -323,4 +331,44 @@ fn is_root() -> bool {
         .output()
         .map(|o| o.stdout.starts_with(b"0"))
         .unwrap_or(false)
+}
+
+/// A users-file line from `velo-gateway hash-password` (method scram or md5).
+pub fn hash_password(user: &str, method: &str, password: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(binary("velo-gateway"))
+        .args(["hash-password", "--user", user, "--method", method])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("velo-gateway hash-password");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "hash-password failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A plain HTTP/1.1 GET: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((status, body.to_string()))
 }

@@ -301,18 +301,7 @@ fn plain_select_of_continuous_query_gets_a_notice_and_cancels() {
 fn password_auth_scram_and_md5() {
     let dir = tempfile::tempdir().unwrap();
     let users = dir.path().join("users");
-    let hash = |user: &str, method: &str| {
-        use std::io::Write;
-        let mut child = std::process::Command::new(velo_integration::binary("velo-gateway"))
-            .args(["hash-password", "--user", user, "--method", method])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
-        let out = child.wait_with_output().unwrap();
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let hash = |user: &str, method: &str| velo_integration::hash_password(user, method, "s3cret");
     let alice = hash("alice", "scram");
     let bob = hash("bob", "md5");
     assert!(alice.starts_with("alice:SCRAM-SHA-256$4096:") && !alice.contains("s3cret"));

@@ -1,11 +1,13 @@
 //! The engine client: one tonic channel per engine node, health-checked with
 //! grpc.health.v1, least-outstanding-requests balancing over healthy nodes,
 //! admission control (a per-node query limit and a bounded wait queue), and
-//! retry on another node only before the first row.
+//! retry on another node only before the first row. The node set is fixed
+//! or comes from a DNS name (a Kubernetes headless Service) re-resolved
+//! periodically.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tonic::transport::{Channel, Endpoint};
@@ -15,7 +17,18 @@ use velo_proto::v1::{
 };
 use velo_proto::{EngineServiceClient, MAX_MESSAGE_BYTES};
 
+use crate::admin::metrics::StreamingQuery;
+use crate::admin::METRICS;
 use crate::error::GatewayError;
+
+/// Where the engine nodes are.
+#[derive(Debug, Clone)]
+pub enum EngineSource {
+    /// A fixed list of `host:port`.
+    Static(Vec<String>),
+    /// Every address `host:port` resolves to, re-resolved every `refresh`.
+    Dns { name: String, refresh: Duration },
+}
 
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
@@ -48,8 +61,35 @@ struct Node {
     slots: Arc<Semaphore>,
 }
 
+impl Node {
+    fn new(addr: &str, options: &PoolOptions) -> anyhow::Result<Arc<Self>> {
+        let uri = if addr.contains("://") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        let channel = Endpoint::from_shared(uri)?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .connect_lazy();
+        Ok(Arc::new(Node {
+            addr: addr.to_string(),
+            client: EngineServiceClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            health: tonic_health::pb::health_client::HealthClient::new(channel),
+            healthy: AtomicBool::new(true),
+            outstanding: AtomicUsize::new(0),
+            slots: Arc::new(Semaphore::new(options.max_queries_per_node.max(1))),
+        }))
+    }
+}
+
 pub struct EnginePool {
-    nodes: Vec<Arc<Node>>,
+    nodes: RwLock<Vec<Arc<Node>>>,
+    source: EngineSource,
     options: PoolOptions,
     waiting: Semaphore,
     released: Arc<Notify>,
@@ -61,7 +101,10 @@ pub struct QueryStream {
     pub query_id: String,
     stream: tonic::Streaming<velo_proto::v1::ExecuteQueryResponse>,
     first: Option<Event>,
-    _slot: Slot,
+    started: Instant,
+    awaiting_first_row: bool,
+    slot: Slot,
+    _streaming: StreamingQuery,
 }
 
 /// Cancels a query from elsewhere (the cancel-request path).
@@ -93,6 +136,10 @@ struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.node.outstanding.fetch_sub(1, Ordering::Relaxed);
+        METRICS
+            .engine_inflight
+            .with_label_values(&[&self.node.addr])
+            .dec();
         self.released.notify_waiters();
     }
 }
@@ -102,47 +149,45 @@ fn unavailable(node: &str, detail: impl std::fmt::Display) -> GatewayError {
 }
 
 impl EnginePool {
-    /// Creates channels (connected lazily) and starts health checking.
-    pub fn new(addrs: &[String], options: PoolOptions) -> anyhow::Result<Arc<Self>> {
-        anyhow::ensure!(!addrs.is_empty(), "no engine nodes configured");
-        let nodes = addrs
-            .iter()
-            .map(|addr| {
-                let uri = if addr.contains("://") {
-                    addr.clone()
-                } else {
-                    format!("http://{addr}")
-                };
-                let channel = Endpoint::from_shared(uri)?
-                    .connect_timeout(Duration::from_secs(2))
-                    .tcp_nodelay(true)
-                    .http2_keep_alive_interval(Duration::from_secs(10))
-                    .keep_alive_timeout(Duration::from_secs(5))
-                    .connect_lazy();
-                Ok(Arc::new(Node {
-                    addr: addr.clone(),
-                    client: EngineServiceClient::new(channel.clone())
-                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                        .max_encoding_message_size(MAX_MESSAGE_BYTES),
-                    health: tonic_health::pb::health_client::HealthClient::new(channel),
-                    healthy: AtomicBool::new(true),
-                    outstanding: AtomicUsize::new(0),
-                    slots: Arc::new(Semaphore::new(options.max_queries_per_node.max(1))),
-                }))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+    /// Creates channels (connected lazily) and starts health checking (and
+    /// DNS refreshing).
+    pub async fn new(source: EngineSource, options: PoolOptions) -> anyhow::Result<Arc<Self>> {
+        let nodes = match &source {
+            EngineSource::Static(addrs) => {
+                anyhow::ensure!(!addrs.is_empty(), "no engine nodes configured");
+                addrs
+                    .iter()
+                    .map(|a| Node::new(a, &options))
+                    .collect::<anyhow::Result<Vec<_>>>()?
+            }
+            // An unresolvable name at start is not fatal: the node set fills
+            // in when it resolves (until then /readyz says not ready).
+            EngineSource::Dns { .. } => Vec::new(),
+        };
         let pool = Arc::new(Self {
-            nodes,
+            nodes: RwLock::new(nodes),
+            source,
             waiting: Semaphore::new(options.queue_limit),
             options,
             released: Arc::new(Notify::new()),
         });
+        pool.refresh_dns().await;
         let weak = Arc::downgrade(&pool);
         tokio::spawn(async move {
+            let mut last_refresh = Instant::now();
             loop {
                 let Some(pool) = weak.upgrade() else { return };
+                if let EngineSource::Dns { refresh, .. } = &pool.source {
+                    if last_refresh.elapsed() >= *refresh {
+                        pool.refresh_dns().await;
+                        last_refresh = Instant::now();
+                    }
+                }
                 pool.check_health().await;
-                let interval = pool.options.health_interval;
+                let interval = match &pool.source {
+                    EngineSource::Dns { refresh, .. } => pool.options.health_interval.min(*refresh),
+                    EngineSource::Static(_) => pool.options.health_interval,
+                };
                 drop(pool);
                 tokio::time::sleep(interval).await;
             }
@@ -150,8 +195,57 @@ impl EnginePool {
         Ok(pool)
     }
 
+    fn nodes(&self) -> Vec<Arc<Node>> {
+        self.nodes.read().expect("engine nodes").clone()
+    }
+
+    /// Nodes that passed their last health check.
+    pub fn healthy_nodes(&self) -> usize {
+        self.nodes()
+            .iter()
+            .filter(|n| n.healthy.load(Ordering::Relaxed))
+            .count()
+    }
+
+    /// Re-resolves the DNS name and adopts its addresses: new ones get a
+    /// channel, vanished ones are dropped (queries running there finish).
+    async fn refresh_dns(&self) {
+        let EngineSource::Dns { name, .. } = &self.source else {
+            return;
+        };
+        let mut addrs: Vec<String> = match tokio::net::lookup_host(name.as_str()).await {
+            Ok(found) => found.map(|a| a.to_string()).collect(),
+            Err(e) => {
+                tracing::warn!(%name, "resolving engine nodes: {e}");
+                return;
+            }
+        };
+        addrs.sort();
+        addrs.dedup();
+        let current = self.nodes();
+        if addrs.is_empty() || current.iter().map(|n| &n.addr).eq(addrs.iter()) {
+            return;
+        }
+        let mut next = Vec::new();
+        for addr in &addrs {
+            match current.iter().find(|n| &n.addr == addr) {
+                Some(node) => next.push(node.clone()),
+                None => match Node::new(addr, &self.options) {
+                    Ok(node) => next.push(node),
+                    Err(e) => tracing::warn!(%addr, "engine node: {e}"),
+                },
+            }
+        }
+        for gone in current.iter().filter(|n| !addrs.contains(&n.addr)) {
+            METRICS.forget_node(&gone.addr);
+        }
+        tracing::info!(%name, nodes = ?addrs, "engine nodes resolved");
+        *self.nodes.write().expect("engine nodes") = next;
+    }
+
     async fn check_health(&self) {
-        let checks = self.nodes.iter().map(|node| async move {
+        let nodes = self.nodes();
+        let checks = nodes.iter().map(|node| async move {
             let mut health = node.health.clone();
             let ok = tokio::time::timeout(
                 Duration::from_secs(1),
@@ -166,6 +260,10 @@ impl EnginePool {
                 r.into_inner().status
                     == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
             });
+            METRICS
+                .engine_node_up
+                .with_label_values(&[&node.addr])
+                .set(ok as i64);
             let was = node.healthy.swap(ok, Ordering::Relaxed);
             if was != ok {
                 tracing::warn!(node = %node.addr, healthy = ok, "engine node health changed");
@@ -177,10 +275,9 @@ impl EnginePool {
     /// Healthy nodes first, fewest outstanding queries first.
     fn candidates(&self, exclude: &[String]) -> Vec<Arc<Node>> {
         let mut nodes: Vec<_> = self
-            .nodes
-            .iter()
+            .nodes()
+            .into_iter()
             .filter(|n| !exclude.contains(&n.addr))
-            .cloned()
             .collect();
         nodes.sort_by_key(|n| {
             (
@@ -193,14 +290,19 @@ impl EnginePool {
 
     /// Waits (bounded) for a slot on the least-loaded node not in `exclude`.
     async fn acquire(&self, exclude: &[String]) -> Result<Slot, GatewayError> {
+        let node_count = self.nodes.read().expect("engine nodes").len();
         let too_busy = || {
+            METRICS
+                .admission_rejections
+                .with_label_values(&["queue_full"])
+                .inc();
             GatewayError::TooBusy(format!(
-                "too many queries: all {} engine node(s) are running their limit of {} queries and the wait queue is full",
-                self.nodes.len(),
+                "too many queries: all {node_count} engine node(s) are running their limit of {} queries and the wait queue is full",
                 self.options.max_queries_per_node
             ))
         };
         let _waiting = self.waiting.try_acquire().map_err(|_| too_busy())?;
+        let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.options.queue_timeout;
         loop {
             let notified = self.released.notified();
@@ -213,6 +315,13 @@ impl EnginePool {
             for node in candidates {
                 if let Ok(permit) = node.slots.clone().try_acquire_owned() {
                     node.outstanding.fetch_add(1, Ordering::Relaxed);
+                    METRICS
+                        .engine_inflight
+                        .with_label_values(&[&node.addr])
+                        .inc();
+                    METRICS
+                        .admission_wait
+                        .observe(started.elapsed().as_secs_f64());
                     return Ok(Slot {
                         node,
                         _permit: permit,
@@ -221,10 +330,13 @@ impl EnginePool {
                 }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                METRICS
+                    .admission_rejections
+                    .with_label_values(&["timeout"])
+                    .inc();
                 return Err(GatewayError::TooBusy(format!(
-                    "too many queries: waited {:?} for one of {} engine node(s) to have fewer than {} running queries",
+                    "too many queries: waited {:?} for one of {node_count} engine node(s) to have fewer than {} running queries",
                     self.options.queue_timeout,
-                    self.nodes.len(),
                     self.options.max_queries_per_node
                 )));
             }
@@ -236,7 +348,8 @@ impl EnginePool {
     pub async fn execute(&self, request: ExecuteQueryRequest) -> Result<QueryStream, GatewayError> {
         let mut tried = Vec::new();
         let mut last_error = None;
-        while tried.len() < self.nodes.len() {
+        let started = Instant::now();
+        while tried.len() < self.nodes.read().expect("engine nodes").len().max(1) {
             let slot = match self.acquire(&tried).await {
                 Ok(slot) => slot,
                 Err(e) => return Err(last_error.unwrap_or(e)),
@@ -254,7 +367,10 @@ impl EnginePool {
                                 query_id: request.query_id.clone(),
                                 stream,
                                 first: msg.event,
-                                _slot: slot,
+                                started,
+                                awaiting_first_row: true,
+                                slot,
+                                _streaming: StreamingQuery::start(),
                             })
                         }
                         Ok(None) => {
@@ -281,15 +397,18 @@ impl EnginePool {
         }))
     }
 
-    fn any_client(&self) -> EngineServiceClient<Channel> {
-        self.candidates(&[])[0].client.clone()
+    fn any_client(&self) -> Result<EngineServiceClient<Channel>, GatewayError> {
+        self.candidates(&[])
+            .first()
+            .map(|n| n.client.clone())
+            .ok_or_else(|| GatewayError::EngineUnavailable("no engine node is available".into()))
     }
 
     pub async fn describe(
         &self,
         request: DescribeQueryRequest,
     ) -> Result<DescribeQueryResponse, GatewayError> {
-        self.any_client()
+        self.any_client()?
             .describe_query(request)
             .await
             .map(|r| r.into_inner())
@@ -300,7 +419,7 @@ impl EnginePool {
         &self,
         known_version: u64,
     ) -> Result<ListRelationsResponse, GatewayError> {
-        self.any_client()
+        self.any_client()?
             .list_relations(ListRelationsRequest {
                 known_catalog_version: known_version,
             })
@@ -311,15 +430,9 @@ impl EnginePool {
 }
 
 impl QueryStream {
-    pub fn cancel_handle(&self, pool: &EnginePool) -> CancelHandle {
-        let client = pool
-            .nodes
-            .iter()
-            .find(|n| n.addr == self.node)
-            .map(|n| n.client.clone())
-            .expect("the query's node is in the pool");
+    pub fn cancel_handle(&self) -> CancelHandle {
         CancelHandle {
-            client,
+            client: self.slot.node.client.clone(),
             query_id: self.query_id.clone(),
         }
     }
@@ -327,17 +440,27 @@ impl QueryStream {
     /// The next event; `None` after the terminal one. A node that vanishes
     /// mid-stream is a 58030 error.
     pub async fn next(&mut self) -> Result<Option<Event>, GatewayError> {
-        if let Some(first) = self.first.take() {
-            return Ok(Some(first));
+        let event = match self.first.take() {
+            Some(first) => Some(first),
+            None => match self.stream.message().await {
+                Ok(Some(msg)) => msg.event,
+                Ok(None) => return Ok(None),
+                Err(status) => {
+                    return Err(GatewayError::EngineUnavailable(format!(
+                        "lost the engine node {} mid-query: {}",
+                        self.node,
+                        status.message()
+                    )))
+                }
+            },
+        };
+        if self.awaiting_first_row && matches!(&event, Some(Event::Batch(b)) if b.num_rows > 0) {
+            self.awaiting_first_row = false;
+            METRICS
+                .query_first_row
+                .with_label_values(&["engine"])
+                .observe(self.started.elapsed().as_secs_f64());
         }
-        match self.stream.message().await {
-            Ok(Some(msg)) => Ok(msg.event),
-            Ok(None) => Ok(None),
-            Err(status) => Err(GatewayError::EngineUnavailable(format!(
-                "lost the engine node {} mid-query: {}",
-                self.node,
-                status.message()
-            ))),
-        }
+        Ok(event)
     }
 }

@@ -3,34 +3,94 @@
 //! engine batch for streaming results.
 
 use std::io;
+use std::net::SocketAddr;
 
 use bytes::BytesMut;
 use pgwire::messages::{DecodeContext, PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_util::either::Either;
 
+use crate::admin::METRICS;
 use crate::error::GatewayError;
+
+type Socket = Either<TcpStream, Box<TlsStream<TcpStream>>>;
 
 /// Flush early when this much output is buffered.
 const FLUSH_AT: usize = 256 * 1024;
 
 pub struct Connection {
-    socket: TcpStream,
+    /// `None` only while the TLS handshake owns the socket.
+    socket: Option<Socket>,
+    peer: SocketAddr,
     read: BytesMut,
     write: BytesMut,
     pub decode: DecodeContext,
     eof: bool,
+    /// Rows queued since the last flush (counted into metrics there, not
+    /// per row).
+    rows_pending: u64,
 }
 
 impl Connection {
-    pub fn new(socket: TcpStream) -> Self {
+    pub fn new(socket: TcpStream, peer: SocketAddr) -> Self {
         let _ = socket.set_nodelay(true);
         Self {
-            socket,
-            read: BytesMut::with_capacity(8 * 1024),
-            write: BytesMut::with_capacity(64 * 1024),
+            socket: Some(Either::Left(socket)),
+            peer,
+            // Small to start: idle connections should cost little; they grow
+            // with what a client actually sends and receives.
+            read: BytesMut::with_capacity(1024),
+            write: BytesMut::with_capacity(1024),
             decode: DecodeContext::default(),
             eof: false,
+            rows_pending: 0,
+        }
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self.socket, Some(Either::Right(_)))
+    }
+
+    fn socket(&mut self) -> &mut Socket {
+        self.socket
+            .as_mut()
+            .expect("socket present outside the TLS handshake")
+    }
+
+    /// Answers an SSLRequest with 'S' and runs the TLS handshake. Bytes the
+    /// client sent before the handshake would be unencrypted data spliced
+    /// into the session, so they are refused.
+    pub async fn start_tls(
+        &mut self,
+        acceptor: &tokio_rustls::TlsAcceptor,
+    ) -> Result<(), GatewayError> {
+        if !self.read.is_empty() {
+            return Err(GatewayError::Protocol(
+                "received unencrypted data after SSL request".into(),
+            ));
+        }
+        self.send_raw(b"S");
+        self.flush()
+            .await
+            .map_err(|e| GatewayError::Protocol(e.to_string()))?;
+        let Some(Either::Left(tcp)) = self.socket.take() else {
+            return Err(GatewayError::Protocol("TLS requested twice".into()));
+        };
+        match acceptor.accept(tcp).await {
+            Ok(tls) => {
+                self.socket = Some(Either::Right(Box::new(tls)));
+                Ok(())
+            }
+            Err(e) => {
+                self.eof = true;
+                Err(GatewayError::Protocol(format!("TLS handshake failed: {e}")))
+            }
         }
     }
 
@@ -49,7 +109,10 @@ impl Connection {
             if self.eof {
                 return Ok(None);
             }
-            match self.socket.read_buf(&mut self.read).await {
+            let Some(socket) = self.socket.as_mut() else {
+                return Ok(None);
+            };
+            match socket.read_buf(&mut self.read).await {
                 Ok(0) | Err(_) => {
                     self.eof = true;
                     if self.read.is_empty() {
@@ -68,7 +131,10 @@ impl Connection {
             if self.eof {
                 return;
             }
-            match self.socket.read_buf(&mut self.read).await {
+            let Some(socket) = self.socket.as_mut() else {
+                return;
+            };
+            match socket.read_buf(&mut self.read).await {
                 Ok(0) | Err(_) => {
                     self.eof = true;
                     return;
@@ -79,9 +145,17 @@ impl Connection {
     }
 
     pub fn send(&mut self, msg: PgWireBackendMessage) {
+        if matches!(msg, PgWireBackendMessage::DataRow(_)) {
+            self.rows_pending += 1;
+        }
         if let Err(e) = msg.encode(&mut self.write) {
             tracing::error!("encoding {msg:?}: {e}");
         }
+    }
+
+    /// Rows sent inside COPY data (which carries many rows per message).
+    pub fn count_copy_rows(&mut self, rows: usize) {
+        self.rows_pending += rows as u64;
     }
 
     /// Raw bytes (the one-byte SSL/GSSENC refusal).
@@ -90,11 +164,22 @@ impl Connection {
     }
 
     pub async fn flush(&mut self) -> io::Result<()> {
-        if !self.write.is_empty() {
-            self.socket.write_all(&self.write).await?;
-            self.write.clear();
+        if self.rows_pending > 0 {
+            METRICS.rows_sent.inc_by(self.rows_pending);
+            self.rows_pending = 0;
         }
-        self.socket.flush().await
+        if !self.write.is_empty() {
+            let n = self.write.len();
+            let socket = self.socket.as_mut().ok_or(io::ErrorKind::NotConnected)?;
+            socket.write_all(&self.write).await?;
+            METRICS.bytes_sent.inc_by(n as u64);
+            self.write.clear();
+            // Give a big result's buffer back once it has been sent.
+            if self.write.capacity() > 256 * 1024 {
+                self.write = BytesMut::with_capacity(1024);
+            }
+        }
+        self.socket().flush().await
     }
 
     /// Flushes only when a lot is buffered (mid-result).
@@ -106,9 +191,6 @@ impl Connection {
     }
 
     pub fn peer_is_loopback(&self) -> bool {
-        self.socket
-            .peer_addr()
-            .map(|a| a.ip().is_loopback())
-            .unwrap_or(false)
+        self.peer.ip().is_loopback()
     }
 }

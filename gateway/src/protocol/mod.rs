@@ -1,5 +1,6 @@
-//! The PostgreSQL wire protocol: framing, startup (SSL/GSSENC refusal,
-//! cancel requests, authentication) and the per-connection message loop.
+//! The PostgreSQL wire protocol: framing, startup (TLS or refusal, cancel
+//! requests, authentication) and the per-connection message loop.
 
 pub mod connection;
 pub mod startup;
+pub mod tls;

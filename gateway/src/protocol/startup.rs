@@ -1,9 +1,11 @@
-//! From accept to ReadyForQuery: SSL/GSSENC requests are refused ('N'),
+//! From accept to ReadyForQuery: SSL requests start TLS when it is configured
+//! (else, like GSSENC requests, they are refused with 'N'),
 //! CancelRequests are routed to the registry, the StartupMessage is checked,
 //! the client authenticates (trust, SCRAM-SHA-256 or MD5), and the session
 //! gets its ParameterStatus, BackendKeyData and first ReadyForQuery. Then
 //! the message loop runs until Terminate.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use pgwire::messages::response::ErrorResponse;
@@ -14,7 +16,10 @@ use pgwire::messages::{
     PgWireBackendMessage as B, PgWireFrontendMessage as F, SslNegotiationMetaMessage,
 };
 use tokio::net::TcpStream;
+use tracing::{field::Empty, Instrument};
 
+use crate::admin::metrics::ConnectionState;
+use crate::admin::METRICS;
 use crate::auth::scram::{ScramExchange, MECHANISM};
 use crate::auth::{md5, AuthMethod, Secret};
 use crate::error::GatewayError;
@@ -32,22 +37,60 @@ fn fatal(conn: &mut Connection, code: &str, message: &str) {
     ])));
 }
 
-pub async fn serve_connection(socket: TcpStream, shared: Arc<Shared>) {
-    let mut conn = Connection::new(socket);
+/// One client connection from accept to close, inside a span that carries
+/// who it is (never passwords or SCRAM data).
+pub async fn serve_connection(socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let span = tracing::info_span!(
+        "connection",
+        client = %peer,
+        user = Empty,
+        database = Empty,
+        application_name = Empty
+    );
+    serve(Connection::new(socket, peer), shared)
+        .instrument(span)
+        .await
+}
+
+async fn reject(conn: &mut Connection, reason: &str, code: &str, message: &str) {
+    METRICS
+        .connections_rejected
+        .with_label_values(&[reason])
+        .inc();
+    fatal(conn, code, message);
+    let _ = conn.flush().await;
+}
+
+async fn serve(mut conn: Connection, shared: Arc<Shared>) {
     let startup = match negotiate(&mut conn, &shared).await {
         Ok(Some(s)) => s,
         Ok(None) => return,
         Err(e) => {
-            fatal(&mut conn, e.sqlstate(), &e.to_string());
-            let _ = conn.flush().await;
+            tracing::debug!("protocol error before startup: {e}");
+            reject(&mut conn, "protocol", e.sqlstate(), &e.to_string()).await;
             return;
         }
     };
+    if shared.is_draining() {
+        reject(
+            &mut conn,
+            "draining",
+            "57P03",
+            "the database system is shutting down",
+        )
+        .await;
+        return;
+    }
     let _guard = match shared.admit() {
         Some(g) => g,
         None => {
-            fatal(&mut conn, "53300", "sorry, too many clients already");
-            let _ = conn.flush().await;
+            reject(
+                &mut conn,
+                "max_connections",
+                "53300",
+                "sorry, too many clients already",
+            )
+            .await;
             return;
         }
     };
@@ -67,10 +110,33 @@ pub async fn serve_connection(socket: TcpStream, shared: Arc<Shared>) {
         .filter(|d| !d.is_empty())
         .cloned()
         .unwrap_or_else(|| user.clone());
-    match authenticate(&mut conn, &shared, &user).await {
+    let span = tracing::Span::current();
+    span.record("user", user.as_str());
+    span.record("database", database.as_str());
+    if let Some(app) = startup.parameters.get("application_name") {
+        span.record("application_name", app.as_str());
+    }
+    let method = match (shared.auth, shared.users.get(&user)) {
+        (AuthMethod::Trust, _) => "trust",
+        (_, Some(Secret::Md5(_))) => "md5",
+        _ => "scram-sha-256",
+    };
+    let outcome = authenticate(&mut conn, &shared, &user).await;
+    METRICS
+        .auth_attempts
+        .with_label_values(&[
+            method,
+            if matches!(outcome, Ok(true)) {
+                "success"
+            } else {
+                "failure"
+            },
+        ])
+        .inc();
+    match outcome {
         Ok(true) => {}
         Ok(false) => {
-            shared.metrics_auth_failure();
+            tracing::info!(method, "authentication failed");
             let e = GatewayError::AuthFailed(user.clone());
             fatal(&mut conn, e.sqlstate(), &e.to_string());
             let _ = conn.flush().await;
@@ -129,6 +195,12 @@ async fn negotiate(
     loop {
         match conn.read_message().await? {
             Some(F::SslNegotiation(SslNegotiationMetaMessage::PostgresSsl(_)))
+                if shared.tls.is_some() && !conn.is_tls() =>
+            {
+                let acceptor = shared.tls.as_ref().expect("checked");
+                conn.start_tls(acceptor).await?;
+            }
+            Some(F::SslNegotiation(SslNegotiationMetaMessage::PostgresSsl(_)))
             | Some(F::SslNegotiation(SslNegotiationMetaMessage::PostgresGss(_))) => {
                 conn.send_raw(b"N");
                 conn.flush()
@@ -140,6 +212,10 @@ async fn negotiate(
             }
             Some(F::CancelRequest(c)) => {
                 let found = shared.cancels.cancel(c.pid, &c.secret_key);
+                METRICS
+                    .cancel_requests
+                    .with_label_values(&[if found { "matched" } else { "unmatched" }])
+                    .inc();
                 tracing::info!(pid = c.pid, found, "cancel request");
                 return Ok(None);
             }
@@ -256,7 +332,9 @@ async fn authenticate(
 async fn message_loop(conn: &mut Connection, session: &mut Session) {
     // After an error in an extended-protocol batch, skip until Sync.
     let mut skipping = false;
+    let mut state = ConnectionState::idle();
     loop {
+        state.set_active(false);
         let msg = match conn.read_message().await {
             Ok(Some(msg)) => msg,
             Ok(None) => return,
@@ -273,6 +351,7 @@ async fn message_loop(conn: &mut Connection, session: &mut Session) {
         if extended && skipping {
             continue;
         }
+        state.set_active(true);
         let outcome: Result<(), GatewayError> = match msg {
             F::Query(q) => {
                 skipping = false;

@@ -18,12 +18,14 @@ use pgwire::messages::extendedquery::{
 use pgwire::messages::response::{CommandComplete, EmptyQueryResponse};
 use pgwire::messages::PgWireBackendMessage as B;
 use velo_proto::v1::{
-    execute_query_response::Event, typed_value::Value, DescribeQueryRequest, ExecuteQueryRequest,
-    LogicalType, TypedValue,
+    execute_query_response::Event, typed_value::Value, DescribeQueryRequest, LogicalType,
+    TypedValue,
 };
 
 use super::local::Local;
 use super::{decode_batch, decode_schema, statement, Session, TxState};
+use tracing::Instrument;
+
 use crate::encoding::{binary_columns, oid, row_description_with_formats, TextRows};
 use crate::engine_client::QueryStream;
 use crate::error::GatewayError;
@@ -516,7 +518,14 @@ impl Session {
             .portals
             .remove(&name)
             .ok_or_else(|| GatewayError::UnknownPortal(name.clone()))?;
-        let result = self.execute_portal(conn, &mut portal, max_rows).await;
+        let started = std::time::Instant::now();
+        self.route = crate::admin::Route::Local;
+        let span = tracing::info_span!("query", query_id = tracing::field::Empty);
+        let result = self
+            .execute_portal(conn, &mut portal, max_rows)
+            .instrument(span.clone())
+            .await;
+        span.in_scope(|| self.observe(started, &result));
         self.extended.portals.insert(name, portal);
         result
     }
@@ -644,15 +653,8 @@ impl Session {
         portal: &mut Portal,
     ) -> Result<Running, GatewayError> {
         let token = self.cancel.begin_statement();
-        let request = ExecuteQueryRequest {
-            query_id: self.next_query_id(),
-            sql: text.to_string(),
-            parameters: portal.params.clone(),
-            settings: Some(self.settings.to_engine(&self.user, &self.database)),
-            max_rows: 0,
-        };
         let mut query = tokio::select! {
-            q = self.pool.execute(request) => q?,
+            q = self.start(text, portal.params.clone()) => q?,
             _ = token.cancelled() => return Err(GatewayError::Cancelled),
         };
         let mut decoder = StreamDecoder::new();

@@ -24,8 +24,10 @@ use pgwire::messages::response::{
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::PgWireBackendMessage as B;
 use tokio_util::sync::CancellationToken;
+use tracing::{field::Empty, Instrument};
 use velo_proto::v1::{execute_query_response::Event, ExecuteQueryRequest};
 
+use crate::admin::{Route, METRICS};
 use crate::cancel::CancelSlot;
 use crate::encoding::{row_description, TextRows};
 use crate::engine_client::{EnginePool, QueryStream};
@@ -54,6 +56,8 @@ pub struct Session {
     query_seq: u64,
     pid: i32,
     extended: extended::Extended,
+    /// Where the current statement is being answered (for metrics).
+    route: Route,
 }
 
 /// Where a result's rows go.
@@ -90,6 +94,7 @@ impl Session {
             query_seq: 0,
             pid,
             extended: extended::Extended::default(),
+            route: Route::Local,
         }
     }
 
@@ -107,7 +112,11 @@ impl Session {
         let pieces = statement::split(text);
         let implicit = pieces.len() > 1 && self.tx == TxState::Idle;
         for piece in pieces {
-            let result = self.statement(conn, &piece).await;
+            let started = std::time::Instant::now();
+            self.route = Route::Local;
+            let span = tracing::info_span!("query", query_id = Empty);
+            let result = self.statement(conn, &piece).instrument(span.clone()).await;
+            span.in_scope(|| self.observe(started, &result));
             if let Err(e) = result {
                 if matches!(e, GatewayError::Protocol(_)) && e.to_string() == "client gone" {
                     return Err(std::io::ErrorKind::BrokenPipe.into());
@@ -185,6 +194,14 @@ impl Session {
         }
     }
 
+    fn observe(&self, started: std::time::Instant, result: &Result<(), GatewayError>) {
+        let sqlstate = result.as_ref().err().map(|e| e.sqlstate());
+        METRICS.query_finished(self.route, started.elapsed(), sqlstate);
+        if let Some(code) = sqlstate {
+            tracing::debug!(code, "statement failed");
+        }
+    }
+
     fn next_query_id(&mut self) -> String {
         self.query_seq += 1;
         format!(
@@ -200,8 +217,11 @@ impl Session {
         sql: &str,
         parameters: Vec<velo_proto::v1::TypedValue>,
     ) -> Result<QueryStream, GatewayError> {
+        self.route = Route::Engine;
+        let query_id = self.next_query_id();
+        tracing::Span::current().record("query_id", query_id.as_str());
         let request = ExecuteQueryRequest {
-            query_id: self.next_query_id(),
+            query_id,
             sql: sql.to_string(),
             parameters,
             settings: Some(self.settings.to_engine(&self.user, &self.database)),
@@ -226,7 +246,7 @@ impl Session {
         match step {
             Step::Event(ev) => ev,
             Step::Cancelled => {
-                let handle = query.cancel_handle(&self.pool);
+                let handle = query.cancel_handle();
                 tokio::spawn(handle.cancel());
                 Err(GatewayError::Cancelled)
             }
@@ -441,6 +461,7 @@ fn write_batch(conn: &mut Connection, batch: &RecordBatch, sink: Sink, line: &mu
             conn.send(B::CopyData(CopyData::new(bytes::Bytes::copy_from_slice(
                 line,
             ))));
+            conn.count_copy_rows(batch.num_rows());
         }
     }
 }

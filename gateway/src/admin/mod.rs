@@ -1,0 +1,83 @@
+//! The admin HTTP server on its own address: `/metrics` (Prometheus text),
+//! `/healthz` (the process answers), `/readyz` (at least one healthy engine
+//! node and not draining).
+
+pub mod metrics;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::server::Shared;
+
+pub use metrics::{Route, METRICS};
+
+/// Binds the admin address and serves it in the background.
+pub async fn start(
+    listen: &str,
+    shared: Arc<Shared>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding admin address {listen}: {e}"))?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                continue;
+            };
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| respond(req, shared.clone()));
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(socket), service)
+                    .await;
+            });
+        }
+    });
+    Ok((addr, task))
+}
+
+async fn respond(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let text = |status: StatusCode, body: String| {
+        Response::builder()
+            .status(status)
+            .header("content-type", "text/plain; charset=utf-8")
+            .body(Full::new(Bytes::from(body)))
+            .expect("response")
+    };
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into()));
+    }
+    Ok(match req.uri().path() {
+        "/metrics" => Response::builder()
+            .header("content-type", prometheus::TEXT_FORMAT)
+            .body(Full::new(Bytes::from(METRICS.render())))
+            .expect("response"),
+        "/healthz" => text(StatusCode::OK, "ok\n".into()),
+        "/readyz" => {
+            if shared.is_draining() {
+                text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into())
+            } else if shared.pool.healthy_nodes() == 0 {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no healthy engine node\n".into(),
+                )
+            } else {
+                text(StatusCode::OK, "ready\n".into())
+            }
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+    })
+}
