@@ -177,6 +177,34 @@ impl Metrics {
         }
     }
 
+    /// Creates every series of the bounded label sets at zero, so rates and
+    /// dashboards see them before the first event.
+    fn with_known_series(self) -> Self {
+        for state in ["idle", "active"] {
+            self.client_connections.with_label_values(&[state]);
+        }
+        for reason in ["max_connections", "draining", "protocol"] {
+            self.connections_rejected.with_label_values(&[reason]);
+        }
+        for method in ["trust", "scram-sha-256", "md5"] {
+            for outcome in ["success", "failure"] {
+                self.auth_attempts.with_label_values(&[method, outcome]);
+            }
+        }
+        for route in [Route::Local, Route::Catalog, Route::Engine] {
+            self.queries.with_label_values(&[route.label(), "00"]);
+            self.query_duration.with_label_values(&[route.label()]);
+            self.query_first_row.with_label_values(&[route.label()]);
+        }
+        for outcome in ["matched", "unmatched"] {
+            self.cancel_requests.with_label_values(&[outcome]);
+        }
+        for reason in ["queue_full", "timeout"] {
+            self.admission_rejections.with_label_values(&[reason]);
+        }
+        self
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
@@ -202,7 +230,7 @@ impl Metrics {
     }
 }
 
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics::new().with_known_series());
 
 /// Counts a client connection in `client_connections{state}` while it lives.
 pub struct ConnectionState {

@@ -1,0 +1,259 @@
+//! The deployment artifacts: the Helm chart lints, renders and validates
+//! against Kubernetes schemas (default and full values), its config is one the
+//! gateway accepts, its schema rejects mistakes; the kustomize overlay builds
+//! and validates; the Grafana dashboard queries only metrics that exist.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use velo_integration::{binary, http_get, run_script, Gateway};
+
+/// Kubernetes version the manifests are validated against.
+const K8S: &str = "1.30.0";
+const USER: &str = "alice:SCRAM-SHA-256$4096:c2FsdA==$a2V5:a2V5";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn chart() -> String {
+    repo().join("helm/velo-gateway").display().to_string()
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (integration/setup-k8s.sh installs it)"))
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn template(args: &[&str]) -> Output {
+    run(Command::new("helm")
+        .args(["template", "velo", &chart(), "--namespace", "streams"])
+        .args(args))
+}
+
+/// Validates rendered manifests; CRDs (ServiceMonitor) only warn.
+fn validate(manifests: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("manifests.yaml");
+    std::fs::write(&file, manifests).unwrap();
+    ok(run(Command::new("kubernetes-validate")
+        .args(["-k", K8S, "--strict", "--quiet"])
+        .arg(&file)));
+}
+
+/// The document of `kind` named `name` in a multi-document render.
+fn document<'a>(manifests: &'a str, kind: &str, name: &str) -> &'a str {
+    manifests
+        .split("\n---")
+        .find(|d| d.contains(&format!("kind: {kind}\n")) && d.contains(&format!("name: {name}\n")))
+        .unwrap_or_else(|| panic!("no {kind} {name} in\n{manifests}"))
+}
+
+#[test]
+fn chart_lints_renders_and_validates() {
+    let users = format!("auth.users[0]={USER}");
+    ok(run(Command::new("helm")
+        .args(["lint", "--strict", &chart(), "--set", &users])
+        .args(["--set", "engines.endpoints[0]=engine-0:50051"])));
+    let full = format!("{}/ci/full-values.yaml", chart());
+    ok(run(Command::new("helm").args([
+        "lint",
+        "--strict",
+        &chart(),
+        "-f",
+        &full,
+    ])));
+
+    let default = ok(template(&[
+        "--set",
+        &users,
+        "--set",
+        "engines.dnsName=engines",
+    ]));
+    validate(&default);
+    let deployment = document(&default, "Deployment", "velo-velo-gateway");
+    for needle in [
+        "path: /healthz",
+        "path: /readyz",
+        "port: admin",
+        "readOnlyRootFilesystem: true",
+        "runAsNonRoot: true",
+        "preferredDuringSchedulingIgnoredDuringExecution",
+        "checksum/config:",
+    ] {
+        assert!(deployment.contains(needle), "{needle} in\n{deployment}");
+    }
+    let config = document(&default, "ConfigMap", "velo-velo-gateway");
+    assert!(
+        config.contains("engine_dns = \"engines:50051\""),
+        "{config}"
+    );
+    assert!(!default.contains("kind: ServiceMonitor"));
+
+    let full = ok(template(&["-f", &full]));
+    validate(&full);
+    let config = document(&full, "ConfigMap", "velo-velo-gateway");
+    // With the bundled engine, the gateway discovers it through its headless Service.
+    assert!(
+        config
+            .contains("engine_dns = \"velo-velo-gateway-engine.streams.svc.cluster.local:50051\""),
+        "{config}"
+    );
+    assert!(config.contains("tls_cert_file = \"/etc/velo-gateway/tls/tls.crt\""));
+    assert!(config.contains("log_format = \"json\""));
+    let monitor = document(&full, "ServiceMonitor", "velo-velo-gateway");
+    assert!(monitor.contains("port: metrics") && monitor.contains("path: /metrics"));
+    let deployment = document(&full, "Deployment", "velo-velo-gateway");
+    assert!(deployment.contains("requiredDuringSchedulingIgnoredDuringExecution"));
+    assert!(deployment.contains("terminationGracePeriodSeconds: 60"));
+    assert!(!deployment.contains("replicas:"), "the HPA owns replicas");
+    let engine = document(&full, "StatefulSet", "velo-velo-gateway-engine");
+    assert!(engine.contains("grpc:") && engine.contains("--demo"));
+    for kind in ["HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"] {
+        assert!(full.contains(&format!("kind: {kind}\n")), "{kind}");
+    }
+}
+
+#[test]
+fn rendered_config_is_accepted_by_the_gateway() {
+    let out = ok(template(&[
+        "-f",
+        &format!("{}/ci/full-values.yaml", chart()),
+        "--show-only",
+        "templates/configmap.yaml",
+    ]));
+    let toml: String = out
+        .split_once("gateway.toml: |\n")
+        .unwrap()
+        .1
+        .lines()
+        .map(|l| format!("{}\n", l.trim_start()))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(&file, toml).unwrap();
+    // The mounted files do not exist here: point at local stand-ins.
+    let stand_in = dir.path().join("stand-in");
+    std::fs::write(&stand_in, "").unwrap();
+    let printed = ok(run(Command::new(binary("velo-gateway"))
+        .arg("--config")
+        .arg(&file)
+        .args(
+            ["--users-file", "--tls-cert-file", "--tls-key-file"]
+                .iter()
+                .flat_map(|f| [f.to_string(), stand_in.display().to_string()]),
+        )
+        .arg("--print-config")));
+    assert!(
+        printed.contains("admin_listen = \"0.0.0.0:9433\""),
+        "{printed}"
+    );
+    assert!(printed.contains("drain_timeout_secs = 45"), "{printed}");
+}
+
+#[test]
+fn chart_rejects_bad_values() {
+    let users = format!("auth.users[0]={USER}");
+    for (args, needle) in [
+        (vec!["--set", "engine.enabled=true"], "auth: set auth.users"),
+        (
+            vec![
+                "--set",
+                &users,
+                "--set",
+                "engine.enabled=true",
+                "--set",
+                "replicaCout=2",
+            ],
+            "replicaCout",
+        ),
+        (
+            vec![
+                "--set",
+                &users,
+                "--set",
+                "engine.enabled=true",
+                "--set",
+                "gateway.logFormat=xml",
+            ],
+            "logFormat",
+        ),
+        (vec!["--set", &users], "engines: set engines.endpoints"),
+        (
+            vec!["--set", "auth.users[0]=alice:password"],
+            "/auth/users/0",
+        ),
+    ] {
+        let out = template(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(needle),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn kustomize_demo_overlay_builds_and_validates() {
+    let out = ok(run(Command::new("kubectl")
+        .arg("kustomize")
+        .arg(repo().join("k8s/overlays/demo"))));
+    validate(&out);
+    for doc in out
+        .split("\n---")
+        .filter(|d| !d.contains("kind: Namespace\n"))
+    {
+        assert!(doc.contains("namespace: velostream-demo"), "{doc}");
+    }
+    let config = out
+        .split("\n---")
+        .find(|d| d.contains("kind: ConfigMap\n"))
+        .unwrap();
+    assert!(config.contains("log_format = \"text\""), "{config}");
+    let deployment = document(&out, "Deployment", "velo-gateway");
+    assert!(deployment.contains("replicas: 1"), "{deployment}");
+}
+
+/// Every metric the dashboard queries exists on a live gateway's /metrics
+/// (histograms through their `_bucket` series).
+#[test]
+fn grafana_dashboard_queries_real_metrics() {
+    let text =
+        std::fs::read_to_string(repo().join("k8s/grafana/velo-gateway-dashboard.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let gw = Gateway::start(&[]);
+    // The node label appears once the node is used.
+    run_script(gw.psql("alice"), "SELECT x FROM (VALUES (1)) AS t(x);");
+    let (_, exposed) = http_get(&gw.admin, "/metrics").unwrap();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for name in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("velo_gateway_"))
+            {
+                queried += 1;
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .unwrap_or(name);
+                assert!(
+                    exposed.contains(&format!("# TYPE {family} ")),
+                    "dashboard queries {name}, which the gateway does not export"
+                );
+            }
+        }
+    }
+    assert!(queried >= 16, "{queried}");
+}
