@@ -2,9 +2,15 @@ use clap::Parser;
 use velo_engine::NodeOptions;
 
 /// The reference Velostream engine node (velostream.engine.v1 over gRPC).
-#[derive(Parser, Debug)]
+///
+/// Every flag has a VELO_ENGINE_<FLAG> environment variable; flags win.
+#[derive(Parser, Debug, serde::Serialize)]
 #[command(version)]
 struct Args {
+    /// Print the effective settings as TOML and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    print_config: bool,
     /// Address to serve gRPC on.
     #[arg(long, env = "VELO_ENGINE_LISTEN", default_value = "127.0.0.1:50051")]
     listen: String,
@@ -18,22 +24,32 @@ struct Args {
     #[arg(long, env = "VELO_ENGINE_MAX_CONCURRENT_QUERIES", default_value_t = 64)]
     max_concurrent_queries: usize,
     /// Start an in-process Kafka with a synthetic `trades` topic.
-    #[arg(long)]
+    #[arg(long, env = "VELO_ENGINE_DEMO")]
     demo: bool,
     /// Demo events per second.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, env = "VELO_ENGINE_DEMO_RATE", default_value_t = 1000)]
     demo_rate: u32,
+    /// Log lines as JSON objects instead of text.
+    #[arg(long, env = "VELO_ENGINE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
-        )
-        .init();
     let args = Args::parse();
+    if args.print_config {
+        print!("{}", toml::to_string(&args)?);
+        return Ok(());
+    }
+    let logs = tracing_subscriber::fmt().with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "info,rdkafka=warn".into()),
+    );
+    if args.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let node = velo_engine::start(NodeOptions {
         listen: args.listen,
         kafka_bootstrap: args.kafka_bootstrap,

@@ -234,6 +234,17 @@ fn configuration_file_env_and_flags_layer_and_validate() {
         assert!(printed.lines().any(|l| l == line), "{line} in\n{printed}");
     }
 
+    // The engine node follows the same style: env under flags, --print-config.
+    let engine = Command::new(binary("velo-engine"))
+        .args(["--print-config", "--demo-rate", "7"])
+        .env("VELO_ENGINE_MAX_CONCURRENT_QUERIES", "5")
+        .env("VELO_ENGINE_DEMO_RATE", "9")
+        .output()
+        .unwrap();
+    let printed = stdout(&engine);
+    assert!(printed.contains("max_concurrent_queries = 5\n"), "{printed}");
+    assert!(printed.contains("demo_rate = 7\n"), "{printed}");
+
     let fails = |args: &[&str], toml: &str, needle: &str| {
         std::fs::write(&file, toml).unwrap();
         let out = Command::new(binary("velo-gateway"))
