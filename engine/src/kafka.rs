@@ -156,7 +156,10 @@ fn consumer_config(bootstrap: &str) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("allow.auto.create.topics", "false")
-        .set("log_level", "3");
+        .set("log_level", "3")
+        // Continuous queries want each event promptly; librdkafka waits up to
+        // 500 ms by default for a fetch to fill.
+        .set("fetch.wait.max.ms", "10");
     config
 }
 

@@ -2,7 +2,7 @@
 //! processes, real `psql`, and a real PostgreSQL 15 server to compare with.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -232,6 +232,11 @@ pub struct Postgres {
 
 impl Postgres {
     pub fn start() -> Self {
+        Self::start_with_password(None)
+    }
+
+    /// With a password, user `postgres` logs in with SCRAM-SHA-256 (else trust).
+    pub fn start_with_password(password: Option<&str>) -> Self {
         let bin = ["/usr/lib/postgresql/15/bin", "/usr/local/bin"]
             .iter()
             .map(PathBuf::from)
@@ -251,25 +256,32 @@ impl Postgres {
             cmd.args(args);
             cmd
         };
+        let pwfile = dir.path().join("pwfile");
+        let mut init_args = vec![
+            "-D".to_string(),
+            data.to_string_lossy().into_owned(),
+            "-U".into(),
+            "postgres".into(),
+            "--no-sync".into(),
+        ];
+        match password {
+            Some(pw) => {
+                std::fs::write(&pwfile, pw).expect("pwfile");
+                init_args.extend([
+                    "-A".into(),
+                    "scram-sha-256".into(),
+                    format!("--pwfile={}", pwfile.display()),
+                ]);
+            }
+            None => init_args.extend(["-A".into(), "trust".into()]),
+        }
         if is_root() {
             let _ = Command::new("chown")
                 .args(["-R", "postgres", &dir.path().to_string_lossy()])
                 .status();
         }
-        let out = as_postgres(
-            &[
-                "-D",
-                &data.to_string_lossy(),
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "--no-sync",
-            ],
-            "initdb",
-        )
-        .output()
-        .expect("initdb");
+        let init_args: Vec<&str> = init_args.iter().map(String::as_str).collect();
+        let out = as_postgres(&init_args, "initdb").output().expect("initdb");
         assert!(
             out.status.success(),
             "initdb: {}",
@@ -277,7 +289,7 @@ impl Postgres {
         );
         let port = free_port();
         let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
             dir.path().display()
         );
         let out = as_postgres(
@@ -305,6 +317,14 @@ impl Postgres {
 
     pub fn psql(&self) -> Command {
         psql_command("127.0.0.1", self.port, "postgres", "postgres")
+    }
+
+    /// The postmaster's process id.
+    pub fn pid(&self) -> u32 {
+        std::fs::read_to_string(self.dir.path().join("data/postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next()?.trim().parse().ok())
+            .unwrap_or(0)
     }
 }
 
@@ -335,8 +355,13 @@ fn is_root() -> bool {
 
 /// A users-file line from `velo-gateway hash-password` (method scram or md5).
 pub fn hash_password(user: &str, method: &str, password: &str) -> String {
+    hash_password_with(&binary("velo-gateway"), user, method, password)
+}
+
+/// The same with a given `velo-gateway` binary.
+pub fn hash_password_with(gateway: &Path, user: &str, method: &str, password: &str) -> String {
     use std::io::Write;
-    let mut child = Command::new(binary("velo-gateway"))
+    let mut child = Command::new(gateway)
         .args(["hash-password", "--user", user, "--method", method])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

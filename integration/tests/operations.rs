@@ -242,7 +242,10 @@ fn configuration_file_env_and_flags_layer_and_validate() {
         .output()
         .unwrap();
     let printed = stdout(&engine);
-    assert!(printed.contains("max_concurrent_queries = 5\n"), "{printed}");
+    assert!(
+        printed.contains("max_concurrent_queries = 5\n"),
+        "{printed}"
+    );
     assert!(printed.contains("demo_rate = 7\n"), "{printed}");
 
     let fails = |args: &[&str], toml: &str, needle: &str| {

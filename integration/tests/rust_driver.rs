@@ -83,3 +83,33 @@ async fn tokio_postgres_params_streaming_errors_cancel() {
         2
     );
 }
+
+/// A client that waits for BindComplete before doing what makes rows
+/// appear must get it while the engine has no row yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_are_flushed_before_waiting_for_the_first_row() {
+    let gw = Gateway::start(&[]);
+    let dsn = format!(
+        "host={} port={} user=alice dbname=velostream",
+        gw.host, gw.port
+    );
+    let (client, connection) = tokio_postgres::connect(&dsn, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let stmt = client
+        .prepare("SELECT volume FROM trades WHERE symbol = 'NO SUCH SYMBOL' EMIT CHANGES")
+        .await
+        .unwrap();
+    // query_raw returns once BindComplete has arrived; no row ever will.
+    let stream = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.query_raw(
+            &stmt,
+            std::iter::empty::<&(dyn tokio_postgres::types::ToSql + Sync)>(),
+        ),
+    )
+    .await
+    .expect("BindComplete before any row")
+    .unwrap();
+    drop(stream);
+    client.cancel_token().cancel_query(NoTls).await.unwrap();
+}

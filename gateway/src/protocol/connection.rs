@@ -182,6 +182,10 @@ impl Connection {
         self.socket().flush().await
     }
 
+    pub fn has_pending_output(&self) -> bool {
+        !self.write.is_empty()
+    }
+
     /// Flushes only when a lot is buffered (mid-result).
     pub async fn maybe_flush(&mut self) -> io::Result<()> {
         if self.write.len() >= FLUSH_AT {

@@ -238,6 +238,12 @@ impl Session {
         query: &mut QueryStream,
         token: &CancellationToken,
     ) -> Result<Option<Event>, GatewayError> {
+        // Never wait on the engine with replies still buffered: a client
+        // may be waiting for them (BindComplete, RowDescription) before it
+        // does what makes the next row appear.
+        if conn.has_pending_output() {
+            conn.flush().await.map_err(client_gone)?;
+        }
         let step = tokio::select! {
             ev = query.next() => Step::Event(ev),
             _ = token.cancelled() => Step::Cancelled,

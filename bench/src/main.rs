@@ -1,0 +1,303 @@
+//! velo-bench: the gateway side by side with PostgreSQL 15 and PgBouncer on
+//! this machine, in one run. Prints one table of absolute numbers and ratios
+//! and writes the same as JSON.
+//!
+//!   cargo run --release -p velo-bench -- all            # every section
+//!   cargo run --release -p velo-bench -- select1 bulk   # some of them
+//!
+//! Sections: select1, engine, bulk, live, scram, clients. Environment:
+//! BENCH_SECONDS (per pgbench run, default 5), BENCH_ROWS (default
+//! 1000000), BENCH_CLIENTS (default 10000), BENCH_OUT (JSON path, default
+//! bench/results/latest.json).
+
+mod measure;
+mod systems;
+
+use std::process::Command;
+
+use systems::Systems;
+
+/// One line of the report. `None` where a system does not apply.
+struct Row {
+    metric: String,
+    unit: &'static str,
+    gateway: Option<f64>,
+    postgresql: Option<f64>,
+    pgbouncer: Option<f64>,
+}
+
+impl Row {
+    fn new(metric: impl Into<String>, unit: &'static str) -> Self {
+        Self {
+            metric: metric.into(),
+            unit,
+            gateway: None,
+            postgresql: None,
+            pgbouncer: None,
+        }
+    }
+
+    /// Records `value` for the system named `system` (a `Target::name`).
+    fn set(&mut self, system: &str, value: f64) {
+        match system {
+            "gateway" => self.gateway = Some(value),
+            "postgresql" => self.postgresql = Some(value),
+            _ => self.pgbouncer = Some(value),
+        }
+    }
+
+    fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+        Some(a? / b?).filter(|r| r.is_finite())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "metric": self.metric,
+            "unit": self.unit,
+            "gateway": self.gateway,
+            "postgresql": self.postgresql,
+            "pgbouncer": self.pgbouncer,
+            "gateway_over_postgresql": Row::ratio(self.gateway, self.postgresql),
+            "gateway_over_pgbouncer": Row::ratio(self.gateway, self.pgbouncer),
+        })
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn select1(s: &Systems, seconds: u64, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    for mode in ["simple", "extended"] {
+        for clients in [1, 8, 64] {
+            let name = format!("SELECT 1 ({mode}, {clients} clients)");
+            let mut tps = Row::new(format!("{name} tps"), "tx/s");
+            let mut p50 = Row::new(format!("{name} p50"), "µs");
+            let mut p99 = Row::new(format!("{name} p99"), "µs");
+            for target in [&s.gateway, &s.postgres, &s.pgbouncer] {
+                let (t, lat) =
+                    measure::pgbench(target, "SELECT 1;\n", mode, clients, seconds, false)?;
+                tps.set(target.name, t);
+                p50.set(target.name, lat.p50);
+                p99.set(target.name, lat.p99);
+                eprintln!("  {name} {}: {t:.0} tps", target.name);
+            }
+            rows.extend([tps, p50, p99]);
+        }
+    }
+    Ok(())
+}
+
+async fn engine_latency(s: &Systems, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let sql = "SELECT x FROM (VALUES (1), (2), (3)) AS t(x)";
+    let runs = 500;
+    // Warm both paths first.
+    measure::engine_query_via_gateway(&s.gateway, sql, 20).await?;
+    measure::engine_query_direct(&s.engine_addr, sql, 20).await?;
+    let via = measure::engine_query_via_gateway(&s.gateway, sql, runs).await?;
+    let direct = measure::engine_query_direct(&s.engine_addr, sql, runs).await?;
+    for (label, v, d) in [("p50", via.p50, direct.p50), ("p99", via.p99, direct.p99)] {
+        let mut r = Row::new(format!("small engine query {label} via gateway"), "µs");
+        r.gateway = Some(v);
+        rows.push(r);
+        let mut added = Row::new(format!("latency added by the gateway {label}"), "µs");
+        added.gateway = Some(v - d);
+        rows.push(added);
+        let mut direct_row = Row::new(format!("small engine query {label} direct gRPC"), "µs");
+        direct_row.gateway = Some(d);
+        rows.push(direct_row);
+    }
+    Ok(())
+}
+
+async fn bulk(s: &Systems, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let file = format!(
+        "SELECT symbol, CAST(price AS DECIMAL(12,2)) AS price, volume, ts, id FROM 'file://{}'",
+        s.csv.display()
+    );
+    let table = "SELECT symbol, price, volume, ts, id FROM trades";
+    let cases: [(&str, String, String); 3] = [
+        (
+            "COPY … TO STDOUT via psql",
+            format!("COPY ({file}) TO STDOUT"),
+            format!("COPY ({table}) TO STDOUT"),
+        ),
+        ("SELECT * via psql", file.clone(), table.to_string()),
+        (
+            "SELECT * via tokio-postgres (binary)",
+            file.clone(),
+            table.to_string(),
+        ),
+    ];
+    for (i, (name, gw_sql, pg_sql)) in cases.iter().enumerate() {
+        let mut r = Row::new(format!("bulk rows: {name}"), "rows/s");
+        for (target, sql) in [
+            (&s.gateway, gw_sql),
+            (&s.postgres, pg_sql),
+            (&s.pgbouncer, pg_sql),
+        ] {
+            let (n, rate) = if i == 2 {
+                measure::driver_rows_per_sec(target, sql).await?
+            } else {
+                measure::psql_rows_per_sec(target, sql)?
+            };
+            eprintln!("  {name} {}: {n} rows, {rate:.0} rows/s", target.name);
+            r.set(target.name, rate);
+        }
+        rows.push(r);
+    }
+    Ok(())
+}
+
+async fn live(s: &Systems, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let (via, direct) =
+        measure::live_latency(&s.gateway, &s.engine_addr, &s.kafka_bootstrap, 200).await?;
+    for (label, v, d) in [("p50", via.p50, direct.p50), ("p99", via.p99, direct.p99)] {
+        let mut r = Row::new(format!("live event → client {label} via gateway"), "µs");
+        r.gateway = Some(v);
+        rows.push(r);
+        let mut r = Row::new(format!("live event → client {label} direct gRPC"), "µs");
+        r.gateway = Some(d);
+        rows.push(r);
+    }
+    Ok(())
+}
+
+async fn scram(s: &Systems, seconds: u64, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let mut r = Row::new(
+        "SCRAM connection setups/s (pgbench -C, 8 clients)",
+        "conn/s",
+    );
+    for target in [&s.gateway, &s.postgres, &s.pgbouncer] {
+        let (tps, _) = measure::pgbench(target, "SELECT 1;\n", "simple", 8, seconds, true)?;
+        eprintln!("  scram setups {}: {tps:.0}/s", target.name);
+        r.set(target.name, tps);
+    }
+    rows.push(r);
+    Ok(())
+}
+
+async fn clients(s: &Systems, n: usize, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let mut memory = Row::new(
+        format!("resident memory per idle client ({n} clients)"),
+        "bytes",
+    );
+    let mut results = Vec::new();
+    for target in [&s.gateway, &s.pgbouncer] {
+        let m = measure::many_clients(target, n, 3).await?;
+        eprintln!(
+            "  {n} clients {}: {} connected, {:.0} B/conn, SELECT 1 p50 {:.0} µs p99 {:.0} µs",
+            target.name, m.connected, m.bytes_per_idle_connection, m.select1.p50, m.select1.p99
+        );
+        results.push((target.name, m));
+    }
+    let mut p50 = Row::new(format!("{n} concurrent clients SELECT 1 p50"), "µs");
+    let mut p99 = Row::new(format!("{n} concurrent clients SELECT 1 p99"), "µs");
+    let mut spread = Row::new(format!("{n} concurrent clients SELECT 1 p99/p50"), "ratio");
+    for (name, m) in results {
+        memory.set(name, m.bytes_per_idle_connection);
+        p50.set(name, m.select1.p50);
+        p99.set(name, m.select1.p99);
+        spread.set(name, m.select1.p99 / m.select1.p50);
+    }
+    rows.extend([memory, p50, p99, spread]);
+    Ok(())
+}
+
+fn print_table(rows: &[Row]) {
+    let fmt = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.1}"));
+    let ratio = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.2}×"));
+    println!(
+        "| metric | unit | gateway | PostgreSQL | PgBouncer | gateway ÷ PostgreSQL | gateway ÷ PgBouncer |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.metric,
+            r.unit,
+            fmt(r.gateway),
+            fmt(r.postgresql),
+            fmt(r.pgbouncer),
+            ratio(Row::ratio(r.gateway, r.postgresql)),
+            ratio(Row::ratio(r.gateway, r.pgbouncer)),
+        );
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut sections: Vec<String> = std::env::args().skip(1).collect();
+    let all = ["select1", "engine", "bulk", "live", "scram", "clients"];
+    if sections.is_empty() || sections.iter().any(|s| s == "all") {
+        sections = all.iter().map(|s| s.to_string()).collect();
+    }
+    if let Some(bad) = sections.iter().find(|s| !all.contains(&s.as_str())) {
+        anyhow::bail!("unknown section {bad}: one of all, {}", all.join(", "));
+    }
+    let seconds = env_or("BENCH_SECONDS", 5u64);
+    let rows_in_file = env_or("BENCH_ROWS", 1_000_000usize);
+    let n_clients = env_or("BENCH_CLIENTS", 10_000usize);
+    let out = std::env::var("BENCH_OUT").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/results/latest.json").to_string()
+    });
+
+    // The systems under test are release builds too.
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "velo-gateway",
+            "-p",
+            "velo-engine",
+        ])
+        .status()?;
+    anyhow::ensure!(status.success(), "building the gateway and engine");
+    systems::raise_own_fd_limit();
+    let s = systems::start(rows_in_file)?;
+
+    let mut rows = Vec::new();
+    for section in &sections {
+        eprintln!("== {section}");
+        match section.as_str() {
+            "select1" => select1(&s, seconds, &mut rows).await?,
+            "engine" => engine_latency(&s, &mut rows).await?,
+            "bulk" => bulk(&s, &mut rows).await?,
+            "live" => live(&s, &mut rows).await?,
+            "scram" => scram(&s, seconds, &mut rows).await?,
+            "clients" => clients(&s, n_clients, &mut rows).await?,
+            _ => unreachable!(),
+        }
+    }
+    print_table(&rows);
+    let machine = format!(
+        "{} vCPU, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| c.lines().find_map(|l| l
+                .strip_prefix("model name")?
+                .split(':')
+                .nth(1)
+                .map(|s| s.trim().to_string())))
+            .unwrap_or_default()
+    );
+    let json = serde_json::json!({
+        "machine": machine,
+        "seconds_per_pgbench_run": seconds,
+        "rows_in_file": rows_in_file,
+        "clients": n_clients,
+        "results": rows.iter().map(Row::json).collect::<Vec<_>>(),
+    });
+    if let Some(dir) = std::path::Path::new(&out).parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(&json)?)?;
+    eprintln!("wrote {out}");
+    Ok(())
+}
