@@ -78,8 +78,13 @@ async fn select1(s: &Systems, seconds: u64, rows: &mut Vec<Row>) -> anyhow::Resu
             let mut p50 = Row::new(format!("{name} p50"), "µs");
             let mut p99 = Row::new(format!("{name} p99"), "µs");
             for target in [&s.gateway, &s.postgres, &s.pgbouncer] {
-                let (t, lat) =
-                    measure::pgbench(target, "SELECT 1;\n", mode, clients, seconds, false)?;
+                let Some((t, lat)) = report(
+                    &name,
+                    target.name,
+                    measure::pgbench(target, "SELECT 1;\n", mode, clients, seconds, false),
+                ) else {
+                    continue;
+                };
                 tps.set(target.name, t);
                 p50.set(target.name, lat.p50);
                 p99.set(target.name, lat.p99);
@@ -139,10 +144,13 @@ async fn bulk(s: &Systems, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             (&s.postgres, pg_sql),
             (&s.pgbouncer, pg_sql),
         ] {
-            let (n, rate) = if i == 2 {
-                measure::driver_rows_per_sec(target, sql).await?
+            let result = if i == 2 {
+                measure::driver_rows_per_sec(target, sql).await
             } else {
-                measure::psql_rows_per_sec(target, sql)?
+                measure::psql_rows_per_sec(target, sql)
+            };
+            let Some((n, rate)) = report(name, target.name, result) else {
+                continue;
             };
             eprintln!("  {name} {}: {n} rows, {rate:.0} rows/s", target.name);
             r.set(target.name, rate);
@@ -172,7 +180,13 @@ async fn scram(s: &Systems, seconds: u64, rows: &mut Vec<Row>) -> anyhow::Result
         "conn/s",
     );
     for target in [&s.gateway, &s.postgres, &s.pgbouncer] {
-        let (tps, _) = measure::pgbench(target, "SELECT 1;\n", "simple", 8, seconds, true)?;
+        let Some((tps, _)) = report(
+            "scram setups",
+            target.name,
+            measure::pgbench(target, "SELECT 1;\n", "simple", 8, seconds, true),
+        ) else {
+            continue;
+        };
         eprintln!("  scram setups {}: {tps:.0}/s", target.name);
         r.set(target.name, tps);
     }
@@ -187,7 +201,13 @@ async fn clients(s: &Systems, n: usize, rows: &mut Vec<Row>) -> anyhow::Result<(
     );
     let mut results = Vec::new();
     for target in [&s.gateway, &s.pgbouncer] {
-        let m = measure::many_clients(target, n, 3).await?;
+        let Some(m) = report(
+            "many clients",
+            target.name,
+            measure::many_clients(target, n, 3).await,
+        ) else {
+            continue;
+        };
         eprintln!(
             "  {n} clients {}: {} connected, {:.0} B/conn, SELECT 1 p50 {:.0} µs p99 {:.0} µs",
             target.name, m.connected, m.bytes_per_idle_connection, m.select1.p50, m.select1.p99
@@ -205,6 +225,14 @@ async fn clients(s: &Systems, n: usize, rows: &mut Vec<Row>) -> anyhow::Result<(
     }
     rows.extend([memory, p50, p99, spread]);
     Ok(())
+}
+
+/// A failed measurement leaves its cell empty (and says why) instead of
+/// ending the run.
+fn report<T>(what: &str, system: &str, result: anyhow::Result<T>) -> Option<T> {
+    result
+        .map_err(|e| eprintln!("  {what} {system}: FAILED: {e:#}"))
+        .ok()
 }
 
 fn print_table(rows: &[Row]) {
@@ -266,9 +294,17 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("== {section}");
         match section.as_str() {
             "select1" => select1(&s, seconds, &mut rows).await?,
-            "engine" => engine_latency(&s, &mut rows).await?,
+            "engine" => {
+                report(
+                    "engine query",
+                    "gateway",
+                    engine_latency(&s, &mut rows).await,
+                );
+            }
             "bulk" => bulk(&s, &mut rows).await?,
-            "live" => live(&s, &mut rows).await?,
+            "live" => {
+                report("live", "gateway", live(&s, &mut rows).await);
+            }
             "scram" => scram(&s, seconds, &mut rows).await?,
             "clients" => clients(&s, n_clients, &mut rows).await?,
             _ => unreachable!(),

@@ -42,8 +42,11 @@ pub fn pgbench(
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("script.sql");
     std::fs::write(&file, script)?;
-    let mut cmd = Command::new("pgbench");
-    cmd.current_dir(dir.path())
+    // A stuck run (seen with `-C` through PgBouncer) must not hang the
+    // whole benchmark.
+    let mut cmd = Command::new("timeout");
+    cmd.args(["--kill-after=5", &(seconds * 3 + 30).to_string(), "pgbench"])
+        .current_dir(dir.path())
         .args(["-n", "-M", mode, "-T", &seconds.to_string()])
         .args([
             "-c",

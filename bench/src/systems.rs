@@ -179,8 +179,10 @@ pub fn start(rows: usize) -> anyhow::Result<Systems> {
              [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {bouncer_port}\n\
              unix_socket_dir =\nauth_type = scram-sha-256\nauth_file = {}/userlist.txt\n\
              pool_mode = transaction\ndefault_pool_size = 64\nmax_client_conn = {MAX_CLIENTS}\n\
-             max_prepared_statements = 100\nignore_startup_parameters = extra_float_digits\n",
+             max_prepared_statements = 100\nignore_startup_parameters = extra_float_digits\n\
+             logfile = {}/pgbouncer.log\nlog_connections = 0\nlog_disconnections = 0\n",
             pg.port,
+            dir.path().display(),
             dir.path().display()
         ),
     )?;

@@ -62,7 +62,7 @@ async fn reject(conn: &mut Connection, reason: &str, code: &str, message: &str) 
 }
 
 async fn serve(mut conn: Connection, shared: Arc<Shared>) {
-    let startup = match negotiate(&mut conn, &shared).await {
+    let startup = match Box::pin(negotiate(&mut conn, &shared)).await {
         Ok(Some(s)) => s,
         Ok(None) => return,
         Err(e) => {
@@ -121,7 +121,7 @@ async fn serve(mut conn: Connection, shared: Arc<Shared>) {
         (_, Some(Secret::Md5(_))) => "md5",
         _ => "scram-sha-256",
     };
-    let outcome = authenticate(&mut conn, &shared, &user).await;
+    let outcome = Box::pin(authenticate(&mut conn, &shared, &user)).await;
     METRICS
         .auth_attempts
         .with_label_values(&[
@@ -353,9 +353,14 @@ async fn message_loop(conn: &mut Connection, session: &mut Session) {
         }
         state.set_active(true);
         let outcome: Result<(), GatewayError> = match msg {
+            // Statement work is boxed: an idle connection's task then holds
+            // only the small loop state, not the largest statement future.
             F::Query(q) => {
                 skipping = false;
-                if session.simple_query(conn, &q.query).await.is_err() {
+                if Box::pin(session.simple_query(conn, &q.query))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 Ok(())
@@ -377,9 +382,9 @@ async fn message_loop(conn: &mut Connection, session: &mut Session) {
                 Ok(())
             }
             F::Parse(m) => session.parse(conn, m),
-            F::Bind(m) => session.bind(conn, m).await,
-            F::Describe(m) => session.describe(conn, m).await,
-            F::Execute(m) => session.execute(conn, m).await,
+            F::Bind(m) => Box::pin(session.bind(conn, m)).await,
+            F::Describe(m) => Box::pin(session.describe(conn, m)).await,
+            F::Execute(m) => Box::pin(session.execute(conn, m)).await,
             F::Close(m) => {
                 session.close(conn, m);
                 Ok(())

@@ -33,77 +33,92 @@ pub const REPORTED: &[&str] = &[
     "search_path",
 ];
 
+/// Server defaults every session starts from: (canonical name, value).
+/// Shared, so an idle session holds only what it changed.
+const DEFAULTS: &[(&str, &str)] = &[
+    ("server_version", SERVER_VERSION),
+    ("server_version_num", SERVER_VERSION_NUM),
+    ("server_encoding", "UTF8"),
+    ("client_encoding", "UTF8"),
+    ("DateStyle", "ISO, MDY"),
+    ("TimeZone", "UTC"),
+    ("integer_datetimes", "on"),
+    ("standard_conforming_strings", "on"),
+    ("IntervalStyle", "postgres"),
+    ("default_transaction_read_only", "off"),
+    ("in_hot_standby", "off"),
+    ("search_path", "\"$user\", public"),
+    ("extra_float_digits", "1"),
+    ("transaction_isolation", "read committed"),
+    ("default_transaction_isolation", "read committed"),
+    ("transaction_read_only", "off"),
+    ("statement_timeout", "0"),
+    ("lc_messages", "C"),
+    ("lc_monetary", "C"),
+    ("lc_numeric", "C"),
+    ("lc_time", "C"),
+    ("max_identifier_length", "63"),
+    ("velostream.offset_reset", "latest"),
+];
+
+/// Session settings: the shared defaults, then this session's startup
+/// values (what RESET returns to), then what it SET. Keys are lowercase;
+/// entries keep the canonical name for display.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Keyed by lowercase name; values keep the canonical name for display.
-    values: BTreeMap<String, (String, String)>,
-    defaults: BTreeMap<String, (String, String)>,
+    startup: BTreeMap<String, (String, String)>,
+    changed: BTreeMap<String, (String, String)>,
 }
+
+/// Settings that belong to the login and survive DISCARD/RESET ALL.
+const LOGIN: [&str; 3] = ["application_name", "session_authorization", "is_superuser"];
 
 impl Settings {
     pub fn new(user: &str, application_name: &str, superuser: bool) -> Self {
-        let pairs: Vec<(&str, String)> = vec![
-            ("server_version", SERVER_VERSION.into()),
-            ("server_version_num", SERVER_VERSION_NUM.into()),
-            ("server_encoding", "UTF8".into()),
-            ("client_encoding", "UTF8".into()),
-            ("DateStyle", "ISO, MDY".into()),
-            ("TimeZone", "UTC".into()),
-            ("integer_datetimes", "on".into()),
-            ("standard_conforming_strings", "on".into()),
-            ("IntervalStyle", "postgres".into()),
-            ("application_name", application_name.into()),
-            ("is_superuser", if superuser { "on" } else { "off" }.into()),
-            ("session_authorization", user.into()),
-            ("default_transaction_read_only", "off".into()),
-            ("in_hot_standby", "off".into()),
-            ("search_path", "\"$user\", public".into()),
-            ("extra_float_digits", "1".into()),
-            ("transaction_isolation", "read committed".into()),
-            ("default_transaction_isolation", "read committed".into()),
-            ("transaction_read_only", "off".into()),
-            ("statement_timeout", "0".into()),
-            ("lc_messages", "C".into()),
-            ("lc_monetary", "C".into()),
-            ("lc_numeric", "C".into()),
-            ("lc_time", "C".into()),
-            ("max_identifier_length", "63".into()),
-            ("velostream.offset_reset", "latest".into()),
-        ];
-        let values: BTreeMap<_, _> = pairs
-            .into_iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), (k.to_string(), v)))
-            .collect();
-        Self {
-            defaults: values.clone(),
-            values,
-        }
-    }
-
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.values
-            .get(&name.to_ascii_lowercase())
-            .map(|(_, v)| v.as_str())
+        let mut settings = Self {
+            startup: BTreeMap::new(),
+            changed: BTreeMap::new(),
+        };
+        settings.set_startup("application_name", application_name);
+        settings.set_startup("session_authorization", user);
+        settings.set_startup("is_superuser", if superuser { "on" } else { "off" });
+        settings
     }
 
     /// Canonical name and value.
     pub fn entry(&self, name: &str) -> Option<(&str, &str)> {
-        self.values
-            .get(&name.to_ascii_lowercase())
-            .map(|(k, v)| (k.as_str(), v.as_str()))
+        let key = name.to_ascii_lowercase();
+        if let Some((k, v)) = self.changed.get(&key).or_else(|| self.startup.get(&key)) {
+            return Some((k.as_str(), v.as_str()));
+        }
+        DEFAULTS
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&key))
+            .map(|(k, v)| (*k, *v))
     }
 
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.entry(name).map(|(_, v)| v)
+    }
+
+    /// Every setting, ordered by lowercase name.
     pub fn all(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.values.values().map(|(k, v)| (k.as_str(), v.as_str()))
+        let mut merged: BTreeMap<String, (&str, &str)> = DEFAULTS
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), (*k, *v)))
+            .collect();
+        for (key, (k, v)) in self.startup.iter().chain(&self.changed) {
+            merged.insert(key.clone(), (k.as_str(), v.as_str()));
+        }
+        merged.into_values()
     }
 
     /// Sets a value; returns the canonical name if clients must be told.
     pub fn set(&mut self, name: &str, value: &str) -> Option<String> {
         let key = name.to_ascii_lowercase();
         let canonical = self
-            .values
-            .get(&key)
-            .map(|(k, _)| k.clone())
+            .entry(&key)
+            .map(|(k, _)| k.to_string())
             .unwrap_or_else(|| key.clone());
         let value = match key.as_str() {
             "timezone"
@@ -113,46 +128,28 @@ impl Settings {
             }
             _ => value.to_string(),
         };
-        self.values.insert(key, (canonical.clone(), value));
-        REPORTED
-            .iter()
-            .any(|r| r.eq_ignore_ascii_case(&canonical))
-            .then_some(canonical)
+        self.changed.insert(key, (canonical.clone(), value));
+        reported(&canonical).then_some(canonical)
     }
 
     /// A value from the startup packet: also what RESET returns to.
     pub fn set_startup(&mut self, name: &str, value: &str) {
         self.set(name, value);
         let key = name.to_ascii_lowercase();
-        if let Some(entry) = self.values.get(&key).cloned() {
-            self.defaults.insert(key, entry);
+        if let Some(entry) = self.changed.remove(&key) {
+            self.startup.insert(key, entry);
         }
     }
 
     pub fn reset(&mut self, name: &str) -> Option<String> {
         let key = name.to_ascii_lowercase();
-        match self.defaults.get(&key).cloned() {
-            Some((k, v)) => {
-                self.values.insert(key, (k.clone(), v));
-                REPORTED
-                    .iter()
-                    .any(|r| r.eq_ignore_ascii_case(&k))
-                    .then_some(k)
-            }
-            None => {
-                self.values.remove(&key);
-                None
-            }
-        }
+        self.changed.remove(&key)?;
+        let (canonical, _) = self.entry(&key)?;
+        reported(canonical).then(|| canonical.to_string())
     }
 
     pub fn reset_all(&mut self) {
-        let keep = ["application_name", "session_authorization", "is_superuser"];
-        for (k, v) in self.defaults.clone() {
-            if !keep.contains(&k.as_str()) {
-                self.values.insert(k, v);
-            }
-        }
+        self.changed.retain(|k, _| LOGIN.contains(&k.as_str()));
     }
 
     pub fn to_engine(&self, user: &str, database: &str) -> SessionSettings {
@@ -172,6 +169,10 @@ impl Settings {
             extra: Default::default(),
         }
     }
+}
+
+fn reported(name: &str) -> bool {
+    REPORTED.iter().any(|r| r.eq_ignore_ascii_case(name))
 }
 
 /// `statement_timeout` values: `5000`, `5s`, `1min`, `250ms`.
