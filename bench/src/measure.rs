@@ -28,9 +28,10 @@ pub fn quantiles(mut micros: Vec<f64>) -> Quantiles {
     }
 }
 
-/// `pgbench` with a one-line script: transactions per second and latency
-/// quantiles from its per-transaction log. `-C` makes every transaction a
-/// new connection (so a SCRAM handshake).
+/// `pgbench` with a one-line script: transactions per second (and its
+/// per-transaction log's quantiles, which are coarse at higher concurrency:
+/// pgbench reuses one clock reading for several clients). `-C` makes every
+/// transaction a new connection (so a SCRAM handshake).
 pub fn pgbench(
     target: &Target,
     script: &str,
@@ -96,6 +97,40 @@ pub fn pgbench(
     Ok((tps, quantiles(latencies)))
 }
 
+/// `SELECT 1` latency measured by `clients` concurrent tokio-postgres
+/// connections for `seconds`, over the simple or the extended protocol.
+pub async fn select1_latency(
+    target: &Target,
+    clients: usize,
+    seconds: u64,
+    extended: bool,
+) -> anyhow::Result<Quantiles> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let client = connect(target).await?;
+        tasks.push(tokio::spawn(async move {
+            let stmt = client.prepare("SELECT 1").await?;
+            let mut micros = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                if extended {
+                    client.query(&stmt, &[]).await?;
+                } else {
+                    client.simple_query("SELECT 1").await?;
+                }
+                micros.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+            Ok::<_, anyhow::Error>(micros)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(quantiles(all))
+}
+
 async fn connect(target: &Target) -> anyhow::Result<tokio_postgres::Client> {
     let (client, connection) = tokio_postgres::connect(&target.dsn(), NoTls).await?;
     tokio::spawn(connection);
@@ -136,7 +171,13 @@ pub async fn engine_query_direct(
             })
             .await?
             .into_inner();
-        while stream.message().await?.is_some() {}
+        // Done at Complete, as the gateway is (not at the stream's end).
+        while let Some(msg) = stream.message().await? {
+            use velo_proto::v1::execute_query_response::Event;
+            if matches!(msg.event, Some(Event::Complete(_)) | Some(Event::Error(_))) {
+                break;
+            }
+        }
         micros.push(t.elapsed().as_secs_f64() * 1e6);
     }
     Ok(quantiles(micros))

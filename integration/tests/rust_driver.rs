@@ -8,15 +8,20 @@ use rust_decimal::Decimal;
 use tokio_postgres::NoTls;
 use velo_integration::Gateway;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokio_postgres_params_streaming_errors_cancel() {
-    let gw = Gateway::start(&[]);
+async fn connect(gw: &Gateway) -> tokio_postgres::Client {
     let dsn = format!(
         "host={} port={} user=alice dbname=velostream",
         gw.host, gw.port
     );
     let (client, connection) = tokio_postgres::connect(&dsn, NoTls).await.unwrap();
     tokio::spawn(connection);
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_postgres_params_streaming_errors_cancel() {
+    let gw = Gateway::start(&[]);
+    let client = connect(&gw).await;
 
     let row = client.query_one("SELECT 1", &[]).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 1);
@@ -89,12 +94,7 @@ async fn tokio_postgres_params_streaming_errors_cancel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_are_flushed_before_waiting_for_the_first_row() {
     let gw = Gateway::start(&[]);
-    let dsn = format!(
-        "host={} port={} user=alice dbname=velostream",
-        gw.host, gw.port
-    );
-    let (client, connection) = tokio_postgres::connect(&dsn, NoTls).await.unwrap();
-    tokio::spawn(connection);
+    let client = connect(&gw).await;
     let stmt = client
         .prepare("SELECT volume FROM trades WHERE symbol = 'NO SUCH SYMBOL' EMIT CHANGES")
         .await
