@@ -171,6 +171,25 @@ impl Gateway {
         }
     }
 
+    /// Waits until the demo `trades` stream holds at least `n` events
+    /// (trust-auth gateways with the demo engine).
+    pub fn wait_for_trades(&self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = run_script(self.psql("alice"), "SELECT COUNT(*) FROM trades;");
+            let count = String::from_utf8_lossy(&out.stdout).trim().parse::<u64>();
+            if count.is_ok_and(|c| c >= n) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no demo events: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// A psql command against this gateway (no psqlrc, unaligned output).
     pub fn psql(&self, user: &str) -> Command {
         psql_command(&self.host, self.port, user, "velostream")

@@ -25,6 +25,7 @@ fn run(mut cmd: Command, expect: &str) {
 #[test]
 fn python_psycopg3_psycopg2_asyncpg() {
     let gw = Gateway::start(&[]);
+    gw.wait_for_trades(20);
     let mut cmd = Command::new("python3");
     cmd.arg(drivers_dir().join("python/drivers.py"))
         .arg(&gw.host)
@@ -35,6 +36,7 @@ fn python_psycopg3_psycopg2_asyncpg() {
 #[test]
 fn java_pgjdbc() {
     let gw = Gateway::start(&[]);
+    gw.wait_for_trades(20);
     let classes = tempfile::tempdir().unwrap();
     let jar = "/usr/share/java/postgresql.jar";
     let status = Command::new("javac")
@@ -56,6 +58,7 @@ fn java_pgjdbc() {
 #[test]
 fn node_postgres() {
     let gw = Gateway::start(&[]);
+    gw.wait_for_trades(20);
     let mut cmd = Command::new("node");
     cmd.arg(drivers_dir().join("node/drivers.js"))
         .arg(&gw.host)

@@ -113,6 +113,7 @@ fn pgbench(bouncer: &Bouncer, mode: &str, script: &Path) {
 #[test]
 fn pgbench_extended_and_prepared_through_pgbouncer() {
     let gw = Gateway::start(&[]);
+    gw.wait_for_trades(20);
     let bouncer = start_pgbouncer(&gw);
     let script = bouncer.dir.path().join("bench.sql");
     std::fs::write(
@@ -129,6 +130,7 @@ fn pgbench_extended_and_prepared_through_pgbouncer() {
 #[test]
 fn jdbc_server_side_prepares_survive_transaction_pooling() {
     let gw = Gateway::start(&[]);
+    gw.wait_for_trades(20);
     let bouncer = start_pgbouncer(&gw);
     let drivers = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("drivers/java");
     let classes = tempfile::tempdir().unwrap();

@@ -75,7 +75,7 @@ fn local_statements_sessions_and_transactions() {
 #[test]
 fn engine_queries_types_and_errors_with_carets() {
     let gw = Gateway::start(&[]);
-    wait_for_trades(&gw, 3);
+    gw.wait_for_trades(3);
     let out = run_script(
         gw.psql("alice"),
         "SELECT symbol, price, volume FROM trades LIMIT 3;\n\
@@ -115,22 +115,6 @@ fn engine_queries_types_and_errors_with_carets() {
 }
 
 /// Waits until the demo stream holds at least `n` events.
-fn wait_for_trades(gw: &Gateway, n: u64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = run_script(gw.psql("alice"), "SELECT COUNT(*) FROM trades;");
-        if stdout(&out).trim().parse::<u64>().is_ok_and(|c| c >= n) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no demo events: {}",
-            stderr(&out)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Waits until the engine lists a running query containing `needle`.
 fn wait_for_job(gw: &Gateway, needle: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

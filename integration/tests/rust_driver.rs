@@ -21,6 +21,7 @@ async fn connect(gw: &Gateway) -> tokio_postgres::Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokio_postgres_params_streaming_errors_cancel() {
     let gw = Gateway::start(&[]);
+    gw.wait_for_trades(20);
     let client = connect(&gw).await;
 
     let row = client.query_one("SELECT 1", &[]).await.unwrap();
@@ -94,6 +95,7 @@ async fn tokio_postgres_params_streaming_errors_cancel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_are_flushed_before_waiting_for_the_first_row() {
     let gw = Gateway::start(&[]);
+    gw.wait_for_trades(20);
     let client = connect(&gw).await;
     let stmt = client
         .prepare("SELECT volume FROM trades WHERE symbol = 'NO SUCH SYMBOL' EMIT CHANGES")

@@ -14,6 +14,7 @@ use velo_integration::Gateway;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlx_params_types_errors_streaming() {
     let gw = Gateway::start(&[]);
+    gw.wait_for_trades(20);
     let mut conn = PgConnectOptions::new()
         .host(&gw.host)
         .port(gw.port)

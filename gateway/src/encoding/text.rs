@@ -265,13 +265,15 @@ fn write_ymd(out: &mut Vec<u8>, date: NaiveDate) -> bool {
     } else {
         (year, false)
     };
-    let _ = write!(
-        VecWriter(out),
-        "{:04}-{:02}-{:02}",
-        y,
-        date.month(),
-        date.day()
-    );
+    if y < 10_000 {
+        push_digits(out, y as u32, 4);
+    } else {
+        write_int(out, y as i64);
+    }
+    out.push(b'-');
+    push_digits(out, date.month(), 2);
+    out.push(b'-');
+    push_digits(out, date.day(), 2);
     bc
 }
 
@@ -282,12 +284,34 @@ pub fn write_date(out: &mut Vec<u8>, days: i32) {
     }
 }
 
+/// `v` as exactly `width` decimal digits, zero-padded (v < 10^width).
+fn push_digits(out: &mut Vec<u8>, mut v: u32, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for d in out[start..].iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+/// `HH:MM:SS[.ffffff]`, fraction zeros trimmed; no formatting machinery or
+/// allocation since it runs once per timestamp value.
 fn write_hms_micros(out: &mut Vec<u8>, h: u32, m: u32, s: u32, micros: u32) {
-    let _ = write!(VecWriter(out), "{h:02}:{m:02}:{s:02}");
+    if h < 100 {
+        push_digits(out, h, 2);
+    } else {
+        write_int(out, h as i64);
+    }
+    out.push(b':');
+    push_digits(out, m, 2);
+    out.push(b':');
+    push_digits(out, s, 2);
     if micros > 0 {
-        let frac = format!("{micros:06}");
         out.push(b'.');
-        out.extend_from_slice(frac.trim_end_matches('0').as_bytes());
+        push_digits(out, micros, 6);
+        while out.last() == Some(&b'0') {
+            out.pop();
+        }
     }
 }
 
