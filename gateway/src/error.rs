@@ -43,6 +43,13 @@ pub enum GatewayError {
     UnknownStatement(String),
     #[error("portal \"{0}\" does not exist")]
     UnknownPortal(String),
+    /// A catalog statement the catalog session could not plan or run.
+    #[error("{0}")]
+    Catalog(String),
+    #[error("{0}")]
+    UndefinedTable(String),
+    #[error("{0}")]
+    UndefinedFunction(String),
 }
 
 impl GatewayError {
@@ -68,6 +75,9 @@ impl GatewayError {
             Self::DuplicateStatement(_) => "42P05",
             Self::UnknownStatement(_) => "26000",
             Self::UnknownPortal(_) => "34000",
+            Self::Catalog(_) => "0A000",
+            Self::UndefinedTable(_) => "42P01",
+            Self::UndefinedFunction(_) => "42883",
         }
     }
 

@@ -16,6 +16,7 @@ use crate::engine_client::{EnginePool, EngineSource, PoolOptions};
 
 pub struct Shared {
     pub pool: Arc<EnginePool>,
+    pub catalog: Arc<crate::catalog::Catalog>,
     pub cancels: Arc<CancelRegistry>,
     pub auth: AuthMethod,
     pub users: Users,
@@ -127,7 +128,14 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         },
     )
     .await?;
+    let mut roles = users.names();
+    if roles.is_empty() {
+        // Trust mode: whoever connects; list the usual superuser name.
+        roles.push("velo".into());
+    }
+    let catalog = crate::catalog::Catalog::new(pool.clone(), roles).await?;
     let shared = Arc::new(Shared {
+        catalog,
         pool,
         cancels: Arc::default(),
         auth,

@@ -59,4 +59,11 @@ impl Users {
     pub fn get(&self, user: &str) -> Option<&Secret> {
         self.by_name.get(user)
     }
+
+    /// User names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.by_name.keys().cloned().collect();
+        names.sort();
+        names
+    }
 }

@@ -99,26 +99,42 @@ pub struct EnginePool {
 pub struct QueryStream {
     pub node: String,
     pub query_id: String,
-    stream: tonic::Streaming<velo_proto::v1::ExecuteQueryResponse>,
-    first: Option<Event>,
+    source: Source,
     started: Instant,
     awaiting_first_row: bool,
-    slot: Slot,
-    _streaming: StreamingQuery,
+}
+
+/// Where a query's events come from. One per query, and the engine
+/// variant is the common one: no point boxing it.
+#[allow(clippy::large_enum_variant)]
+enum Source {
+    /// An engine node's gRPC stream (holding the node slot).
+    Engine {
+        stream: tonic::Streaming<velo_proto::v1::ExecuteQueryResponse>,
+        first: Option<Event>,
+        slot: Slot,
+        _streaming: StreamingQuery,
+    },
+    /// Events already computed in the gateway (catalog statements).
+    Local(std::vec::IntoIter<Event>),
 }
 
 /// Cancels a query from elsewhere (the cancel-request path).
 #[derive(Clone)]
 pub struct CancelHandle {
-    client: EngineServiceClient<Channel>,
+    /// None for a query answered in the gateway: nothing to tell a node.
+    client: Option<EngineServiceClient<Channel>>,
     query_id: String,
 }
 
 impl CancelHandle {
-    pub async fn cancel(mut self) {
+    pub async fn cancel(self) {
+        let Some(mut client) = self.client else {
+            return;
+        };
         let _ = tokio::time::timeout(
             Duration::from_secs(2),
-            self.client.cancel_query(CancelQueryRequest {
+            client.cancel_query(CancelQueryRequest {
                 query_id: self.query_id,
             }),
         )
@@ -365,12 +381,14 @@ impl EnginePool {
                             return Ok(QueryStream {
                                 node: node.addr.clone(),
                                 query_id: request.query_id.clone(),
-                                stream,
-                                first: msg.event,
+                                source: Source::Engine {
+                                    stream,
+                                    first: msg.event,
+                                    slot,
+                                    _streaming: StreamingQuery::start(),
+                                },
                                 started,
                                 awaiting_first_row: true,
-                                slot,
-                                _streaming: StreamingQuery::start(),
                             })
                         }
                         Ok(None) => {
@@ -430,9 +448,23 @@ impl EnginePool {
 }
 
 impl QueryStream {
+    /// A stream over events the gateway computed itself.
+    pub fn local(query_id: String, events: Vec<Event>) -> Self {
+        Self {
+            node: "gateway".into(),
+            query_id,
+            source: Source::Local(events.into_iter()),
+            started: Instant::now(),
+            awaiting_first_row: false,
+        }
+    }
+
     pub fn cancel_handle(&self) -> CancelHandle {
         CancelHandle {
-            client: self.slot.node.client.clone(),
+            client: match &self.source {
+                Source::Engine { slot, .. } => Some(slot.node.client.clone()),
+                Source::Local(_) => None,
+            },
             query_id: self.query_id.clone(),
         }
     }
@@ -440,9 +472,13 @@ impl QueryStream {
     /// The next event; `None` after the terminal one. A node that vanishes
     /// mid-stream is a 58030 error.
     pub async fn next(&mut self) -> Result<Option<Event>, GatewayError> {
-        let event = match self.first.take() {
+        let (stream, first) = match &mut self.source {
+            Source::Local(events) => return Ok(events.next()),
+            Source::Engine { stream, first, .. } => (stream, first),
+        };
+        let event = match first.take() {
             Some(first) => Some(first),
-            None => match self.stream.message().await {
+            None => match stream.message().await {
                 Ok(Some(msg)) => msg.event,
                 Ok(None) => return Ok(None),
                 Err(status) => {

@@ -176,6 +176,7 @@ async fn serve(mut conn: Connection, shared: Arc<Shared>) {
         database,
         settings,
         shared.pool.clone(),
+        shared.catalog.clone(),
         registration.slot.clone(),
         registration.pid,
     );

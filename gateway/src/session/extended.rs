@@ -313,6 +313,16 @@ impl Session {
         let words = statement::words(&text);
         let described = if self.is_local(&text, &words) {
             (declared, None)
+        } else if Self::target(&text)? == crate::catalog::Target::Catalog {
+            let (inferred, schema) = self.catalog.describe(&text, &self.session_info()).await?;
+            let count = inferred.len().max(declared.len());
+            let params = (0..count)
+                .map(|i| match declared.get(i) {
+                    Some(&o) if o != 0 => o,
+                    _ => inferred.get(i).copied().unwrap_or(oid::TEXT),
+                })
+                .collect();
+            (params, Some(schema))
         } else {
             let response = self
                 .pool

@@ -29,6 +29,7 @@ use velo_proto::v1::{execute_query_response::Event, ExecuteQueryRequest};
 
 use crate::admin::{Route, METRICS};
 use crate::cancel::CancelSlot;
+use crate::catalog::{Catalog, SessionInfo, Target};
 use crate::encoding::{row_description, TextRows};
 use crate::engine_client::{EnginePool, QueryStream};
 use crate::error::GatewayError;
@@ -52,6 +53,7 @@ pub struct Session {
     tx: TxState,
     cursors: HashMap<String, Cursor>,
     pool: Arc<EnginePool>,
+    catalog: Arc<Catalog>,
     cancel: Arc<CancelSlot>,
     query_seq: u64,
     pid: i32,
@@ -80,6 +82,7 @@ impl Session {
         database: String,
         settings: Settings,
         pool: Arc<EnginePool>,
+        catalog: Arc<Catalog>,
         cancel: Arc<CancelSlot>,
         pid: i32,
     ) -> Self {
@@ -90,6 +93,7 @@ impl Session {
             tx: TxState::Idle,
             cursors: HashMap::new(),
             pool,
+            catalog,
             cancel,
             query_seq: 0,
             pid,
@@ -212,14 +216,48 @@ impl Session {
         )
     }
 
+    /// What the catalog session needs to know of this session.
+    fn session_info(&self) -> SessionInfo {
+        SessionInfo {
+            user: self.user.clone(),
+            database: self.database.clone(),
+            pid: self.pid,
+            settings: self
+                .settings
+                .all()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    /// Where a statement runs; a statement needing both the catalog and
+    /// the engine is refused.
+    fn target(sql: &str) -> Result<Target, GatewayError> {
+        match crate::catalog::route(sql) {
+            Target::Mixed { catalog, engine } => Err(GatewayError::Unsupported(format!(
+                "a statement cannot read both the catalog relation {catalog} and the stream or table {engine}; \
+                 query them separately"
+            ))),
+            target => Ok(target),
+        }
+    }
+
     async fn start(
         &mut self,
         sql: &str,
         parameters: Vec<velo_proto::v1::TypedValue>,
     ) -> Result<QueryStream, GatewayError> {
-        self.route = Route::Engine;
         let query_id = self.next_query_id();
         tracing::Span::current().record("query_id", query_id.as_str());
+        if Self::target(sql)? == Target::Catalog {
+            self.route = Route::Catalog;
+            let events = self
+                .catalog
+                .execute(sql, &parameters, &self.session_info())
+                .await?;
+            return Ok(QueryStream::local(query_id, events));
+        }
+        self.route = Route::Engine;
         let request = ExecuteQueryRequest {
             query_id,
             sql: sql.to_string(),

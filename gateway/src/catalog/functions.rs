@@ -1,0 +1,261 @@
+//! PostgreSQL functions catalog SQL calls that the catalog library does
+//! not provide, and the ones whose answer depends on the session (user,
+//! database, settings, backend pid).
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    new_null_array, Array, ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray,
+};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::error::Result;
+use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
+};
+
+type Body = Arc<dyn Fn(&[ArrayRef], usize) -> Result<ArrayRef> + Send + Sync>;
+
+/// A scalar function from a closure over whole argument arrays.
+struct PgFunction {
+    name: &'static str,
+    signature: Signature,
+    returns: DataType,
+    body: Body,
+}
+
+impl std::fmt::Debug for PgFunction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl PartialEq for PgFunction {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && Arc::ptr_eq(&self.body, &other.body)
+    }
+}
+
+impl Eq for PgFunction {}
+
+impl Hash for PgFunction {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state)
+    }
+}
+
+impl ScalarUDFImpl for PgFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(self.returns.clone())
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        Ok(ColumnarValue::Array((self.body)(
+            &arrays,
+            args.number_rows,
+        )?))
+    }
+}
+
+/// Accepts each listed arity with arguments of any type.
+fn arities(counts: &[usize], volatility: Volatility) -> Signature {
+    Signature::one_of(
+        counts
+            .iter()
+            .map(|&n| {
+                if n == 0 {
+                    TypeSignature::Nullary
+                } else {
+                    TypeSignature::Any(n)
+                }
+            })
+            .collect(),
+        volatility,
+    )
+}
+
+fn function(
+    name: &'static str,
+    counts: &[usize],
+    returns: DataType,
+    body: impl Fn(&[ArrayRef], usize) -> Result<ArrayRef> + Send + Sync + 'static,
+) -> ScalarUDF {
+    ScalarUDF::new_from_impl(PgFunction {
+        name,
+        signature: arities(counts, Volatility::Stable),
+        returns,
+        body: Arc::new(body),
+    })
+}
+
+fn constant_text(name: &'static str, counts: &[usize], value: Option<String>) -> ScalarUDF {
+    function(name, counts, DataType::Utf8, move |_, rows| {
+        Ok(Arc::new(StringArray::from(vec![value.clone(); rows])) as ArrayRef)
+    })
+}
+
+fn constant_bool(name: &'static str, counts: &[usize], value: bool) -> ScalarUDF {
+    function(name, counts, DataType::Boolean, move |_, rows| {
+        Ok(Arc::new(BooleanArray::from(vec![value; rows])) as ArrayRef)
+    })
+}
+
+fn null_of(name: &'static str, counts: &[usize], returns: DataType) -> ScalarUDF {
+    let t = returns.clone();
+    function(name, counts, returns, move |_, rows| {
+        Ok(new_null_array(&t, rows))
+    })
+}
+
+/// Functions that are the same for every session.
+pub fn register_static(registry: &mut dyn FunctionRegistry) -> Result<()> {
+    let text = DataType::Utf8;
+    let udfs = vec![
+        // Descriptions: relations and columns carry none we could show here.
+        null_of("obj_description", &[1, 2], text.clone()),
+        null_of("col_description", &[2], text.clone()),
+        null_of("shobj_description", &[2], text.clone()),
+        null_of("pg_get_indexdef", &[1, 3], text.clone()),
+        null_of("pg_get_viewdef", &[1, 2], text.clone()),
+        null_of("pg_get_triggerdef", &[1, 2], text.clone()),
+        null_of("pg_get_serial_sequence", &[2], text.clone()),
+        null_of("pg_get_function_result", &[1], text.clone()),
+        null_of("pg_get_function_arguments", &[1], text.clone()),
+        null_of("pg_get_function_identity_arguments", &[1], text.clone()),
+        null_of("pg_get_ruledef", &[1, 2], text.clone()),
+        null_of("pg_tablespace_location", &[1], text.clone()),
+        null_of("to_regclass", &[1], DataType::Int32),
+        null_of("to_regtype", &[1], DataType::Int32),
+        constant_bool("pg_type_is_visible", &[1], true),
+        constant_bool("pg_function_is_visible", &[1], true),
+        constant_bool("pg_is_in_recovery", &[0], false),
+        constant_bool("pg_has_role", &[2, 3], true),
+        constant_bool("has_function_privilege", &[2, 3], true),
+        constant_bool("has_sequence_privilege", &[2, 3], true),
+        constant_bool("has_column_privilege", &[3, 4], true),
+        constant_bool("has_type_privilege", &[2, 3], true),
+        constant_text("pg_client_encoding", &[0], Some("UTF8".into())),
+        constant_text("inet_server_addr", &[0], None),
+        function("age", &[1], DataType::Int32, |_, rows| {
+            Ok(Arc::new(Int32Array::from(vec![0; rows])) as ArrayRef)
+        }),
+        function("txid_current", &[0], DataType::Int64, |_, rows| {
+            Ok(Arc::new(Int64Array::from(vec![1; rows])) as ArrayRef)
+        }),
+        function("pg_size_pretty", &[1], DataType::Utf8, |args, _| {
+            let bytes = datafusion::arrow::compute::cast(&args[0], &DataType::Int64)?;
+            let bytes = bytes
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("cast to int64");
+            Ok(Arc::new(
+                bytes
+                    .iter()
+                    .map(|b| b.map(pretty_size))
+                    .collect::<StringArray>(),
+            ) as ArrayRef)
+        }),
+    ];
+    for udf in udfs {
+        registry.register_udf(Arc::new(udf))?;
+    }
+    // Tools compare these as plain numbers.
+    Ok(())
+}
+
+fn pretty_size(bytes: i64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "kB", "MB", "GB", "TB"];
+    let mut value = bytes;
+    let mut unit = 0;
+    while value.abs() >= 10 * 1024 && unit < UNITS.len() - 1 {
+        value = (value + 512) / 1024;
+        unit += 1;
+    }
+    format!("{value} {}", UNITS[unit])
+}
+
+/// What a session contributes to catalog answers.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub user: String,
+    pub database: String,
+    pub pid: i32,
+    /// Every setting SHOW would show, by lowercase name.
+    pub settings: HashMap<String, String>,
+}
+
+/// Functions whose answer is the session's.
+pub fn register_session(registry: &mut dyn FunctionRegistry, info: &SessionInfo) -> Result<()> {
+    let user = Some(info.user.clone());
+    let settings = Arc::new(info.settings.clone());
+    let pid = info.pid;
+    let udfs = vec![
+        constant_text("session_user", &[0], user.clone()),
+        constant_text("current_user", &[0], user.clone()),
+        constant_text("current_role", &[0], user.clone()),
+        // Owners: everything here belongs to whoever asks.
+        constant_text("pg_get_userbyid", &[1], user),
+        constant_text("current_database", &[0], Some(info.database.clone())),
+        constant_text("current_catalog", &[0], Some(info.database.clone())),
+        constant_text(
+            "version",
+            &[0],
+            Some(crate::session::settings::version_string()),
+        ),
+        function("pg_backend_pid", &[0], DataType::Int32, move |_, rows| {
+            Ok(Arc::new(Int32Array::from(vec![pid; rows])) as ArrayRef)
+        }),
+        function(
+            "current_setting",
+            &[1, 2],
+            DataType::Utf8,
+            move |args, _| {
+                let names = datafusion::arrow::compute::cast(&args[0], &DataType::Utf8)?;
+                let names = names
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .expect("cast to utf8");
+                let mut out = Vec::with_capacity(names.len());
+                for name in names.iter() {
+                    let Some(name) = name else {
+                        out.push(None);
+                        continue;
+                    };
+                    match settings.get(&name.to_ascii_lowercase()) {
+                        Some(v) => out.push(Some(v.clone())),
+                        None if args.len() == 2 => out.push(None),
+                        None => {
+                            return Err(datafusion::error::DataFusionError::Plan(format!(
+                                "unrecognized configuration parameter \"{name}\""
+                            )))
+                        }
+                    }
+                }
+                Ok(Arc::new(StringArray::from(out)) as ArrayRef)
+            },
+        ),
+    ];
+    for udf in udfs {
+        registry.register_udf(Arc::new(udf))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_read_like_postgres() {
+        assert_eq!(super::pretty_size(100), "100 bytes");
+        assert_eq!(super::pretty_size(20 * 1024), "20 kB");
+        assert_eq!(super::pretty_size(30 * 1024 * 1024), "30 MB");
+    }
+}

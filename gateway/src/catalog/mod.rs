@@ -1,0 +1,325 @@
+//! The catalog: PostgreSQL's `pg_catalog` and `information_schema`,
+//! answered inside the gateway by an embedded DataFusion session. Static
+//! parts (pg_type, pg_proc, pg_am, ...) and catalog SQL rewriting come from
+//! the `datafusion-pg-catalog` library; the `public` schema mirrors the
+//! engine nodes' relations (ListRelations, cached by catalog version).
+
+mod functions;
+mod pg_catalog;
+mod relations;
+mod rewrite;
+mod route;
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ParamValues;
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion::scalar::ScalarValue;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use velo_proto::v1::{self, execute_query_response::Event, TypedValue};
+
+pub use functions::SessionInfo;
+pub use route::{route, Target};
+
+use crate::admin::METRICS;
+use crate::engine_client::EnginePool;
+use crate::error::GatewayError;
+use relations::Snapshot;
+
+/// The DataFusion catalog holding `public`, `pg_catalog` and
+/// `information_schema` (what `pg_database` lists).
+pub const DATABASE: &str = "velostream";
+
+/// How long a relation listing is trusted before the engine is asked
+/// whether its catalog version moved.
+const REFRESH_AFTER: Duration = Duration::from_secs(1);
+
+pub struct Catalog {
+    ctx: SessionContext,
+    parser: PostgresCompatibilityParser,
+    pool: Arc<EnginePool>,
+    snapshot: Arc<RwLock<Arc<Snapshot>>>,
+    checked: tokio::sync::Mutex<Option<Instant>>,
+}
+
+/// Login roles as pg_roles lists them.
+#[derive(Debug, Clone)]
+struct Roles(Arc<Vec<String>>);
+
+#[async_trait::async_trait]
+impl PgCatalogContextProvider for Roles {
+    async fn roles(&self) -> Vec<String> {
+        self.0.to_vec()
+    }
+
+    async fn role(&self, name: &str) -> Option<Role> {
+        self.0.iter().any(|r| r == name).then(|| Role {
+            name: name.to_string(),
+            is_superuser: false,
+            can_login: true,
+            can_create_db: false,
+            can_create_role: false,
+            can_create_user: false,
+            can_replication: false,
+            grants: Vec::new(),
+            inherited_roles: Vec::new(),
+        })
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> GatewayError {
+    GatewayError::Catalog(e.to_string())
+}
+
+impl Catalog {
+    pub async fn new(pool: Arc<EnginePool>, roles: Vec<String>) -> anyhow::Result<Arc<Self>> {
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(DATABASE, "public")
+            .with_create_default_catalog_and_schema(true)
+            .with_information_schema(false);
+        config.options_mut().sql_parser.parse_float_as_decimal = true;
+        config.options_mut().sql_parser.enable_ident_normalization = true;
+        let ctx = SessionContext::new_with_config(config);
+        datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE, Roles(Arc::new(roles)))
+            .map_err(|e| anyhow::anyhow!("pg_catalog: {e}"))?;
+        functions::register_static(&mut *ctx.state_ref().write())?;
+        let snapshot = Arc::new(RwLock::new(Arc::new(Snapshot::default())));
+        pg_catalog::install(&ctx, snapshot.clone()).await?;
+        let catalog = Arc::new(Self {
+            ctx,
+            parser: PostgresCompatibilityParser::new(),
+            pool,
+            snapshot,
+            checked: tokio::sync::Mutex::new(None),
+        });
+        Ok(catalog)
+    }
+
+    /// Reloads the engine's relations if their catalog version moved.
+    /// Without a reachable engine the last listing stays.
+    pub async fn refresh(&self, force: bool) {
+        let mut checked = self.checked.lock().await;
+        if !force && checked.is_some_and(|t| t.elapsed() < REFRESH_AFTER) {
+            return;
+        }
+        let known = self.snapshot.read().expect("catalog snapshot").version;
+        let known = if checked.is_none() { 0 } else { known };
+        match self.pool.list_relations(known).await {
+            Ok(listing) if listing.unchanged => {}
+            Ok(listing) => {
+                let (schemas, mut snapshot) = relations::build(&listing.relations);
+                snapshot.version = listing.catalog_version;
+                if let Some(catalog) = self.ctx.catalog(DATABASE) {
+                    for (name, schema) in schemas {
+                        let _ = catalog.register_schema(&name, schema);
+                    }
+                }
+                *self.snapshot.write().expect("catalog snapshot") = Arc::new(snapshot);
+                METRICS.catalog_refreshes.inc();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list the engine's relations");
+                return;
+            }
+        }
+        *checked = Some(Instant::now());
+    }
+
+    /// Plans one catalog statement for a session.
+    async fn plan(
+        &self,
+        sql: &str,
+        info: &SessionInfo,
+    ) -> Result<(SessionState, LogicalPlan), GatewayError> {
+        self.refresh(false).await;
+        let mut statements = self
+            .parser
+            .parse(&rewrite::replace_fragments(sql))
+            .map_err(|e| GatewayError::Syntax(e.to_string()))?;
+        if statements.len() != 1 {
+            return Err(GatewayError::Syntax(
+                "expected exactly one catalog statement".into(),
+            ));
+        }
+        let mut statement = statements.remove(0);
+        rewrite::rewrite(&mut statement);
+        let mut state = self.ctx.state();
+        functions::register_session(&mut state, info).map_err(internal)?;
+        let plan = state
+            .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+            .await
+            .map_err(plan_error)?;
+        Ok((state, plan))
+    }
+
+    /// Parameter types (as PostgreSQL type oids) and the result schema.
+    pub async fn describe(
+        &self,
+        sql: &str,
+        info: &SessionInfo,
+    ) -> Result<(Vec<u32>, SchemaRef), GatewayError> {
+        let (_, plan) = self.plan(sql, info).await?;
+        let types = parameter_types(&plan)?;
+        let params = types
+            .iter()
+            .map(|t| {
+                t.as_ref().map_or(crate::encoding::oid::TEXT, |t| {
+                    crate::encoding::pg_type(&Field::new("", t.clone(), true)).0
+                })
+            })
+            .collect();
+        Ok((params, normalized_schema(plan.schema().as_arrow())))
+    }
+
+    /// Runs a catalog statement to completion and returns it as the events
+    /// an engine node would have sent.
+    pub async fn execute(
+        &self,
+        sql: &str,
+        params: &[TypedValue],
+        info: &SessionInfo,
+    ) -> Result<Vec<Event>, GatewayError> {
+        let (state, mut plan) = self.plan(sql, info).await?;
+        if !params.is_empty() {
+            let types = parameter_types(&plan)?;
+            let values = params
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let value =
+                        velo_engine::service::scalar_from_proto(p).map_err(|e| internal(&e))?;
+                    match types.get(i).cloned().flatten() {
+                        Some(t) if !value.is_null() => value.cast_to(&t).map_err(|_| {
+                            GatewayError::InvalidText(format!(
+                                "invalid input syntax for type {t}: \"{value}\""
+                            ))
+                        }),
+                        _ => Ok(value),
+                    }
+                })
+                .collect::<Result<Vec<ScalarValue>, _>>()?;
+            plan = plan
+                .with_param_values(ParamValues::from(values))
+                .map_err(plan_error)?;
+        }
+        let schema = normalized_schema(plan.schema().as_arrow());
+        let batches = DataFrame::new(state, plan)
+            .collect()
+            .await
+            .map_err(plan_error)?;
+        events(schema, batches)
+    }
+}
+
+fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, GatewayError> {
+    let types = plan.get_parameter_types().map_err(plan_error)?;
+    let mut ordered: Vec<(usize, Option<DataType>)> = types
+        .into_iter()
+        .filter_map(|(k, t)| Some((k.trim_start_matches('$').parse().ok()?, t)))
+        .collect();
+    ordered.sort_by_key(|(i, _)| *i);
+    let count = ordered.last().map_or(0, |(i, _)| *i);
+    let mut out = vec![None; count];
+    for (i, t) in ordered {
+        out[i - 1] = t;
+    }
+    Ok(out)
+}
+
+fn plan_error(e: datafusion::error::DataFusionError) -> GatewayError {
+    let e = e.find_root().to_string();
+    let message = e
+        .strip_prefix("Error during planning: ")
+        .or_else(|| e.strip_prefix("Execution error: "))
+        .or_else(|| e.strip_prefix("SQL error: "))
+        .or_else(|| e.strip_prefix("This feature is not implemented: "))
+        .unwrap_or(&e)
+        .to_string();
+    if message.contains("table") && message.contains("not found") {
+        GatewayError::UndefinedTable(format!("catalog relation does not exist: {message}"))
+    } else if message.contains("Invalid function")
+        || message.contains("function") && message.contains("not found")
+    {
+        GatewayError::UndefinedFunction(format!("catalog function does not exist: {message}"))
+    } else if message.starts_with("ParserError") {
+        GatewayError::Syntax(message)
+    } else {
+        GatewayError::Catalog(format!("catalog query not supported: {message}"))
+    }
+}
+
+/// Catalog results in the Arrow types the encoder speaks (the engine's):
+/// view and large strings as Utf8, small and unsigned integers widened.
+fn normalized_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Utf8View | DataType::LargeUtf8 | DataType::Null => DataType::Utf8,
+        DataType::Int8 | DataType::UInt8 => DataType::Int16,
+        DataType::UInt16 => DataType::Int32,
+        DataType::UInt32 | DataType::UInt64 => DataType::Int64,
+        DataType::Float16 => DataType::Float32,
+        DataType::Dictionary(_, v) => normalized_type(v),
+        DataType::LargeList(f) | DataType::ListView(f) | DataType::List(f) => DataType::List(
+            Arc::new(Field::new("item", normalized_type(f.data_type()), true)),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn normalized_schema(schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| {
+                Field::new(f.name(), normalized_type(f.data_type()), true)
+                    .with_metadata(f.metadata().clone())
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn events(schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<Vec<Event>, GatewayError> {
+    let mut writer = StreamWriter::try_new(Vec::new(), &schema).map_err(internal)?;
+    let mut out = vec![Event::Schema(v1::Schema {
+        columns: schema
+            .fields()
+            .iter()
+            .map(|f| velo_engine::query::types::column(f))
+            .collect(),
+        arrow_ipc_schema: std::mem::take(writer.get_mut()),
+        bounded: true,
+        emit_mode: v1::EmitMode::Snapshot as i32,
+        command_tag: "SELECT".into(),
+    })];
+    let mut rows = 0;
+    for batch in batches {
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(schema.fields())
+            .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(internal)?;
+        let batch = RecordBatch::try_new(schema.clone(), columns).map_err(internal)?;
+        writer.write(&batch).map_err(internal)?;
+        rows += batch.num_rows() as u64;
+        out.push(Event::Batch(v1::RecordBatch {
+            arrow_ipc: std::mem::take(writer.get_mut()),
+            num_rows: batch.num_rows() as u64,
+        }));
+    }
+    out.push(Event::Complete(v1::Complete {
+        rows,
+        command_tag: "SELECT".into(),
+        reason: v1::CompletionReason::EndOfData as i32,
+    }));
+    Ok(out)
+}

@@ -1,0 +1,445 @@
+//! Our layer over the library's pg_catalog: column types and modifiers as
+//! the wire shows them, views from the engine, the relations tools ask for
+//! that the library lacks (empty, with PostgreSQL's columns), and
+//! information_schema as views over pg_catalog, as PostgreSQL defines it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, AsArray, Int32Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
+use datafusion::catalog::{MemTable, MemorySchemaProvider, SchemaProvider, Session, TableProvider};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::{collect, ExecutionPlan};
+use datafusion::prelude::SessionContext;
+
+use super::relations::Snapshot;
+use super::DATABASE;
+
+type Shared = Arc<RwLock<Arc<Snapshot>>>;
+
+/// The pg_catalog schema: ours first, then the library's.
+#[derive(Debug)]
+struct PgCatalog {
+    inner: Arc<dyn SchemaProvider>,
+    ours: MemorySchemaProvider,
+}
+
+#[async_trait]
+impl SchemaProvider for PgCatalog {
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.inner.table_names();
+        for n in self.ours.table_names() {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        names
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        match self.ours.table(name).await? {
+            Some(t) => Ok(Some(t)),
+            None => self.inner.table(name).await,
+        }
+    }
+
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> Result<Option<Arc<dyn TableProvider>>> {
+        self.ours.register_table(name, table)
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.ours.table_exist(name) || self.inner.table_exist(name)
+    }
+}
+
+/// pg_attribute with atttypid/atttypmod of engine relations' columns as
+/// query results type them (numeric(p,s), jsonb, arrays).
+#[derive(Debug)]
+struct Attributes {
+    attribute: Arc<dyn TableProvider>,
+    class: Arc<dyn TableProvider>,
+    namespace: Arc<dyn TableProvider>,
+    snapshot: Shared,
+}
+
+async fn read_all(table: &Arc<dyn TableProvider>, state: &dyn Session) -> Result<Vec<RecordBatch>> {
+    let plan = table.scan(state, None, &[], None).await?;
+    collect(plan, state.task_ctx()).await
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array> {
+    batch
+        .column_by_name(name)
+        .map(|c| c.as_ref())
+        .ok_or_else(|| DataFusionError::Internal(format!("catalog column {name} missing")))
+}
+
+impl Attributes {
+    async fn patched(&self, state: &dyn Session) -> Result<Vec<RecordBatch>> {
+        let snapshot = self.snapshot.read().expect("catalog snapshot").clone();
+        let mut namespaces = HashMap::new();
+        for b in read_all(&self.namespace, state).await? {
+            let (oid, name) = (column(&b, "oid")?, column(&b, "nspname")?);
+            for i in 0..b.num_rows() {
+                namespaces.insert(
+                    oid.as_primitive::<Int32Type>().value(i),
+                    name.as_string::<i32>().value(i).to_string(),
+                );
+            }
+        }
+        let mut relations = HashMap::new();
+        for b in read_all(&self.class, state).await? {
+            let (oid, name, ns) = (
+                column(&b, "oid")?,
+                column(&b, "relname")?,
+                column(&b, "relnamespace")?,
+            );
+            for i in 0..b.num_rows() {
+                let Some(schema) = namespaces.get(&ns.as_primitive::<Int32Type>().value(i)) else {
+                    continue;
+                };
+                relations.insert(
+                    oid.as_primitive::<Int32Type>().value(i),
+                    (schema.clone(), name.as_string::<i32>().value(i).to_string()),
+                );
+            }
+        }
+        let mut out = Vec::new();
+        for b in read_all(&self.attribute, state).await? {
+            let schema = b.schema();
+            let index = |n: &str| schema.index_of(n);
+            let (relid, name) = (column(&b, "attrelid")?, column(&b, "attname")?);
+            let mut typid: Vec<i32> = column(&b, "atttypid")?
+                .as_primitive::<Int32Type>()
+                .values()
+                .to_vec();
+            let mut typmod: Vec<i32> = column(&b, "atttypmod")?
+                .as_primitive::<Int32Type>()
+                .values()
+                .to_vec();
+            for i in 0..b.num_rows() {
+                let Some((ns, rel)) = relations.get(&relid.as_primitive::<Int32Type>().value(i))
+                else {
+                    continue;
+                };
+                let key = (
+                    ns.clone(),
+                    rel.clone(),
+                    name.as_string::<i32>().value(i).to_string(),
+                );
+                if let Some((oid, modifier)) = snapshot.columns.get(&key) {
+                    typid[i] = *oid as i32;
+                    typmod[i] = *modifier;
+                }
+            }
+            let mut columns = b.columns().to_vec();
+            columns[index("atttypid")?] = Arc::new(Int32Array::from(typid));
+            columns[index("atttypmod")?] = Arc::new(Int32Array::from(typmod));
+            out.push(RecordBatch::try_new(schema.clone(), columns)?);
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl TableProvider for Attributes {
+    fn schema(&self) -> SchemaRef {
+        self.attribute.schema()
+    }
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let batches = self.patched(state).await?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[batches],
+            self.schema(),
+            projection.cloned(),
+        )?)
+    }
+}
+
+/// pg_views from the engine's views.
+#[derive(Debug)]
+struct Views {
+    snapshot: Shared,
+}
+
+fn text_fields(names: &[&str]) -> SchemaRef {
+    Arc::new(Schema::new(
+        names
+            .iter()
+            .map(|n| Field::new(*n, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+#[async_trait]
+impl TableProvider for Views {
+    fn schema(&self) -> SchemaRef {
+        text_fields(&["schemaname", "viewname", "viewowner", "definition"])
+    }
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let snapshot = self.snapshot.read().expect("catalog snapshot").clone();
+        let strings = |f: &dyn Fn(&(String, String, String)) -> String| {
+            Arc::new(
+                snapshot
+                    .views
+                    .iter()
+                    .map(|v| Some(f(v)))
+                    .collect::<StringArray>(),
+            ) as Arc<dyn Array>
+        };
+        let batch = RecordBatch::try_new(
+            self.schema(),
+            vec![
+                strings(&|v| v.0.clone()),
+                strings(&|v| v.1.clone()),
+                strings(&|_| "velo".to_string()),
+                strings(&|v| v.2.clone()),
+            ],
+        )?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            self.schema(),
+            projection.cloned(),
+        )?)
+    }
+}
+
+/// Relations tools read that we have nothing to put in: PostgreSQL's
+/// columns, no rows. Types: t text, i int4, l int8, o oid, b bool,
+/// z timestamptz, a text[].
+const EMPTY_RELATIONS: &[(&str, &str)] = &[
+    ("pg_indexes", "schemaname:t tablename:t indexname:t tablespace:t indexdef:t"),
+    ("pg_stat_activity", "datid:o datname:t pid:i leader_pid:i usesysid:o usename:t application_name:t client_addr:t client_hostname:t client_port:i backend_start:z xact_start:z query_start:z state_change:z wait_event_type:t wait_event:t state:t backend_xid:t backend_xmin:t query_id:l query:t backend_type:t"),
+    ("pg_locks", "locktype:t database:o relation:o page:i tuple:i virtualxid:t transactionid:t classid:o objid:o objsubid:i virtualtransaction:t pid:i mode:t granted:b fastpath:b waitstart:z"),
+    ("pg_prepared_statements", "name:t statement:t prepare_time:z parameter_types:a from_sql:b generic_plans:l custom_plans:l"),
+    ("pg_cursors", "name:t statement:t is_holdable:b is_binary:b is_scrollable:b creation_time:z"),
+    ("pg_stat_database", "datid:o datname:t numbackends:i xact_commit:l xact_rollback:l blks_read:l blks_hit:l tup_returned:l tup_fetched:l tup_inserted:l tup_updated:l tup_deleted:l conflicts:l temp_files:l temp_bytes:l deadlocks:l stats_reset:z"),
+    ("pg_stat_user_indexes", "relid:o indexrelid:o schemaname:t relname:t indexrelname:t idx_scan:l idx_tup_read:l idx_tup_fetch:l"),
+    ("pg_statio_user_tables", "relid:o schemaname:t relname:t heap_blks_read:l heap_blks_hit:l idx_blks_read:l idx_blks_hit:l"),
+    ("pg_sequences", "schemaname:t sequencename:t sequenceowner:t data_type:t start_value:l min_value:l max_value:l increment_by:l cycle:b cache_size:l last_value:l"),
+    ("pg_available_extensions", "name:t default_version:t installed_version:t comment:t"),
+    ("pg_available_extension_versions", "name:t version:t installed:b superuser:b trusted:b relocatable:b schema:t requires:a comment:t"),
+    ("pg_timezone_names", "name:t abbrev:t utc_offset:t is_dst:b"),
+    ("pg_timezone_abbrevs", "abbrev:t utc_offset:t is_dst:b"),
+    ("pg_shadow", "usename:t usesysid:o usecreatedb:b usesuper:b userepl:b usebypassrls:b passwd:t valuntil:z useconfig:a"),
+    ("pg_group", "groname:t grosysid:o grolist:a"),
+    ("pg_policies", "schemaname:t tablename:t policyname:t permissive:t roles:a cmd:t qual:t with_check:t"),
+    ("pg_rules", "schemaname:t tablename:t rulename:t definition:t"),
+    ("pg_stat_replication", "pid:i usesysid:o usename:t application_name:t client_addr:t state:t"),
+    ("pg_user_mappings", "umid:o srvid:o srvname:t umuser:o usename:t umoptions:a"),
+];
+
+fn empty_relation(spec: &str) -> Result<Arc<dyn TableProvider>> {
+    let fields: Vec<Field> = spec
+        .split_whitespace()
+        .map(|c| {
+            let (name, t) = c.split_once(':').expect("name:type");
+            let data_type = match t {
+                "i" => DataType::Int32,
+                "o" => DataType::Int32,
+                "l" => DataType::Int64,
+                "b" => DataType::Boolean,
+                "z" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                "a" => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                _ => DataType::Utf8,
+            };
+            let field = Field::new(name, data_type, true);
+            if t == "o" {
+                field.with_metadata(HashMap::from([(
+                    datafusion_pg_catalog::pg_catalog::oid_field::OID_ALIAS_KEY.to_string(),
+                    "oid".to_string(),
+                )]))
+            } else {
+                field
+            }
+        })
+        .collect();
+    Ok(Arc::new(MemTable::try_new(
+        Arc::new(Schema::new(fields)),
+        vec![vec![]],
+    )?))
+}
+
+pub async fn install(ctx: &SessionContext, snapshot: Shared) -> anyhow::Result<()> {
+    let catalog = ctx
+        .catalog(DATABASE)
+        .ok_or_else(|| anyhow::anyhow!("catalog {DATABASE} missing"))?;
+    let inner = catalog
+        .schema("pg_catalog")
+        .ok_or_else(|| anyhow::anyhow!("pg_catalog missing"))?;
+    let table = |name: &str| {
+        let inner = inner.clone();
+        let name = name.to_string();
+        async move {
+            inner
+                .table(&name)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("pg_catalog.{name} missing"))
+        }
+    };
+    let ours = MemorySchemaProvider::new();
+    ours.register_table(
+        "pg_attribute".into(),
+        Arc::new(Attributes {
+            attribute: table("pg_attribute").await?,
+            class: table("pg_class").await?,
+            namespace: table("pg_namespace").await?,
+            snapshot: snapshot.clone(),
+        }),
+    )?;
+    ours.register_table("pg_views".into(), Arc::new(Views { snapshot }))?;
+    for (name, spec) in EMPTY_RELATIONS {
+        ours.register_table(name.to_string(), empty_relation(spec)?)?;
+    }
+    catalog.register_schema("pg_catalog", Arc::new(PgCatalog { inner, ours }))?;
+    catalog.register_schema("information_schema", Arc::new(MemorySchemaProvider::new()))?;
+    for sql in VIEWS {
+        ctx.sql(sql)
+            .await
+            .map_err(|e| anyhow::anyhow!("catalog view: {e}\n{sql}"))?;
+    }
+    Ok(())
+}
+
+/// Views defined over pg_catalog, as PostgreSQL defines them.
+const VIEWS: &[&str] = &[
+    "CREATE VIEW pg_catalog.pg_user AS SELECT rolname AS usename, oid AS usesysid, \
+     rolcreatedb AS usecreatedb, rolsuper AS usesuper, rolreplication AS userepl, \
+     rolbypassrls AS usebypassrls, '********' AS passwd, rolvaliduntil AS valuntil, \
+     rolconfig AS useconfig FROM pg_catalog.pg_roles WHERE rolcanlogin",
+    "CREATE VIEW information_schema.schemata AS SELECT CAST('velostream' AS VARCHAR) AS catalog_name, \
+     nspname AS schema_name, CAST('velostream' AS VARCHAR) AS schema_owner, \
+     CAST(NULL AS VARCHAR) AS default_character_set_catalog, \
+     CAST(NULL AS VARCHAR) AS default_character_set_schema, \
+     CAST(NULL AS VARCHAR) AS default_character_set_name, CAST(NULL AS VARCHAR) AS sql_path \
+     FROM pg_catalog.pg_namespace",
+    "CREATE VIEW information_schema.tables AS SELECT CAST('velostream' AS VARCHAR) AS table_catalog, \
+     n.nspname AS table_schema, c.relname AS table_name, \
+     CASE WHEN n.nspname IN ('pg_catalog', 'information_schema') AND c.relkind = 'v' THEN 'VIEW' \
+          WHEN c.relkind = 'v' THEN 'VIEW' ELSE 'BASE TABLE' END AS table_type, \
+     CAST(NULL AS VARCHAR) AS self_referencing_column_name, \
+     CAST(NULL AS VARCHAR) AS reference_generation, \
+     CAST(NULL AS VARCHAR) AS user_defined_type_catalog, \
+     CAST(NULL AS VARCHAR) AS user_defined_type_schema, \
+     CAST(NULL AS VARCHAR) AS user_defined_type_name, \
+     CASE WHEN c.relkind = 'r' THEN 'YES' ELSE 'NO' END AS is_insertable_into, \
+     'NO' AS is_typed, CAST(NULL AS VARCHAR) AS commit_action \
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON c.relnamespace = n.oid \
+     WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p')",
+    "CREATE VIEW information_schema.views AS SELECT CAST('velostream' AS VARCHAR) AS table_catalog, \
+     schemaname AS table_schema, viewname AS table_name, definition AS view_definition, \
+     'NONE' AS check_option, 'NO' AS is_updatable, 'NO' AS is_insertable_into, \
+     'NO' AS is_trigger_updatable, 'NO' AS is_trigger_deletable, \
+     'NO' AS is_trigger_insertable_into FROM pg_catalog.pg_views",
+    "CREATE VIEW information_schema.columns AS SELECT CAST('velostream' AS VARCHAR) AS table_catalog, \
+     n.nspname AS table_schema, c.relname AS table_name, a.attname AS column_name, \
+     CAST(a.attnum AS INT) AS ordinal_position, CAST(NULL AS VARCHAR) AS column_default, \
+     CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END AS is_nullable, \
+     CASE WHEN t.typcategory = 'A' THEN 'ARRAY' \
+          WHEN t.typname = 'int2' THEN 'smallint' WHEN t.typname = 'int4' THEN 'integer' \
+          WHEN t.typname = 'int8' THEN 'bigint' WHEN t.typname = 'float4' THEN 'real' \
+          WHEN t.typname = 'float8' THEN 'double precision' WHEN t.typname = 'bool' THEN 'boolean' \
+          WHEN t.typname = 'varchar' THEN 'character varying' WHEN t.typname = 'bpchar' THEN 'character' \
+          WHEN t.typname = 'timestamp' THEN 'timestamp without time zone' \
+          WHEN t.typname = 'timestamptz' THEN 'timestamp with time zone' \
+          WHEN t.typname = 'time' THEN 'time without time zone' \
+          ELSE t.typname END AS data_type, \
+     CAST(NULL AS INT) AS character_maximum_length, \
+     CASE WHEN t.typname IN ('text', 'varchar') THEN 1073741824 END AS character_octet_length, \
+     CASE WHEN t.typname = 'int2' THEN 16 WHEN t.typname = 'int4' THEN 32 \
+          WHEN t.typname = 'int8' THEN 64 WHEN t.typname = 'float4' THEN 24 \
+          WHEN t.typname = 'float8' THEN 53 \
+          WHEN t.typname = 'numeric' AND a.atttypmod > 0 THEN (a.atttypmod - 4) / 65536 \
+          END AS numeric_precision, \
+     CASE WHEN t.typname IN ('int2', 'int4', 'int8', 'float4', 'float8') THEN 2 \
+          WHEN t.typname = 'numeric' THEN 10 END AS numeric_precision_radix, \
+     CASE WHEN t.typname IN ('int2', 'int4', 'int8') THEN 0 \
+          WHEN t.typname = 'numeric' AND a.atttypmod > 0 THEN (a.atttypmod - 4) % 65536 \
+          END AS numeric_scale, \
+     CASE WHEN t.typname = 'date' THEN 0 \
+          WHEN t.typname IN ('timestamp', 'timestamptz', 'time', 'interval') THEN 6 \
+          END AS datetime_precision, \
+     CAST(NULL AS VARCHAR) AS interval_type, CAST(NULL AS INT) AS interval_precision, \
+     CAST(NULL AS VARCHAR) AS character_set_catalog, CAST(NULL AS VARCHAR) AS character_set_schema, \
+     CAST(NULL AS VARCHAR) AS character_set_name, CAST(NULL AS VARCHAR) AS collation_catalog, \
+     CAST(NULL AS VARCHAR) AS collation_schema, CAST(NULL AS VARCHAR) AS collation_name, \
+     CAST(NULL AS VARCHAR) AS domain_catalog, CAST(NULL AS VARCHAR) AS domain_schema, \
+     CAST(NULL AS VARCHAR) AS domain_name, CAST('velostream' AS VARCHAR) AS udt_catalog, \
+     CAST('pg_catalog' AS VARCHAR) AS udt_schema, t.typname AS udt_name, \
+     CAST(NULL AS VARCHAR) AS scope_catalog, CAST(NULL AS VARCHAR) AS scope_schema, \
+     CAST(NULL AS VARCHAR) AS scope_name, CAST(NULL AS INT) AS maximum_cardinality, \
+     CAST(a.attnum AS VARCHAR) AS dtd_identifier, 'NO' AS is_self_referencing, \
+     'NO' AS is_identity, CAST(NULL AS VARCHAR) AS identity_generation, \
+     CAST(NULL AS VARCHAR) AS identity_start, CAST(NULL AS VARCHAR) AS identity_increment, \
+     CAST(NULL AS VARCHAR) AS identity_maximum, CAST(NULL AS VARCHAR) AS identity_minimum, \
+     CAST(NULL AS VARCHAR) AS identity_cycle, 'NEVER' AS is_generated, \
+     CAST(NULL AS VARCHAR) AS generation_expression, 'NO' AS is_updatable \
+     FROM pg_catalog.pg_attribute a \
+     JOIN pg_catalog.pg_class c ON a.attrelid = c.oid \
+     JOIN pg_catalog.pg_namespace n ON c.relnamespace = n.oid \
+     JOIN pg_catalog.pg_type t ON a.atttypid = t.oid \
+     WHERE a.attnum > 0 AND c.relkind IN ('r', 'v', 'm', 'f', 'p')",
+    "CREATE VIEW information_schema.table_constraints AS SELECT \
+     CAST(NULL AS VARCHAR) AS constraint_catalog, CAST(NULL AS VARCHAR) AS constraint_schema, \
+     CAST(NULL AS VARCHAR) AS constraint_name, CAST(NULL AS VARCHAR) AS table_catalog, \
+     CAST(NULL AS VARCHAR) AS table_schema, CAST(NULL AS VARCHAR) AS table_name, \
+     CAST(NULL AS VARCHAR) AS constraint_type, CAST(NULL AS VARCHAR) AS is_deferrable, \
+     CAST(NULL AS VARCHAR) AS initially_deferred, CAST(NULL AS VARCHAR) AS enforced, \
+     CAST(NULL AS VARCHAR) AS nulls_distinct WHERE false",
+    "CREATE VIEW information_schema.key_column_usage AS SELECT \
+     CAST(NULL AS VARCHAR) AS constraint_catalog, CAST(NULL AS VARCHAR) AS constraint_schema, \
+     CAST(NULL AS VARCHAR) AS constraint_name, CAST(NULL AS VARCHAR) AS table_catalog, \
+     CAST(NULL AS VARCHAR) AS table_schema, CAST(NULL AS VARCHAR) AS table_name, \
+     CAST(NULL AS VARCHAR) AS column_name, CAST(NULL AS INT) AS ordinal_position, \
+     CAST(NULL AS INT) AS position_in_unique_constraint WHERE false",
+    "CREATE VIEW information_schema.referential_constraints AS SELECT \
+     CAST(NULL AS VARCHAR) AS constraint_catalog, CAST(NULL AS VARCHAR) AS constraint_schema, \
+     CAST(NULL AS VARCHAR) AS constraint_name, CAST(NULL AS VARCHAR) AS unique_constraint_catalog, \
+     CAST(NULL AS VARCHAR) AS unique_constraint_schema, CAST(NULL AS VARCHAR) AS unique_constraint_name, \
+     CAST(NULL AS VARCHAR) AS match_option, CAST(NULL AS VARCHAR) AS update_rule, \
+     CAST(NULL AS VARCHAR) AS delete_rule WHERE false",
+    "CREATE VIEW information_schema.constraint_column_usage AS SELECT \
+     CAST(NULL AS VARCHAR) AS table_catalog, CAST(NULL AS VARCHAR) AS table_schema, \
+     CAST(NULL AS VARCHAR) AS table_name, CAST(NULL AS VARCHAR) AS column_name, \
+     CAST(NULL AS VARCHAR) AS constraint_catalog, CAST(NULL AS VARCHAR) AS constraint_schema, \
+     CAST(NULL AS VARCHAR) AS constraint_name WHERE false",
+    "CREATE VIEW information_schema.routines AS SELECT \
+     CAST(NULL AS VARCHAR) AS specific_catalog, CAST(NULL AS VARCHAR) AS specific_schema, \
+     CAST(NULL AS VARCHAR) AS specific_name, CAST(NULL AS VARCHAR) AS routine_catalog, \
+     CAST(NULL AS VARCHAR) AS routine_schema, CAST(NULL AS VARCHAR) AS routine_name, \
+     CAST(NULL AS VARCHAR) AS routine_type, CAST(NULL AS VARCHAR) AS data_type, \
+     CAST(NULL AS VARCHAR) AS routine_definition, CAST(NULL AS VARCHAR) AS external_language \
+     WHERE false",
+    "CREATE VIEW information_schema.parameters AS SELECT \
+     CAST(NULL AS VARCHAR) AS specific_catalog, CAST(NULL AS VARCHAR) AS specific_schema, \
+     CAST(NULL AS VARCHAR) AS specific_name, CAST(NULL AS INT) AS ordinal_position, \
+     CAST(NULL AS VARCHAR) AS parameter_mode, CAST(NULL AS VARCHAR) AS parameter_name, \
+     CAST(NULL AS VARCHAR) AS data_type, CAST(NULL AS VARCHAR) AS udt_name WHERE false",
+];

@@ -1,0 +1,190 @@
+//! Rewrites of catalog SQL idioms DataFusion does not plan as PostgreSQL
+//! does, applied after the catalog library's own rewrites.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    Expr, FunctionArguments, GroupByExpr, OrderByKind, Query, SelectItem, SetExpr, Statement,
+    VisitMut, VisitorMut,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+/// Fragments of tools' catalog SQL that DataFusion cannot plan, replaced
+/// before parsing by an equivalent for our catalog (where the relation
+/// options they read are always empty). Matched verbatim.
+const REPLACEMENTS: &[(&str, &str)] = &[
+    // psql \d+: table options plus the TOAST table's, via a correlated
+    // unnest. We have neither.
+    (
+        "c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x)",
+        "CAST(NULL AS TEXT[])",
+    ),
+];
+
+pub fn replace_fragments(sql: &str) -> std::borrow::Cow<'_, str> {
+    let mut out = std::borrow::Cow::Borrowed(sql);
+    for (from, to) in REPLACEMENTS {
+        if out.contains(from) {
+            out = std::borrow::Cow::Owned(out.replace(from, to));
+        }
+    }
+    out
+}
+
+pub fn rewrite(statement: &mut Statement) {
+    let _ = statement.visit(&mut Rules);
+}
+
+struct Rules;
+
+impl VisitorMut for Rules {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        match expr {
+            // ARRAY(SELECT x ...) → (SELECT array_agg(x ...) ...)
+            Expr::Function(f)
+                if f.name.to_string().eq_ignore_ascii_case("array")
+                    && matches!(f.args, FunctionArguments::Subquery(_)) =>
+            {
+                if let FunctionArguments::Subquery(query) = &f.args {
+                    let mut query = query.clone();
+                    if aggregate_into(&mut query, "array_agg") {
+                        *expr = Expr::Subquery(query);
+                    }
+                }
+            }
+            // A scalar subquery that is not aggregated may, for DataFusion,
+            // return several rows; catalog lookups by key return one. Take
+            // the first so correlated lookups plan.
+            Expr::Subquery(query) if !is_aggregated(query) => {
+                aggregate_into(query, "first_value");
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn single_select(query: &mut Query) -> Option<&mut datafusion::sql::sqlparser::ast::Select> {
+    match query.body.as_mut() {
+        SetExpr::Select(select) if select.projection.len() == 1 => Some(select),
+        _ => None,
+    }
+}
+
+fn is_aggregated(query: &Query) -> bool {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return true;
+    };
+    let grouped = match &select.group_by {
+        GroupByExpr::All(_) => true,
+        GroupByExpr::Expressions(e, _) => !e.is_empty(),
+    };
+    let text = select.projection[..]
+        .iter()
+        .map(|p| p.to_string().to_ascii_lowercase());
+    grouped
+        || select.projection.len() != 1
+        || select.distinct.is_some()
+        || text.into_iter().any(|p| {
+            [
+                "count(",
+                "sum(",
+                "max(",
+                "min(",
+                "avg(",
+                "array_agg(",
+                "string_agg(",
+                "bool_and(",
+                "bool_or(",
+                "first_value(",
+                "every(",
+            ]
+            .iter()
+            .any(|a| p.contains(a))
+        })
+}
+
+/// Wraps the single projected expression of `query` in `function`, moving
+/// the query's ORDER BY into it and dropping LIMIT 1.
+fn aggregate_into(query: &mut Query, function: &str) -> bool {
+    let order_by = query.order_by.clone();
+    let limited = query.limit_clause.as_ref().map(|l| l.to_string());
+    if limited.as_deref().is_some_and(|l| l.trim() != "LIMIT 1") {
+        return false;
+    }
+    let Some(select) = single_select(query) else {
+        return false;
+    };
+    let (inner, alias) = match &select.projection[0] {
+        SelectItem::UnnamedExpr(e) => (e.clone(), None),
+        SelectItem::ExprWithAlias { expr, alias } => (expr.clone(), Some(alias.clone())),
+        _ => return false,
+    };
+    // ORDER BY 1 meant the projected column.
+    let order = match order_by.map(|o| o.kind) {
+        Some(OrderByKind::Expressions(items)) => {
+            let items: Vec<String> = items
+                .into_iter()
+                .map(|mut item| {
+                    if item.expr.to_string() == "1" {
+                        item.expr = inner.clone();
+                    }
+                    item.to_string()
+                })
+                .collect();
+            format!("ORDER BY {}", items.join(", "))
+        }
+        _ => String::new(),
+    };
+    let sql = format!("{function}({inner} {order})");
+    let Ok(aggregated) = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&sql)
+        .and_then(|mut p| p.parse_expr())
+    else {
+        return false;
+    };
+    select.projection[0] = match alias {
+        Some(alias) => SelectItem::ExprWithAlias {
+            expr: aggregated,
+            alias,
+        },
+        None => SelectItem::UnnamedExpr(aggregated),
+    };
+    query.order_by = None;
+    query.limit_clause = None;
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(sql: &str) -> String {
+        let mut s = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .unwrap()
+            .remove(0);
+        rewrite(&mut s);
+        s.to_string()
+    }
+
+    #[test]
+    fn array_subquery_becomes_array_agg() {
+        assert_eq!(
+            rewritten("SELECT ARRAY(SELECT b.rolname FROM r AS b WHERE b.x = a.x ORDER BY 1) FROM a"),
+            "SELECT (SELECT array_agg(b.rolname ORDER BY b.rolname) FROM r AS b WHERE b.x = a.x) FROM a"
+        );
+    }
+
+    #[test]
+    fn scalar_lookup_takes_the_first_row() {
+        assert_eq!(
+            rewritten("SELECT (SELECT c.relkind = 'c' FROM c WHERE c.oid = t.typrelid) FROM t"),
+            "SELECT (SELECT first_value(c.relkind = 'c') FROM c WHERE c.oid = t.typrelid) FROM t"
+        );
+        let counted = "SELECT (SELECT count(*) FROM c WHERE c.oid = t.x) FROM t";
+        assert_eq!(rewritten(counted), counted);
+    }
+}
