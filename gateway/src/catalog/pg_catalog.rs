@@ -174,6 +174,166 @@ impl TableProvider for Attributes {
     }
 }
 
+/// A library table whose vector and array columns come as text ("1 2",
+/// "{1,2}"), served with them as arrays, which catalog SQL unnests and
+/// indexes.
+#[derive(Debug)]
+struct ArrayColumns {
+    inner: Arc<dyn TableProvider>,
+    schema: SchemaRef,
+}
+
+impl ArrayColumns {
+    /// `columns` are converted; `missing` are added, all NULL.
+    fn new(
+        inner: Arc<dyn TableProvider>,
+        columns: &[(&str, DataType)],
+        missing: &[&str],
+    ) -> Self {
+        let mut fields: Vec<Field> = inner
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| match columns.iter().find(|(n, _)| n == f.name()) {
+                Some((_, element)) => Field::new(
+                    f.name(),
+                    DataType::List(Arc::new(Field::new("item", element.clone(), true))),
+                    true,
+                )
+                .with_metadata(f.metadata().clone()),
+                None => f.as_ref().clone(),
+            })
+            .collect();
+        let text_list = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
+        for name in missing {
+            fields.push(Field::new(*name, text_list.clone(), true));
+        }
+        Self {
+            inner,
+            schema: Arc::new(Schema::new(fields)),
+        }
+    }
+}
+
+/// "1 2", "{1,2}", "{a,\"b c\"}" → elements.
+fn elements(text: &str) -> Vec<String> {
+    text.trim()
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|e| !e.is_empty())
+        .map(|e| e.trim_matches('"').to_string())
+        .collect()
+}
+
+fn to_list(array: &dyn Array, element: &DataType) -> Result<Arc<dyn Array>> {
+    use datafusion::arrow::array::{ListBuilder, StringBuilder};
+    let text = datafusion::arrow::compute::cast(array, &DataType::Utf8)?;
+    let text = text.as_string::<i32>();
+    let mut builder = ListBuilder::new(StringBuilder::new());
+    for value in text.iter() {
+        match value {
+            Some(v) => {
+                for e in elements(v) {
+                    builder.values().append_value(e);
+                }
+                builder.append(true);
+            }
+            None => builder.append(false),
+        }
+    }
+    let strings: Arc<dyn Array> = Arc::new(builder.finish());
+    let target = DataType::List(Arc::new(Field::new("item", element.clone(), true)));
+    Ok(datafusion::arrow::compute::cast(&strings, &target)?)
+}
+
+#[async_trait]
+impl TableProvider for ArrayColumns {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let mut batches = Vec::new();
+        for b in read_all(&self.inner, state).await? {
+            let mut columns = b
+                .columns()
+                .iter()
+                .zip(self.schema.fields())
+                .map(|(c, f)| match f.data_type() {
+                    DataType::List(e) if c.data_type() != f.data_type() => {
+                        to_list(c.as_ref(), e.data_type())
+                    }
+                    _ => Ok(c.clone()),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            for f in &self.schema.fields()[columns.len()..] {
+                columns.push(datafusion::arrow::array::new_null_array(
+                    f.data_type(),
+                    b.num_rows(),
+                ));
+            }
+            batches.push(RecordBatch::try_new(self.schema.clone(), columns)?);
+        }
+        Ok(MemorySourceConfig::try_new_exec(
+            &[batches],
+            self.schema.clone(),
+            projection.cloned(),
+        )?)
+    }
+}
+
+/// Library columns that PostgreSQL types as vectors or arrays, and
+/// array columns the library lacks.
+type Reshape = (&'static str, Vec<(&'static str, DataType)>, Vec<&'static str>);
+
+fn array_columns() -> Vec<Reshape> {
+    use DataType::{Int16, Int32, Utf8};
+    vec![
+        ("pg_class", vec![], vec!["reloptions", "relacl"]),
+        (
+            "pg_index",
+            vec![
+                ("indkey", Int16),
+                ("indcollation", Int32),
+                ("indclass", Int32),
+                ("indoption", Int16),
+            ],
+            vec![],
+        ),
+        (
+            "pg_constraint",
+            vec![
+                ("conkey", Int16),
+                ("confkey", Int16),
+                ("conpfeqop", Int32),
+                ("conppeqop", Int32),
+                ("conffeqop", Int32),
+                ("conexclop", Int32),
+            ],
+            vec![],
+        ),
+        (
+            "pg_proc",
+            vec![
+                ("proargtypes", Int32),
+                ("proallargtypes", Int32),
+                ("proargmodes", Utf8),
+                ("proargnames", Utf8),
+            ],
+            vec![],
+        ),
+    ]
+}
+
 /// pg_views from the engine's views.
 #[derive(Debug)]
 struct Views {
@@ -256,6 +416,46 @@ const EMPTY_RELATIONS: &[(&str, &str)] = &[
     ("pg_user_mappings", "umid:o srvid:o srvname:t umuser:o usename:t umoptions:a"),
 ];
 
+/// pg_settings: the server defaults and fixed limits tools look up.
+fn settings_relation() -> Result<Arc<dyn TableProvider>> {
+    let fixed = [
+        ("max_index_keys", "32"),
+        ("block_size", "8192"),
+        ("max_connections", "10000"),
+        ("max_function_args", "100"),
+        ("data_checksums", "off"),
+    ];
+    let rows: Vec<(&str, &str)> = crate::session::settings::defaults()
+        .chain(fixed)
+        .collect();
+    let schema = text_fields(&[
+        "name", "setting", "unit", "category", "short_desc", "extra_desc", "context", "vartype",
+        "source", "min_val", "max_val", "boot_val", "reset_val",
+    ]);
+    let column = |f: &dyn Fn(&(&str, &str)) -> Option<String>| {
+        Arc::new(rows.iter().map(f).collect::<StringArray>()) as Arc<dyn Array>
+    };
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            column(&|r| Some(r.0.to_string())),
+            column(&|r| Some(r.1.to_string())),
+            column(&|_| None),
+            column(&|_| Some("Velostream gateway".into())),
+            column(&|_| None),
+            column(&|_| None),
+            column(&|_| Some("user".into())),
+            column(&|_| Some("string".into())),
+            column(&|_| Some("default".into())),
+            column(&|_| None),
+            column(&|_| None),
+            column(&|r| Some(r.1.to_string())),
+            column(&|r| Some(r.1.to_string())),
+        ],
+    )?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
 fn empty_relation(spec: &str) -> Result<Arc<dyn TableProvider>> {
     let fields: Vec<Field> = spec
         .split_whitespace()
@@ -315,6 +515,15 @@ pub async fn install(ctx: &SessionContext, snapshot: Shared) -> anyhow::Result<(
         }),
     )?;
     ours.register_table("pg_views".into(), Arc::new(Views { snapshot }))?;
+    ours.register_table("pg_settings".into(), settings_relation()?)?;
+    for (name, columns, missing) in array_columns() {
+        let inner = table(name).await?;
+        let present: Vec<(&str, DataType)> = columns
+            .into_iter()
+            .filter(|(c, _)| inner.schema().field_with_name(c).is_ok())
+            .collect();
+        ours.register_table(name.into(), Arc::new(ArrayColumns::new(inner, &present, &missing)))?;
+    }
     for (name, spec) in EMPTY_RELATIONS {
         ours.register_table(name.to_string(), empty_relation(spec)?)?;
     }

@@ -20,6 +20,30 @@ const REPLACEMENTS: &[(&str, &str)] = &[
         "c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x)",
         "CAST(NULL AS TEXT[])",
     ),
+    // pgjdbc's type cache: the library keeps pg_type.typinput as the
+    // function's name, so compare names.
+    (
+        "typinput='pg_catalog.array_in'::regproc",
+        "typinput='array_in'",
+    ),
+    ("typinput='array_in'::regproc", "typinput='array_in'"),
+    // pgjdbc getPrimaryKeys/getIndexInfo/getBestRowIdentifier: the
+    // set-returning _pg_expandarray and its record fields, as the
+    // equivalent unnests (same-length unnests in one projection pair up).
+    (
+        "(information_schema._pg_expandarray(i.indkey)).n",
+        "unnest(generate_series(CAST(1 AS BIGINT), CAST(array_length(i.indkey) AS BIGINT)))",
+    ),
+    (
+        "information_schema._pg_expandarray(i.indkey) AS KEYS",
+        "unnest(i.indkey) AS KEYS",
+    ),
+    (
+        "information_schema._pg_expandarray(i.indkey) AS keys",
+        "unnest(i.indkey) AS keys",
+    ),
+    ("(result.KEYS).x", "result.KEYS"),
+    ("(i.keys).x", "i.keys"),
 ];
 
 pub fn replace_fragments(sql: &str) -> std::borrow::Cow<'_, str> {
@@ -52,6 +76,43 @@ impl VisitorMut for Rules {
                     let mut query = query.clone();
                     if aggregate_into(&mut query, "array_agg") {
                         *expr = Expr::Subquery(query);
+                    }
+                }
+            }
+            // Visible: in the search path (public) or pg_catalog, not
+            // information_schema.
+            Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("pg_table_is_visible") => {
+                if let FunctionArguments::List(list) = &f.args {
+                    if let Some(oid) = list.args.first() {
+                        let sql = format!(
+                            "({oid} IN (SELECT vc.oid FROM pg_catalog.pg_class vc \
+                             JOIN pg_catalog.pg_namespace vn ON vc.relnamespace = vn.oid \
+                             WHERE vn.nspname IN ('public', 'pg_catalog')))"
+                        );
+                        if let Ok(e) = Parser::new(&PostgreSqlDialect {})
+                            .try_with_sql(&sql)
+                            .and_then(|mut p| p.parse_expr())
+                        {
+                            *expr = e;
+                        }
+                    }
+                }
+            }
+            // generate_subscripts(a, 1) → the positions 1..n of a.
+            Expr::Function(f)
+                if f.name.to_string().eq_ignore_ascii_case("generate_subscripts") =>
+            {
+                if let FunctionArguments::List(list) = &f.args {
+                    if let Some(array) = list.args.first() {
+                        let sql = format!(
+                            "unnest(generate_series(CAST(1 AS BIGINT), CAST(array_length({array}) AS BIGINT)))"
+                        );
+                        if let Ok(e) = Parser::new(&PostgreSqlDialect {})
+                            .try_with_sql(&sql)
+                            .and_then(|mut p| p.parse_expr())
+                        {
+                            *expr = e;
+                        }
                     }
                 }
             }

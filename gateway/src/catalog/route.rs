@@ -183,8 +183,10 @@ impl Visitor for Names {
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
         match expr {
             Expr::Function(f) => {
-                let name = parts(&f.name).last().cloned().unwrap_or_default();
-                self.catalog_calls |= CATALOG_FUNCTIONS.contains(&name.as_str());
+                let parts = parts(&f.name);
+                let name = parts.last().cloned().unwrap_or_default();
+                self.catalog_calls |= CATALOG_FUNCTIONS.contains(&name.as_str())
+                    || (parts.len() > 1 && parts[0] == "pg_catalog");
             }
             Expr::Cast { data_type, .. } => self.catalog_calls |= is_catalog_type(data_type),
             _ => {}
@@ -223,6 +225,7 @@ mod tests {
             Target::Catalog
         );
         assert_eq!(route("SELECT 'trades'::regclass"), Target::Catalog);
+        assert_eq!(route("select pg_catalog.version()"), Target::Catalog);
         assert_eq!(
             route("WITH t AS (SELECT oid FROM pg_type) SELECT * FROM t"),
             Target::Catalog

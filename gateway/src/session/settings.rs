@@ -61,6 +61,11 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("velostream.offset_reset", "latest"),
 ];
 
+/// The server's defaults (what pg_settings lists).
+pub fn defaults() -> impl Iterator<Item = (&'static str, &'static str)> {
+    DEFAULTS.iter().copied()
+}
+
 /// Session settings: the shared defaults, then this session's startup
 /// values (what RESET returns to), then what it SET. Keys are lowercase;
 /// entries keep the canonical name for display.
