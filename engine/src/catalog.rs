@@ -236,8 +236,11 @@ impl Catalog {
     /// A DataFusion context for one query: the query's URIs, every named
     /// stream/table and every view registered, streams read in `mode`.
     pub async fn context(&self, q: &QueryText, mode: ReadMode) -> Result<SessionContext> {
+        // Named as the gateway's database, so tools' three-part names
+        // ("velostream"."public"."trades", as dbt writes them) resolve.
         let mut config = SessionConfig::new()
             .with_target_partitions(1)
+            .with_default_catalog_and_schema("velostream", "public")
             .with_information_schema(false);
         config.options_mut().sql_parser.map_string_types_to_utf8view = false;
         // `1.5` is an exact numeric in PostgreSQL, not a float.

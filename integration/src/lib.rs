@@ -71,6 +71,21 @@ impl Proc {
             .status();
     }
 
+    /// Ctrl+C, repeated until the process ends (a first one can land
+    /// between two of psql's statements, where it only sets a flag), then
+    /// as `finish`.
+    pub fn interrupt(mut self, timeout: Duration) -> (Option<std::process::ExitStatus>, String) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline && !matches!(self.child.try_wait(), Ok(Some(_))) {
+            self.signal("INT");
+            let next = Instant::now() + Duration::from_millis(500);
+            while Instant::now() < next && !matches!(self.child.try_wait(), Ok(Some(_))) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        self.finish(Duration::ZERO)
+    }
+
     /// Waits for exit (killing after the timeout); returns stderr.
     pub fn finish(mut self, timeout: Duration) -> (Option<std::process::ExitStatus>, String) {
         let deadline = Instant::now() + timeout;

@@ -185,8 +185,8 @@ fn watch(gw: &Gateway, args: &[&str], sql: &str, lines: usize) -> Proc {
 }
 
 fn assert_cancelled(psql: Proc) {
-    psql.signal("INT"); // Ctrl+C: psql sends a CancelRequest
-    let (status, err) = psql.finish(Duration::from_secs(10));
+    // Ctrl+C: psql sends a CancelRequest.
+    let (status, err) = psql.interrupt(Duration::from_secs(10));
     assert!(status.is_some(), "psql did not end after Ctrl+C");
     assert!(
         err.contains("canceling statement due to user request"),

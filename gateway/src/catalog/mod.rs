@@ -5,6 +5,7 @@
 //! engine nodes' relations (ListRelations, cached by catalog version).
 
 mod functions;
+mod names;
 mod pg_catalog;
 mod relations;
 mod rewrite;
@@ -22,6 +23,8 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
 use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use velo_proto::v1::{self, execute_query_response::Event, TypedValue};
@@ -48,6 +51,8 @@ pub struct Catalog {
     pool: Arc<EnginePool>,
     snapshot: Arc<RwLock<Arc<Snapshot>>>,
     checked: tokio::sync::Mutex<Option<Instant>>,
+    /// Set after DDL through this gateway: reload before the next answer.
+    stale: std::sync::atomic::AtomicBool,
 }
 
 /// Login roles as pg_roles lists them.
@@ -99,6 +104,7 @@ impl Catalog {
             pool,
             snapshot,
             checked: tokio::sync::Mutex::new(None),
+            stale: Default::default(),
         });
         Ok(catalog)
     }
@@ -106,6 +112,8 @@ impl Catalog {
     /// Reloads the engine's relations if their catalog version moved.
     /// Without a reachable engine the last listing stays.
     pub async fn refresh(&self, force: bool) {
+        use std::sync::atomic::Ordering;
+        let force = force || self.stale.swap(false, Ordering::Relaxed);
         let mut checked = self.checked.lock().await;
         if !force && checked.is_some_and(|t| t.elapsed() < REFRESH_AFTER) {
             return;
@@ -133,13 +141,22 @@ impl Catalog {
         *checked = Some(Instant::now());
     }
 
+    /// A relation was created, renamed or dropped: the next catalog
+    /// statement sees it.
+    pub fn invalidate(&self) {
+        self.stale.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Plans one catalog statement for a session.
     async fn plan(
         &self,
         sql: &str,
         info: &SessionInfo,
-    ) -> Result<(SessionState, LogicalPlan), GatewayError> {
+    ) -> Result<(SessionState, LogicalPlan, Names), GatewayError> {
         self.refresh(false).await;
+        let names = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .ok()
+            .and_then(|s| s.first().and_then(names::output_names));
         let mut statements = self
             .parser
             .parse(&rewrite::replace_fragments(sql))
@@ -157,7 +174,7 @@ impl Catalog {
             .statement_to_plan(DfStatement::Statement(Box::new(statement)))
             .await
             .map_err(plan_error)?;
-        Ok((state, plan))
+        Ok((state, plan, names))
     }
 
     /// Parameter types (as PostgreSQL type oids) and the result schema.
@@ -166,7 +183,7 @@ impl Catalog {
         sql: &str,
         info: &SessionInfo,
     ) -> Result<(Vec<u32>, SchemaRef), GatewayError> {
-        let (_, plan) = self.plan(sql, info).await?;
+        let (_, plan, names) = self.plan(sql, info).await?;
         let types = parameter_types(&plan)?;
         let params = types
             .iter()
@@ -176,7 +193,7 @@ impl Catalog {
                 })
             })
             .collect();
-        Ok((params, normalized_schema(plan.schema().as_arrow())))
+        Ok((params, normalized_schema(plan.schema().as_arrow(), &names)))
     }
 
     /// Runs a catalog statement to completion and returns it as the events
@@ -187,7 +204,7 @@ impl Catalog {
         params: &[TypedValue],
         info: &SessionInfo,
     ) -> Result<Vec<Event>, GatewayError> {
-        let (state, mut plan) = self.plan(sql, info).await?;
+        let (state, mut plan, names) = self.plan(sql, info).await?;
         if !params.is_empty() {
             let types = parameter_types(&plan)?;
             let values = params
@@ -196,7 +213,9 @@ impl Catalog {
                 .map(|(i, p)| {
                     let value =
                         velo_engine::service::scalar_from_proto(p).map_err(|e| internal(&e))?;
-                    match types.get(i).cloned().flatten() {
+                    let expected = types.get(i).cloned().flatten();
+                    let value = array_literal(value, expected.as_ref());
+                    match expected {
                         Some(t) if !value.is_null() => value.cast_to(&t).map_err(|_| {
                             GatewayError::InvalidText(format!(
                                 "invalid input syntax for type {t}: \"{value}\""
@@ -210,12 +229,31 @@ impl Catalog {
                 .with_param_values(ParamValues::from(values))
                 .map_err(plan_error)?;
         }
-        let schema = normalized_schema(plan.schema().as_arrow());
+        let schema = normalized_schema(plan.schema().as_arrow(), &names);
         let batches = DataFrame::new(state, plan)
             .collect()
             .await
             .map_err(plan_error)?;
         events(schema, batches)
+    }
+}
+
+/// A text parameter in array syntax ('{r,v}', as drivers send text[])
+/// where the statement wants an array, or says nothing (`= ANY($1)`).
+fn array_literal(value: ScalarValue, expected: Option<&DataType>) -> ScalarValue {
+    let wants_array = matches!(expected, None | Some(DataType::List(_)));
+    match &value {
+        ScalarValue::Utf8(Some(text))
+            if wants_array && text.starts_with('{') && text.ends_with('}') =>
+        {
+            let items: Vec<ScalarValue> = text[1..text.len() - 1]
+                .split(',')
+                .filter(|e| !e.is_empty())
+                .map(|e| ScalarValue::Utf8(Some(e.trim().trim_matches('"').to_string())))
+                .collect();
+            ScalarValue::List(ScalarValue::new_list_nullable(&items, &DataType::Utf8))
+        }
+        _ => value,
     }
 }
 
@@ -273,13 +311,21 @@ fn normalized_type(t: &DataType) -> DataType {
     }
 }
 
-fn normalized_schema(schema: &Schema) -> SchemaRef {
+/// Output column names PostgreSQL would give, where they differ from
+/// DataFusion's (see `names`).
+type Names = Option<Vec<Option<String>>>;
+
+/// The result schema clients see: encodable types, PostgreSQL's names.
+fn normalized_schema(schema: &Schema, names: &Names) -> SchemaRef {
+    let names = names.as_ref().filter(|n| n.len() == schema.fields().len());
     Arc::new(Schema::new(
         schema
             .fields()
             .iter()
-            .map(|f| {
-                Field::new(f.name(), normalized_type(f.data_type()), true)
+            .enumerate()
+            .map(|(i, f)| {
+                let name = names.and_then(|n| n[i].as_deref()).unwrap_or(f.name());
+                Field::new(name, normalized_type(f.data_type()), true)
                     .with_metadata(f.metadata().clone())
             })
             .collect::<Vec<_>>(),

@@ -185,11 +185,7 @@ struct ArrayColumns {
 
 impl ArrayColumns {
     /// `columns` are converted; `missing` are added, all NULL.
-    fn new(
-        inner: Arc<dyn TableProvider>,
-        columns: &[(&str, DataType)],
-        missing: &[&str],
-    ) -> Self {
+    fn new(inner: Arc<dyn TableProvider>, columns: &[(&str, DataType)], missing: &[&str]) -> Self {
         let mut fields: Vec<Field> = inner
             .schema()
             .fields()
@@ -293,7 +289,11 @@ impl TableProvider for ArrayColumns {
 
 /// Library columns that PostgreSQL types as vectors or arrays, and
 /// array columns the library lacks.
-type Reshape = (&'static str, Vec<(&'static str, DataType)>, Vec<&'static str>);
+type Reshape = (
+    &'static str,
+    Vec<(&'static str, DataType)>,
+    Vec<&'static str>,
+);
 
 fn array_columns() -> Vec<Reshape> {
     use DataType::{Int16, Int32, Utf8};
@@ -425,12 +425,21 @@ fn settings_relation() -> Result<Arc<dyn TableProvider>> {
         ("max_function_args", "100"),
         ("data_checksums", "off"),
     ];
-    let rows: Vec<(&str, &str)> = crate::session::settings::defaults()
-        .chain(fixed)
-        .collect();
+    let rows: Vec<(&str, &str)> = crate::session::settings::defaults().chain(fixed).collect();
     let schema = text_fields(&[
-        "name", "setting", "unit", "category", "short_desc", "extra_desc", "context", "vartype",
-        "source", "min_val", "max_val", "boot_val", "reset_val",
+        "name",
+        "setting",
+        "unit",
+        "category",
+        "short_desc",
+        "extra_desc",
+        "context",
+        "vartype",
+        "source",
+        "min_val",
+        "max_val",
+        "boot_val",
+        "reset_val",
     ]);
     let column = |f: &dyn Fn(&(&str, &str)) -> Option<String>| {
         Arc::new(rows.iter().map(f).collect::<StringArray>()) as Arc<dyn Array>
@@ -522,7 +531,10 @@ pub async fn install(ctx: &SessionContext, snapshot: Shared) -> anyhow::Result<(
             .into_iter()
             .filter(|(c, _)| inner.schema().field_with_name(c).is_ok())
             .collect();
-        ours.register_table(name.into(), Arc::new(ArrayColumns::new(inner, &present, &missing)))?;
+        ours.register_table(
+            name.into(),
+            Arc::new(ArrayColumns::new(inner, &present, &missing)),
+        )?;
     }
     for (name, spec) in EMPTY_RELATIONS {
         ours.register_table(name.to_string(), empty_relation(spec)?)?;

@@ -5,10 +5,12 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     Expr, FunctionArguments, GroupByExpr, OrderByKind, Query, SelectItem, SetExpr, Statement,
-    VisitMut, VisitorMut,
+    TableFactor, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 /// Fragments of tools' catalog SQL that DataFusion cannot plan, replaced
 /// before parsing by an equivalent for our catalog (where the relation
@@ -53,7 +55,36 @@ pub fn replace_fragments(sql: &str) -> std::borrow::Cow<'_, str> {
             out = std::borrow::Cow::Owned(out.replace(from, to));
         }
     }
+    if out.to_ascii_lowercase().contains("user") {
+        if let Some(replaced) = user_keyword(&out) {
+            out = std::borrow::Cow::Owned(replaced);
+        }
+    }
     out
+}
+
+/// The SQL keyword `user` is `current_user`. Done on tokens, before the
+/// catalog library sees the statement: its stand-in for Grafana's
+/// search-path subquery (written before it had current_setting) matches
+/// `user` and would empty Grafana's table list.
+fn user_keyword(sql: &str) -> Option<String> {
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let is_user = |t: &Token| matches!(t, Token::Word(w) if w.quote_style.is_none() && w.keyword == Keyword::USER);
+    if !tokens.iter().any(is_user) {
+        return None;
+    }
+    Some(
+        tokens
+            .iter()
+            .map(|t| {
+                if is_user(t) {
+                    "current_user".to_string()
+                } else {
+                    t.to_string()
+                }
+            })
+            .collect(),
+    )
 }
 
 pub fn rewrite(statement: &mut Statement) {
@@ -62,8 +93,50 @@ pub fn rewrite(statement: &mut Statement) {
 
 struct Rules;
 
+/// Set-returning functions DataFusion has as table functions (column
+/// `value`); any other function in FROM is a scalar one, giving one row.
+const TABLE_FUNCTIONS: &[&str] = &["generate_series", "range"];
+
 impl VisitorMut for Rules {
     type Break = ();
+
+    // PostgreSQL names a function's column after the FROM alias:
+    // `FROM generate_series(1, 3) AS i, string_to_array(x, ',') s`.
+    fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        let TableFactor::Table {
+            name,
+            args: Some(args),
+            alias: Some(alias),
+            ..
+        } = factor
+        else {
+            return ControlFlow::Continue(());
+        };
+        if !alias.columns.is_empty() {
+            return ControlFlow::Continue(());
+        }
+        let function = name.to_string().to_ascii_lowercase();
+        let function = function.trim_start_matches("pg_catalog.");
+        let a = &alias.name;
+        let args = args
+            .args
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = if TABLE_FUNCTIONS.contains(&function) {
+            format!("(SELECT value AS {a} FROM {function}({args})) AS {a}")
+        } else {
+            format!("(SELECT {function}({args}) AS {a}) AS {a}")
+        };
+        if let Ok(replacement) = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(&sql)
+            .and_then(|mut p| p.parse_table_factor())
+        {
+            *factor = replacement;
+        }
+        ControlFlow::Continue(())
+    }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         match expr {
@@ -81,7 +154,11 @@ impl VisitorMut for Rules {
             }
             // Visible: in the search path (public) or pg_catalog, not
             // information_schema.
-            Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("pg_table_is_visible") => {
+            Expr::Function(f)
+                if f.name
+                    .to_string()
+                    .eq_ignore_ascii_case("pg_table_is_visible") =>
+            {
                 if let FunctionArguments::List(list) = &f.args {
                     if let Some(oid) = list.args.first() {
                         let sql = format!(
@@ -100,7 +177,9 @@ impl VisitorMut for Rules {
             }
             // generate_subscripts(a, 1) → the positions 1..n of a.
             Expr::Function(f)
-                if f.name.to_string().eq_ignore_ascii_case("generate_subscripts") =>
+                if f.name
+                    .to_string()
+                    .eq_ignore_ascii_case("generate_subscripts") =>
             {
                 if let FunctionArguments::List(list) = &f.args {
                     if let Some(array) = list.args.first() {
@@ -229,6 +308,14 @@ mod tests {
             .remove(0);
         rewrite(&mut s);
         s.to_string()
+    }
+
+    #[test]
+    fn user_keyword_is_current_user() {
+        assert_eq!(
+            replace_fragments("SELECT user, 'user', \"user\", usename FROM pg_user"),
+            "SELECT current_user, 'user', \"user\", usename FROM pg_user"
+        );
     }
 
     #[test]

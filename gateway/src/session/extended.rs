@@ -632,6 +632,9 @@ impl Session {
                 }
                 Some(Event::Complete(c)) => {
                     run.done = true;
+                    if super::is_ddl(&c.command_tag) {
+                        self.catalog.invalidate();
+                    }
                     if c.command_tag != "SELECT" && c.command_tag != "SHOW" {
                         run.command = Some(c.command_tag);
                     }

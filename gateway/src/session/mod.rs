@@ -365,6 +365,9 @@ impl Session {
                 }
                 Some(Event::Heartbeat(_)) => {}
                 Some(Event::Complete(c)) => {
+                    if is_ddl(&c.command_tag) {
+                        self.catalog.invalidate();
+                    }
                     let tag = match sink {
                         Sink::Copy { .. } => {
                             conn.send(B::CopyDone(CopyDone::new()));
@@ -405,6 +408,13 @@ impl Session {
             )));
         }
     }
+}
+
+/// Commands that change the engine's relations.
+fn is_ddl(tag: &str) -> bool {
+    ["CREATE", "ALTER", "DROP"]
+        .iter()
+        .any(|k| tag.starts_with(k))
 }
 
 fn client_gone(_: std::io::Error) -> GatewayError {
@@ -463,6 +473,10 @@ fn csv_field(s: &str) -> String {
 }
 
 fn decode_schema(decoder: &mut StreamDecoder, ipc: &[u8]) -> Result<SchemaRef, GatewayError> {
+    if ipc.is_empty() {
+        // A command (CREATE VIEW, ...): no columns.
+        return Ok(std::sync::Arc::new(arrow::datatypes::Schema::empty()));
+    }
     let mut buf = Buffer::from(ipc.to_vec());
     let bad = |e: &dyn std::fmt::Display| {
         GatewayError::EngineUnavailable(format!("invalid Arrow schema from engine: {e}"))

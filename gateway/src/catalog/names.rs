@@ -1,0 +1,140 @@
+//! Result column names as PostgreSQL gives them. DataFusion names an
+//! unaliased expression after its whole text (`current_setting(Utf8("x"))`);
+//! PostgreSQL after the function, the column or `?column?`, and tools that
+//! read rows by name (`row["current_setting"]`) depend on it.
+
+use datafusion::sql::sqlparser::ast::{
+    AccessExpr, DataType, Expr, Ident, Query, SelectItem, SetExpr, Statement,
+};
+
+/// The PostgreSQL name of each output column of a query, when every
+/// projection item maps to exactly one column (no `*`). `None` for items
+/// whose name DataFusion already gets right (aliases).
+pub fn output_names(statement: &Statement) -> Option<Vec<Option<String>>> {
+    let Statement::Query(query) = statement else {
+        return None;
+    };
+    let select = first_select(query)?;
+    select
+        .projection
+        .iter()
+        .map(|item| match item {
+            SelectItem::UnnamedExpr(e) => Some(Some(expr_name(e).unwrap_or("?column?".into()))),
+            SelectItem::ExprWithAlias { .. } => Some(None),
+            _ => None,
+        })
+        .collect()
+}
+
+fn first_select(query: &Query) -> Option<&datafusion::sql::sqlparser::ast::Select> {
+    let mut body = query.body.as_ref();
+    loop {
+        match body {
+            SetExpr::Select(select) => return Some(select),
+            SetExpr::SetOperation { left, .. } => body = left,
+            SetExpr::Query(q) => body = q.body.as_ref(),
+            _ => return None,
+        }
+    }
+}
+
+fn ident(i: &Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_ascii_lowercase()
+    }
+}
+
+/// PostgreSQL's FigureColname: `None` where it would say `?column?`.
+fn expr_name(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Identifier(i) => Some(ident(i)),
+        Expr::CompoundIdentifier(parts) => parts.last().map(ident),
+        Expr::CompoundFieldAccess { root, access_chain } => match access_chain.last() {
+            Some(AccessExpr::Dot(field)) => expr_name(field),
+            _ => expr_name(root),
+        },
+        Expr::Function(f) => f.name.0.last()?.as_ident().map(ident),
+        Expr::Cast {
+            expr, data_type, ..
+        } => expr_name(expr).or_else(|| Some(type_name(data_type))),
+        Expr::Collate { expr, .. } | Expr::Nested(expr) => expr_name(expr),
+        Expr::Case { .. } => Some("case".into()),
+        Expr::Exists { .. } => Some("exists".into()),
+        Expr::Array(_) => Some("array".into()),
+        Expr::Subquery(q) => {
+            let select = first_select(q)?;
+            match select.projection.first()? {
+                SelectItem::UnnamedExpr(e) => expr_name(e),
+                SelectItem::ExprWithAlias { alias, .. } => Some(ident(alias)),
+                _ => None,
+            }
+        }
+        Expr::Trim { .. } => Some("btrim".into()),
+        Expr::Substring { .. } => Some("substring".into()),
+        Expr::Position { .. } => Some("position".into()),
+        Expr::Overlay { .. } => Some("overlay".into()),
+        Expr::Extract { .. } => Some("extract".into()),
+        Expr::Ceil { .. } => Some("ceil".into()),
+        Expr::Floor { .. } => Some("floor".into()),
+        Expr::TypedString(t) => Some(type_name(&t.data_type)),
+        _ => None,
+    }
+}
+
+/// The catalog name of a cast's target type, as PostgreSQL labels
+/// `SELECT 1::int` (`int4`).
+fn type_name(t: &DataType) -> String {
+    let text = t.to_string().to_ascii_lowercase();
+    let base = text.split('(').next().unwrap_or(&text).trim();
+    match base {
+        "int" | "integer" | "int4" => "int4",
+        "bigint" | "int8" => "int8",
+        "smallint" | "int2" => "int2",
+        "boolean" | "bool" => "bool",
+        "real" | "float4" => "float4",
+        "double precision" | "float8" | "double" => "float8",
+        "character varying" | "varchar" => "varchar",
+        "character" | "char" => "bpchar",
+        "decimal" | "numeric" => "numeric",
+        other => other.rsplit('.').next().unwrap_or(other),
+    }
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn names(sql: &str) -> Option<Vec<Option<String>>> {
+        let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .unwrap()
+            .remove(0);
+        output_names(&statement)
+    }
+
+    fn some(v: &[&str]) -> Option<Vec<Option<String>>> {
+        Some(v.iter().map(|s| Some(s.to_string())).collect())
+    }
+
+    #[test]
+    fn named_as_postgresql_names_them() {
+        assert_eq!(
+            names("SELECT current_setting('x'), pg_catalog.format_type(1, 2), c.relname, s[1], 1, 'x'::regclass, 1::int, CASE WHEN true THEN 1 END, (SELECT oid FROM pg_class), trim(' x ') FROM pg_class c"),
+            some(&["current_setting", "format_type", "relname", "s", "?column?", "regclass", "int4", "case", "oid", "btrim"])
+        );
+    }
+
+    #[test]
+    fn aliases_stay_and_stars_are_left_alone() {
+        assert_eq!(
+            names("SELECT count(*) AS n, count(*) FROM t"),
+            Some(vec![None, Some("count".into())])
+        );
+        assert_eq!(names("SELECT *, 1 FROM t"), None);
+        assert_eq!(names("SHOW ALL"), None);
+    }
+}
