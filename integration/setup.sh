@@ -34,6 +34,15 @@ command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 python3 -c 'import psycopg, psycopg2, asyncpg' 2>/dev/null ||
   pip install -q --disable-pip-version-check --root-user-action=ignore \
     "psycopg[binary]==3.2.13" "psycopg2-binary==2.9.13" "asyncpg==0.32.0"
+# Tools that read the catalog (pinned), in their own environment so their
+# dependencies stay apart from the drivers'.
+tools=/opt/velo-tools
+"$tools/bin/python" -c 'import dbt.adapters.postgres, pgcli, sqlalchemy, pandas, asyncpg, psycopg2' 2>/dev/null || {
+  python3 -m venv "$tools"
+  "$tools/bin/pip" install -q --disable-pip-version-check \
+    "dbt-core==1.10.15" "dbt-postgres==1.9.1" "pgcli==4.3.0" "SQLAlchemy==2.0.44" \
+    "pandas==2.3.3" "psycopg2-binary==2.9.13" "asyncpg==0.32.0"
+}
 [ -d integration/drivers/node/node_modules/pg-cursor ] ||
   (cd integration/drivers/node && npm ci --silent --no-audit --no-fund)
 # Deployment tests (helm, kubectl, manifest validation).

@@ -139,6 +139,36 @@ impl Catalog {
         }
     }
 
+    /// DROP TABLE: streams and tables are defined by the configuration, so
+    /// only dropping a missing name with IF EXISTS succeeds (dbt drops its
+    /// backup relation that way).
+    pub fn drop_table(&self, name: &str, if_exists: bool) -> Result<()> {
+        let is_view = self
+            .views
+            .read()
+            .expect("views lock")
+            .by_name
+            .contains_key(name);
+        let configured = self.streams.iter().any(|s| s.name == name)
+            || self.tables.iter().any(|t| t.name == name);
+        if is_view {
+            Err(EngineError::Unsupported(format!(
+                "\"{name}\" is a view: use DROP VIEW"
+            )))
+        } else if configured {
+            Err(EngineError::Unsupported(format!(
+                "\"{name}\" is defined by the engine's configuration and cannot be dropped"
+            )))
+        } else if if_exists {
+            Ok(())
+        } else {
+            Err(EngineError::UnknownRelation {
+                name: name.into(),
+                position: 0,
+            })
+        }
+    }
+
     /// Every relation with its schema, in a stable order.
     pub async fn relations(&self) -> Vec<RelationInfo> {
         let mut out = Vec::new();

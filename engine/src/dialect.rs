@@ -94,6 +94,12 @@ pub enum Statement {
         name: String,
         if_exists: bool,
     },
+    /// Accepted so tools' `DROP TABLE IF EXISTS` of a name that is not
+    /// there succeeds; streams and tables themselves come from the config.
+    DropTable {
+        name: String,
+        if_exists: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,10 +282,14 @@ pub fn parse(sql: &str) -> Result<Statement> {
                 "ALTER VIEW supports only RENAME TO".into(),
             ));
         }
-        "DROP" if up(1) == "VIEW" => {
+        "DROP" if matches!(up(1).as_str(), "VIEW" | "TABLE") => {
             let if_exists = up(2) == "IF" && up(3) == "EXISTS";
             let (name, _) = name_from(if if_exists { 4 } else { 2 });
-            return Ok(Statement::DropView { name, if_exists });
+            return Ok(if up(1) == "VIEW" {
+                Statement::DropView { name, if_exists }
+            } else {
+                Statement::DropTable { name, if_exists }
+            });
         }
         _ => {}
     }
@@ -689,6 +699,13 @@ mod tests {
                 if_exists: true,
                 ..
             }
+        ));
+        assert!(matches!(
+            parse("drop table if exists \"public\".\"v__backup\" cascade").unwrap(),
+            Statement::DropTable {
+                if_exists: true,
+                name,
+            } if name == "v__backup"
         ));
     }
 

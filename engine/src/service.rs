@@ -328,6 +328,10 @@ impl Run<'_> {
                 self.catalog.drop_view(&name, if_exists)?;
                 self.command(tag).await
             }
+            Statement::DropTable { name, if_exists } => {
+                self.catalog.drop_table(&name, if_exists)?;
+                self.command(tag).await
+            }
         }
     }
 
@@ -580,6 +584,7 @@ fn command_tag(statement: &Statement) -> &'static str {
         Statement::CreateView { .. } => "CREATE VIEW",
         Statement::RenameView { .. } => "ALTER VIEW",
         Statement::DropView { .. } => "DROP VIEW",
+        Statement::DropTable { .. } => "DROP TABLE",
     }
 }
 

@@ -1,5 +1,8 @@
 -- Grafana PostgreSQL data source, query editor: list tables
 -- (public/app/plugins/datasource/grafana-postgresql-datasource/postgresMetaQuery.ts, showTables()).
+-- expect: table
+-- expect: trades
+-- expect-rows: 1
 select quote_ident(table_name) as "table" from information_schema.tables
     where quote_ident(table_schema) not in ('information_schema',
                              'pg_catalog',

@@ -53,6 +53,8 @@ pub struct Catalog {
     checked: tokio::sync::Mutex<Option<Instant>>,
     /// Set after DDL through this gateway: reload before the next answer.
     stale: std::sync::atomic::AtomicBool,
+    /// What an unqualified `pg_...` name may mean.
+    catalog_tables: Vec<String>,
 }
 
 /// Login roles as pg_roles lists them.
@@ -98,6 +100,11 @@ impl Catalog {
         functions::register_static(&mut *ctx.state_ref().write())?;
         let snapshot = Arc::new(RwLock::new(Arc::new(Snapshot::default())));
         pg_catalog::install(&ctx, snapshot.clone()).await?;
+        let catalog_tables = ctx
+            .catalog(DATABASE)
+            .and_then(|c| c.schema("pg_catalog"))
+            .map(|s| s.table_names())
+            .unwrap_or_default();
         let catalog = Arc::new(Self {
             ctx,
             parser: PostgresCompatibilityParser::new(),
@@ -105,6 +112,7 @@ impl Catalog {
             snapshot,
             checked: tokio::sync::Mutex::new(None),
             stale: Default::default(),
+            catalog_tables,
         });
         Ok(catalog)
     }
@@ -167,7 +175,7 @@ impl Catalog {
             ));
         }
         let mut statement = statements.remove(0);
-        rewrite::rewrite(&mut statement);
+        rewrite::rewrite(&mut statement, &self.catalog_tables);
         let mut state = self.ctx.state();
         functions::register_session(&mut state, info).map_err(internal)?;
         let plan = state

@@ -74,7 +74,13 @@ pub fn build(relations: &[Relation]) -> (HashMap<String, Arc<dyn SchemaProvider>
         } else {
             r.schema.clone()
         };
-        let fields: Vec<Field> = r.columns.iter().map(field).collect();
+        // PostgreSQL never marks a view's columns NOT NULL.
+        let is_view = r.kind() == RelationKind::View;
+        let fields: Vec<Field> = r
+            .columns
+            .iter()
+            .map(|c| field(c).with_nullable(c.nullable || is_view))
+            .collect();
         for f in &fields {
             let (oid, _, typmod) = crate::encoding::pg_type(f);
             snapshot.columns.insert(
@@ -82,7 +88,7 @@ pub fn build(relations: &[Relation]) -> (HashMap<String, Arc<dyn SchemaProvider>
                 (oid, typmod),
             );
         }
-        if r.kind() == RelationKind::View {
+        if is_view {
             snapshot
                 .views
                 .push((namespace.clone(), r.name.clone(), r.source.clone()));

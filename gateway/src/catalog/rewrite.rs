@@ -1,11 +1,12 @@
 //! Rewrites of catalog SQL idioms DataFusion does not plan as PostgreSQL
 //! does, applied after the catalog library's own rewrites.
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArguments, GroupByExpr, OrderByKind, Query, SelectItem, SetExpr, Statement,
-    TableFactor, VisitMut, VisitorMut,
+    DataType, Expr, FunctionArguments, GroupByExpr, Ident, ObjectNamePart, OrderByKind, Query,
+    SelectItem, SetExpr, Statement, TableFactor, Visit, VisitMut, Visitor, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -87,18 +88,165 @@ fn user_keyword(sql: &str) -> Option<String> {
     )
 }
 
-pub fn rewrite(statement: &mut Statement) {
-    let _ = statement.visit(&mut Rules);
+/// Rewrites `statement` for the catalog session, where `catalog_tables`
+/// are the relations in its pg_catalog schema.
+pub fn rewrite(statement: &mut Statement, catalog_tables: &[String]) {
+    let mut aliases = Aliases::default();
+    let _ = Visit::visit(&*statement, &mut aliases);
+    let _ = statement.visit(&mut Rules {
+        aliases: aliases.0,
+        catalog_tables,
+    });
 }
 
-struct Rules;
+struct Rules<'a> {
+    /// Alias (or name) → relation name, over the whole statement.
+    aliases: HashMap<String, String>,
+    catalog_tables: &'a [String],
+}
+
+#[derive(Default)]
+struct Aliases(HashMap<String, String>);
+
+impl Visitor for Aliases {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            ..
+        } = factor
+        {
+            if let Some(table) = name.0.last().and_then(|p| p.as_ident()) {
+                let table = table.value.to_ascii_lowercase();
+                let key = alias
+                    .as_ref()
+                    .map_or(table.clone(), |a| a.name.value.to_ascii_lowercase());
+                self.0.insert(key, table);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Catalog views defined over pg_class as PostgreSQL defines them, expanded
+/// in place (so they can call the session's functions).
+const QUERY_TIME_VIEWS: &[(&str, &str)] = &[(
+    "pg_tables",
+    "SELECT n.nspname AS schemaname, c.relname AS tablename, \
+     pg_get_userbyid(c.relowner) AS tableowner, CAST(NULL AS VARCHAR) AS tablespace, \
+     c.relhasindex AS hasindexes, c.relhasrules AS hasrules, c.relhastriggers AS hastriggers, \
+     c.relrowsecurity AS rowsecurity \
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind IN ('r', 'p')",
+)];
+
+fn query_time_view(factor: &TableFactor) -> Option<TableFactor> {
+    let TableFactor::Table {
+        name,
+        alias,
+        args: None,
+        ..
+    } = factor
+    else {
+        return None;
+    };
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| p.as_ident().map(|i| i.value.to_ascii_lowercase()))
+        .collect::<Option<_>>()?;
+    let table = match parts.as_slice() {
+        [table] | [_, table] if parts.len() == 1 || parts[0] == "pg_catalog" => table,
+        _ => return None,
+    };
+    let (_, body) = QUERY_TIME_VIEWS.iter().find(|(view, _)| view == table)?;
+    let alias = alias.as_ref().map_or(table.clone(), |a| a.name.to_string());
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&format!("({body}) AS {alias}"))
+        .and_then(|mut p| p.parse_table_factor())
+        .ok()
+}
+
+/// PostgreSQL's own oids for the catalog tables, as `tableoid` reads them.
+const CATALOG_TABLE_OIDS: &[(&str, u32)] = &[
+    ("pg_am", 2601),
+    ("pg_attrdef", 2604),
+    ("pg_attribute", 1249),
+    ("pg_class", 1259),
+    ("pg_collation", 3456),
+    ("pg_constraint", 2606),
+    ("pg_database", 1262),
+    ("pg_description", 2609),
+    ("pg_extension", 3079),
+    ("pg_index", 2610),
+    ("pg_inherits", 2611),
+    ("pg_language", 2612),
+    ("pg_namespace", 2615),
+    ("pg_operator", 2617),
+    ("pg_proc", 1255),
+    ("pg_rewrite", 2618),
+    ("pg_roles", 1260),
+    ("pg_tablespace", 1213),
+    ("pg_trigger", 2620),
+    ("pg_type", 1247),
+];
+
+impl Rules<'_> {
+    /// The value of a system column (which every PostgreSQL relation has,
+    /// and no user column may be named after) read from `qualifier`.
+    fn system_column(&self, column: &str, qualifier: Option<&str>) -> Option<String> {
+        Some(match column {
+            "xmin" | "xmax" | "cmin" | "cmax" => "CAST(1 AS INT)".into(),
+            "ctid" => "'(0,1)'".into(),
+            "tableoid" => {
+                let table = match qualifier {
+                    Some(q) => self.aliases.get(q),
+                    None if self.aliases.len() == 1 => self.aliases.values().next(),
+                    None => None,
+                };
+                let oid = table
+                    .and_then(|t| CATALOG_TABLE_OIDS.iter().find(|(name, _)| name == t))
+                    .map_or(0, |(_, oid)| *oid);
+                format!("CAST({oid} AS INT)")
+            }
+            _ => return None,
+        })
+    }
+}
 
 /// Set-returning functions DataFusion has as table functions (column
 /// `value`); any other function in FROM is a scalar one, giving one row.
 const TABLE_FUNCTIONS: &[&str] = &["generate_series", "range"];
 
-impl VisitorMut for Rules {
+impl VisitorMut for Rules<'_> {
     type Break = ();
+
+    // PostgreSQL searches pg_catalog before the search path.
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        if let Some(view) = query_time_view(factor) {
+            *factor = view;
+        } else if let TableFactor::Table {
+            name, args: None, ..
+        } = factor
+        {
+            let known = match name.0.as_slice() {
+                [only] => only.as_ident().is_some_and(|i| {
+                    self.catalog_tables
+                        .iter()
+                        .any(|t| t.eq_ignore_ascii_case(&i.value))
+                }),
+                _ => false,
+            };
+            if known {
+                name.0
+                    .insert(0, ObjectNamePart::Identifier(Ident::new("pg_catalog")));
+            }
+        }
+        ControlFlow::Continue(())
+    }
 
     // PostgreSQL names a function's column after the FROM alias:
     // `FROM generate_series(1, 3) AS i, string_to_array(x, ',') s`.
@@ -140,6 +288,35 @@ impl VisitorMut for Rules {
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         match expr {
+            Expr::Identifier(column) if column.quote_style.is_none() => {
+                if let Some(value) = self.system_column(&column.value.to_ascii_lowercase(), None) {
+                    *expr = parse_expr(&value);
+                }
+            }
+            Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
+                let qualifier = parts[0].value.to_ascii_lowercase();
+                let column = parts[1].value.to_ascii_lowercase();
+                if let Some(value) = self.system_column(&column, Some(&qualifier)) {
+                    *expr = parse_expr(&value);
+                }
+            }
+            // oid::regtype::text and friends: the object's name.
+            Expr::Cast {
+                expr: inner,
+                data_type,
+                ..
+            } if is_text_type(data_type) => {
+                if let Expr::Cast {
+                    expr: oid,
+                    data_type: reg,
+                    ..
+                } = inner.as_ref()
+                {
+                    if let Some(name) = object_name(&reg.to_string().to_ascii_lowercase(), oid) {
+                        *expr = parse_expr(&name);
+                    }
+                }
+            }
             // ARRAY(SELECT x ...) → (SELECT array_agg(x ...) ...)
             Expr::Function(f)
                 if f.name.to_string().eq_ignore_ascii_case("array")
@@ -161,10 +338,13 @@ impl VisitorMut for Rules {
             {
                 if let FunctionArguments::List(list) = &f.args {
                     if let Some(oid) = list.args.first() {
+                        // A scalar subquery plans both in WHERE and in a
+                        // projection (an IN subquery only in WHERE).
                         let sql = format!(
-                            "({oid} IN (SELECT vc.oid FROM pg_catalog.pg_class vc \
+                            "(SELECT bool_or(vn.nspname IN ('public', 'pg_catalog')) \
+                             FROM pg_catalog.pg_class vc \
                              JOIN pg_catalog.pg_namespace vn ON vc.relnamespace = vn.oid \
-                             WHERE vn.nspname IN ('public', 'pg_catalog')))"
+                             WHERE vc.oid = {oid})"
                         );
                         if let Ok(e) = Parser::new(&PostgreSqlDialect {})
                             .try_with_sql(&sql)
@@ -205,6 +385,35 @@ impl VisitorMut for Rules {
         }
         ControlFlow::Continue(())
     }
+}
+
+fn is_text_type(t: &DataType) -> bool {
+    let t = t.to_string().to_ascii_lowercase();
+    ["text", "name", "varchar", "character varying"].contains(&t.as_str())
+}
+
+/// The name an object-identifier type (`regtype`, `regclass`...) prints
+/// for `oid`, as an expression over the catalog.
+fn object_name(reg_type: &str, oid: &Expr) -> Option<String> {
+    let (column, table) = match reg_type {
+        "regtype" => return Some(format!("format_type({oid}, NULL)")),
+        "regclass" => ("relname", "pg_class"),
+        "regproc" => ("proname", "pg_proc"),
+        "regnamespace" => ("nspname", "pg_namespace"),
+        "regrole" => ("rolname", "pg_roles"),
+        _ => return None,
+    };
+    Some(format!(
+        "(SELECT first_value(reg_lookup.{column}) FROM pg_catalog.{table} reg_lookup WHERE reg_lookup.oid = {oid})"
+    ))
+}
+
+/// Parses a rewrite's replacement expression (always valid SQL).
+fn parse_expr(sql: &str) -> Expr {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .expect("replacement expression parses")
 }
 
 fn single_select(query: &mut Query) -> Option<&mut datafusion::sql::sqlparser::ast::Select> {
@@ -306,8 +515,24 @@ mod tests {
         let mut s = Parser::parse_sql(&PostgreSqlDialect {}, sql)
             .unwrap()
             .remove(0);
-        rewrite(&mut s);
+        rewrite(&mut s, &["pg_class".to_string()]);
         s.to_string()
+    }
+
+    #[test]
+    fn system_columns_and_unqualified_catalog_names() {
+        assert_eq!(
+            rewritten("SELECT c.xmin, c.tableoid, tableoid, ctid FROM pg_class c"),
+            "SELECT CAST(1 AS INT), CAST(1259 AS INT), CAST(1259 AS INT), '(0,1)' FROM pg_catalog.pg_class c"
+        );
+    }
+
+    #[test]
+    fn object_identifiers_read_as_names() {
+        assert_eq!(
+            rewritten("SELECT a.atttypid::regtype::text, a.attrelid::regclass::text FROM pg_attribute a"),
+            "SELECT format_type(a.atttypid, NULL), (SELECT first_value(reg_lookup.relname) FROM pg_catalog.pg_class reg_lookup WHERE reg_lookup.oid = a.attrelid) FROM pg_attribute a"
+        );
     }
 
     #[test]
