@@ -172,6 +172,21 @@ fn show_commands_and_catalog_statements() {
         text(&out.stderr)
     );
 
+    // Result columns are named as PostgreSQL names them, from the engine
+    // and from the catalog alike.
+    let header = |sql: &str| {
+        let out = psql(&gw, &["-A", "-c", sql]);
+        out.lines().next().unwrap_or_default().to_string()
+    };
+    assert_eq!(
+        header("SELECT count(*), max(price), 1, upper(symbol), price::text FROM trades GROUP BY symbol, price LIMIT 1"),
+        "count|max|?column?|upper|price"
+    );
+    assert_eq!(
+        header("SELECT current_setting('search_path'), pg_catalog.format_type(23, NULL), 'trades'::regclass::oid > 0, user"),
+        "current_setting|format_type|?column?|user"
+    );
+
     // A statement joining the catalog and a stream cannot run anywhere.
     let mut verbose = gw.psql("velo");
     verbose.args(["-v", "VERBOSITY=verbose"]);

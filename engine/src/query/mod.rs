@@ -3,6 +3,7 @@
 //! streams; continuous aggregations run through the incremental driver.
 
 mod incremental;
+pub mod names;
 pub mod types;
 
 use std::sync::Arc;
@@ -87,7 +88,7 @@ pub async fn start(
     } else {
         stream_promptly(physical).map_err(|e| locate_error(e, q))?
     };
-    let schema = types::wire_schema(&physical.schema());
+    let schema = result_schema(&physical.schema(), q);
     let limit = outer_fetch(&physical);
     let batches: BoxStream<'static, Result<RecordBatch>> = match (q.emit, find_aggregate(&physical))
     {
@@ -110,6 +111,12 @@ pub async fn start(
     })
 }
 
+/// What clients see of `q`'s output: wire types, PostgreSQL's column names.
+fn result_schema(schema: &SchemaRef, q: &QueryText) -> SchemaRef {
+    let wire = types::wire_schema(schema);
+    names::renamed(&wire, names::postgres_names(&q.sql).as_deref())
+}
+
 /// The output schema of `q` without running it, and its parameter types.
 pub async fn describe(
     catalog: &Catalog,
@@ -121,7 +128,7 @@ pub async fn describe(
     let ctx = catalog.context(q, ReadMode::Snapshot).await?;
     let df = plan(&ctx, q, Vec::new()).await?;
     let plan = df.logical_plan();
-    let schema = types::wire_schema(&Arc::new(plan.schema().as_arrow().clone()));
+    let schema = result_schema(&Arc::new(plan.schema().as_arrow().clone()), q);
     let mut params: Vec<(usize, Option<_>)> = plan
         .get_parameter_types()
         .map_err(|e| locate_error(e, q))?

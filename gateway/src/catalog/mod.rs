@@ -5,7 +5,6 @@
 //! engine nodes' relations (ListRelations, cached by catalog version).
 
 mod functions;
-mod names;
 mod pg_catalog;
 mod relations;
 mod rewrite;
@@ -23,8 +22,6 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::parser::Parser;
 use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use velo_proto::v1::{self, execute_query_response::Event, TypedValue};
@@ -162,9 +159,7 @@ impl Catalog {
         info: &SessionInfo,
     ) -> Result<(SessionState, LogicalPlan, Names), GatewayError> {
         self.refresh(false).await;
-        let names = Parser::parse_sql(&PostgreSqlDialect {}, sql)
-            .ok()
-            .and_then(|s| s.first().and_then(names::output_names));
+        let names = velo_engine::query::names::postgres_names(sql);
         let mut statements = self
             .parser
             .parse(&rewrite::replace_fragments(sql))
@@ -320,24 +315,22 @@ fn normalized_type(t: &DataType) -> DataType {
 }
 
 /// Output column names PostgreSQL would give, where they differ from
-/// DataFusion's (see `names`).
+/// DataFusion's.
 type Names = Option<Vec<Option<String>>>;
 
 /// The result schema clients see: encodable types, PostgreSQL's names.
 fn normalized_schema(schema: &Schema, names: &Names) -> SchemaRef {
-    let names = names.as_ref().filter(|n| n.len() == schema.fields().len());
-    Arc::new(Schema::new(
+    let encodable = Schema::new(
         schema
             .fields()
             .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let name = names.and_then(|n| n[i].as_deref()).unwrap_or(f.name());
-                Field::new(name, normalized_type(f.data_type()), true)
+            .map(|f| {
+                Field::new(f.name(), normalized_type(f.data_type()), true)
                     .with_metadata(f.metadata().clone())
             })
             .collect::<Vec<_>>(),
-    ))
+    );
+    velo_engine::query::names::renamed(&encodable, names.as_deref())
 }
 
 fn events(schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<Vec<Event>, GatewayError> {

@@ -3,9 +3,42 @@
 //! PostgreSQL after the function, the column or `?column?`, and tools that
 //! read rows by name (`row["current_setting"]`) depend on it.
 
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::sql::sqlparser::ast::{
     AccessExpr, DataType, Expr, Ident, Query, SelectItem, SetExpr, Statement,
 };
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+/// PostgreSQL's names for the output columns of `sql` (see `output_names`);
+/// `None` when it is not one query or does not parse.
+pub fn postgres_names(sql: &str) -> Option<Vec<Option<String>>> {
+    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    match statements.as_slice() {
+        [statement] => output_names(statement),
+        _ => None,
+    }
+}
+
+/// `schema` with its fields renamed to `names` where given (when the counts
+/// agree; Arrow allows the duplicate names PostgreSQL does).
+pub fn renamed(schema: &Schema, names: Option<&[Option<String>]>) -> SchemaRef {
+    let names = names.filter(|n| n.len() == schema.fields().len());
+    Arc::new(Schema::new_with_metadata(
+        schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| match names.and_then(|n| n[i].as_deref()) {
+                Some(name) if name != f.name() => Arc::new(f.as_ref().clone().with_name(name)),
+                _ => f.clone(),
+            })
+            .collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    ))
+}
 
 /// The PostgreSQL name of each output column of a query, when every
 /// projection item maps to exactly one column (no `*`). `None` for items
@@ -106,14 +139,9 @@ fn type_name(t: &DataType) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-    use datafusion::sql::sqlparser::parser::Parser;
 
     fn names(sql: &str) -> Option<Vec<Option<String>>> {
-        let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
-            .unwrap()
-            .remove(0);
-        output_names(&statement)
+        postgres_names(sql)
     }
 
     fn some(v: &[&str]) -> Option<Vec<Option<String>>> {
