@@ -12,9 +12,20 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
+/// One projection item's output column(s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Column {
+    /// Named by PostgreSQL's rules.
+    Named(String),
+    /// Aliased: DataFusion already has the name.
+    Aliased,
+    /// `*` or `t.*`: however many columns it expands to, names kept.
+    Wildcard,
+}
+
 /// PostgreSQL's names for the output columns of `sql` (see `output_names`);
 /// `None` when it is not one query or does not parse.
-pub fn postgres_names(sql: &str) -> Option<Vec<Option<String>>> {
+pub fn postgres_names(sql: &str) -> Option<Vec<Column>> {
     let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
     match statements.as_slice() {
         [statement] => output_names(statement),
@@ -22,16 +33,35 @@ pub fn postgres_names(sql: &str) -> Option<Vec<Option<String>>> {
     }
 }
 
-/// `schema` with its fields renamed to `names` where given (when the counts
-/// agree; Arrow allows the duplicate names PostgreSQL does).
-pub fn renamed(schema: &Schema, names: Option<&[Option<String>]>) -> SchemaRef {
-    let names = names.filter(|n| n.len() == schema.fields().len());
+/// `schema` with its fields renamed to `names` (when they line up, a
+/// single wildcard standing for the columns left over; Arrow allows the
+/// duplicate names PostgreSQL does).
+pub fn renamed(schema: &Schema, names: Option<&[Column]>) -> SchemaRef {
+    let fields = schema.fields().len();
+    let flat: Option<Vec<Option<&str>>> = names.and_then(|names| {
+        let wildcards = names.iter().filter(|c| **c == Column::Wildcard).count();
+        let expansion = match wildcards {
+            0 if names.len() == fields => 0,
+            1 => fields.checked_sub(names.len() - 1)?,
+            _ => return None,
+        };
+        Some(
+            names
+                .iter()
+                .flat_map(|c| match c {
+                    Column::Named(n) => vec![Some(n.as_str())],
+                    Column::Aliased => vec![None],
+                    Column::Wildcard => vec![None; expansion],
+                })
+                .collect(),
+        )
+    });
     Arc::new(Schema::new_with_metadata(
         schema
             .fields()
             .iter()
             .enumerate()
-            .map(|(i, f)| match names.and_then(|n| n[i].as_deref()) {
+            .map(|(i, f)| match flat.as_ref().and_then(|n| n[i]) {
                 Some(name) if name != f.name() => Arc::new(f.as_ref().clone().with_name(name)),
                 _ => f.clone(),
             })
@@ -40,10 +70,9 @@ pub fn renamed(schema: &Schema, names: Option<&[Option<String>]>) -> SchemaRef {
     ))
 }
 
-/// The PostgreSQL name of each output column of a query, when every
-/// projection item maps to exactly one column (no `*`). `None` for items
-/// whose name DataFusion already gets right (aliases).
-pub fn output_names(statement: &Statement) -> Option<Vec<Option<String>>> {
+/// What PostgreSQL names each projection item of a query's (first)
+/// SELECT.
+pub fn output_names(statement: &Statement) -> Option<Vec<Column>> {
     let Statement::Query(query) = statement else {
         return None;
     };
@@ -52,8 +81,12 @@ pub fn output_names(statement: &Statement) -> Option<Vec<Option<String>>> {
         .projection
         .iter()
         .map(|item| match item {
-            SelectItem::UnnamedExpr(e) => Some(Some(expr_name(e).unwrap_or("?column?".into()))),
-            SelectItem::ExprWithAlias { .. } => Some(None),
+            SelectItem::UnnamedExpr(e) => {
+                Some(Column::Named(expr_name(e).unwrap_or("?column?".into())))
+            }
+            SelectItem::ExprWithAlias { .. } => Some(Column::Aliased),
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => Some(Column::Wildcard),
+            // Several aliases: several columns, count unknown here.
             _ => None,
         })
         .collect()
@@ -139,30 +172,46 @@ fn type_name(t: &DataType) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::datatypes::{DataType as Arrow, Field};
 
-    fn names(sql: &str) -> Option<Vec<Option<String>>> {
-        postgres_names(sql)
-    }
-
-    fn some(v: &[&str]) -> Option<Vec<Option<String>>> {
-        Some(v.iter().map(|s| Some(s.to_string())).collect())
+    fn named(sql: &str) -> Vec<String> {
+        let names = postgres_names(sql).expect("parses");
+        names
+            .into_iter()
+            .map(|c| match c {
+                Column::Named(n) => n,
+                Column::Aliased => "(alias)".into(),
+                Column::Wildcard => "*".into(),
+            })
+            .collect()
     }
 
     #[test]
     fn named_as_postgresql_names_them() {
         assert_eq!(
-            names("SELECT current_setting('x'), pg_catalog.format_type(1, 2), c.relname, s[1], 1, 'x'::regclass, 1::int, CASE WHEN true THEN 1 END, (SELECT oid FROM pg_class), trim(' x ') FROM pg_class c"),
-            some(&["current_setting", "format_type", "relname", "s", "?column?", "regclass", "int4", "case", "oid", "btrim"])
+            named("SELECT current_setting('x'), pg_catalog.format_type(1, 2), c.relname, s[1], 1, 'x'::regclass, 1::int, CASE WHEN true THEN 1 END, (SELECT oid FROM pg_class), trim(' x ') FROM pg_class c"),
+            ["current_setting", "format_type", "relname", "s", "?column?", "regclass", "int4", "case", "oid", "btrim"]
         );
+        assert_eq!(
+            named("SELECT count(*) AS n, count(*), c.* FROM t c"),
+            ["(alias)", "count", "*"]
+        );
+        assert_eq!(postgres_names("SHOW ALL"), None);
     }
 
     #[test]
-    fn aliases_stay_and_stars_are_left_alone() {
-        assert_eq!(
-            names("SELECT count(*) AS n, count(*) FROM t"),
-            Some(vec![None, Some("count".into())])
+    fn a_wildcard_stands_for_the_columns_left_over() {
+        let schema = Schema::new(
+            ["__alias_oid", "oid", "relname", "count(*)"]
+                .map(|n| Field::new(n, Arrow::Int32, true))
+                .to_vec(),
         );
-        assert_eq!(names("SELECT *, 1 FROM t"), None);
-        assert_eq!(names("SHOW ALL"), None);
+        let names = postgres_names("SELECT c.oid, c.*, count(*) FROM pg_class c");
+        let result = renamed(&schema, names.as_deref());
+        let got: Vec<&str> = result.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(got, ["oid", "oid", "relname", "count"]);
+        // Two wildcards: nothing to go by.
+        let names = postgres_names("SELECT count(*), a.*, b.* FROM a, b");
+        assert_eq!(renamed(&schema, names.as_deref()).fields(), schema.fields());
     }
 }

@@ -316,7 +316,7 @@ fn normalized_type(t: &DataType) -> DataType {
 
 /// Output column names PostgreSQL would give, where they differ from
 /// DataFusion's.
-type Names = Option<Vec<Option<String>>>;
+type Names = Option<Vec<velo_engine::query::names::Column>>;
 
 /// The result schema clients see: encodable types, PostgreSQL's names.
 fn normalized_schema(schema: &Schema, names: &Names) -> SchemaRef {
