@@ -54,7 +54,7 @@ fn run_ok(mut cmd: Command, expect: &str) -> Output {
 fn psql_backslash_commands_describe_the_engine_relations() {
     let gw = Gateway::start(&[]);
     let list = psql(&gw, &["-c", r"\l"]);
-    assert_lines(&list, &[" velostream | velo  | UTF-8    | en_US.UTF-8 | en_US.UTF-8 |            |                 | "]);
+    assert_lines(&list, &[" velostream | velo  | UTF8     | en_US.UTF-8 | en_US.UTF-8 |            |                 | "]);
     assert_lines(&psql(&gw, &["-c", r"\dn"]), &[" public | velo", "(1 row)"]);
     let relations = [
         " Schema |  Name  | Type  | Owner ",
@@ -153,7 +153,8 @@ fn show_commands_and_catalog_statements() {
          SELECT table_name FROM information_schema.tables WHERE table_schema = 'public';\n\
          SELECT t.typname, t.typarray <> 0, a.typname FROM pg_type t JOIN pg_type a ON a.oid = t.typarray WHERE t.typname = 'int4';\n\
          SELECT has_table_privilege('trades', 'SELECT'), has_schema_privilege('public', 'USAGE'), pg_table_is_visible(c.oid) FROM pg_class c WHERE c.relname = 'trades';\n\
-         SELECT nspname FROM pg_namespace WHERE nspname OPERATOR(pg_catalog.~) '^(pg_catalog|public|information_schema)$' COLLATE pg_catalog.default ORDER BY 1;\n",
+         SELECT nspname FROM pg_namespace WHERE nspname OPERATOR(pg_catalog.~) '^(pg_catalog|public|information_schema)$' COLLATE pg_catalog.default ORDER BY 1;\n\
+         SELECT to_regclass('trades') = 'trades'::regclass::oid, to_regclass('nope') IS NULL, to_regtype('integer')::oid, pg_encoding_to_char(6);\n",
     );
     assert_eq!(
         text(&out.stdout),
@@ -167,7 +168,8 @@ fn show_commands_and_catalog_statements() {
          trades\n\
          int4|t|_int4\n\
          t|t|t\n\
-         information_schema\npg_catalog\npublic\n",
+         information_schema\npg_catalog\npublic\n\
+         t|t|23|UTF8\n",
         "{}",
         text(&out.stderr)
     );

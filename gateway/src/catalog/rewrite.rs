@@ -224,6 +224,30 @@ const TABLE_FUNCTIONS: &[&str] = &["generate_series", "range"];
 impl VisitorMut for Rules<'_> {
     type Break = ();
 
+    // DataFusion names every scalar subquery "(<subquery>)" and refuses
+    // duplicate names in a projection; PostgreSQL allows them. Clients see
+    // PostgreSQL's names anyway (see query::names).
+    fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let SetExpr::Select(select) = query.body.as_mut() {
+            let subqueries = select
+                .projection
+                .iter()
+                .filter(|p| matches!(p, SelectItem::UnnamedExpr(Expr::Subquery(_))))
+                .count();
+            if subqueries > 1 {
+                for (i, item) in select.projection.iter_mut().enumerate() {
+                    if let SelectItem::UnnamedExpr(expr @ Expr::Subquery(_)) = item {
+                        *item = SelectItem::ExprWithAlias {
+                            expr: expr.clone(),
+                            alias: Ident::new(format!("subquery_{}", i + 1)),
+                        };
+                    }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
     // PostgreSQL searches pg_catalog before the search path.
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
         if let Some(view) = query_time_view(factor) {
@@ -352,6 +376,32 @@ impl VisitorMut for Rules<'_> {
                         {
                             *expr = e;
                         }
+                    }
+                }
+            }
+            // to_regclass('name'), to_regtype('name'): the oid, or NULL.
+            Expr::Function(f)
+                if matches!(
+                    f.name.to_string().to_ascii_lowercase().as_str(),
+                    "to_regclass" | "to_regtype"
+                ) =>
+            {
+                if let FunctionArguments::List(list) = &f.args {
+                    if let [name] = list.args.as_slice() {
+                        let sql = if f.name.to_string().eq_ignore_ascii_case("to_regclass") {
+                            format!(
+                                "(SELECT first_value(rc.oid) FROM pg_catalog.pg_class rc \
+                                 JOIN pg_catalog.pg_namespace rn ON rc.relnamespace = rn.oid \
+                                 WHERE (rn.nspname IN ('public', 'pg_catalog') AND rc.relname = {name}) \
+                                 OR rn.nspname || '.' || rc.relname = {name})"
+                            )
+                        } else {
+                            format!(
+                                "(SELECT first_value(rt.oid) FROM pg_catalog.pg_type rt \
+                                 WHERE rt.typname = {name} OR format_type(rt.oid, NULL) = {name})"
+                            )
+                        };
+                        *expr = parse_expr(&sql);
                     }
                 }
             }
