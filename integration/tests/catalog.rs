@@ -80,6 +80,15 @@ fn psql_backslash_commands_describe_the_engine_relations() {
     );
     assert_lines(&psql(&gw, &["-c", r"\du"]), &[" velo      |            | "]);
     assert_lines(
+        &psql(&gw, &["-c", r"\dn+"]),
+        &[" public | velo  |                   | "],
+    );
+    assert_lines(
+        &psql(&gw, &["-c", r"\dt+"]),
+        &[" public | trades | table | velo  | permanent   |               | 0 bytes | "],
+    );
+    assert!(psql(&gw, &["-c", r"\l+"]).contains("| 0 bytes | pg_default |"));
+    assert_lines(
         &psql(&gw, &["-c", r"\dx"]),
         &[" plpgsql | 1.0     | pg_catalog | "],
     );

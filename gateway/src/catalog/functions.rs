@@ -164,6 +164,11 @@ pub fn register_static(registry: &mut dyn FunctionRegistry) -> Result<()> {
         function("age", &[1], DataType::Int32, |_, rows| {
             Ok(Arc::new(Int32Array::from(vec![0; rows])) as ArrayRef)
         }),
+        // Sizes on disk: the gateway stores nothing.
+        zero_size("pg_database_size"),
+        zero_size("pg_table_size"),
+        zero_size("pg_indexes_size"),
+        zero_size("pg_tablespace_size"),
         function("txid_current", &[0], DataType::Int64, |_, rows| {
             Ok(Arc::new(Int64Array::from(vec![1; rows])) as ArrayRef)
         }),
@@ -185,6 +190,12 @@ pub fn register_static(registry: &mut dyn FunctionRegistry) -> Result<()> {
         registry.register_udf(Arc::new(udf))?;
     }
     Ok(())
+}
+
+fn zero_size(name: &'static str) -> ScalarUDF {
+    function(name, &[1], DataType::Int64, |_, rows| {
+        Ok(Arc::new(Int64Array::from(vec![0; rows])) as ArrayRef)
+    })
 }
 
 fn pretty_size(bytes: i64) -> String {

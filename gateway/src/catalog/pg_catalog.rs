@@ -299,6 +299,9 @@ fn array_columns() -> Vec<Reshape> {
     use DataType::{Int16, Int32, Utf8};
     vec![
         ("pg_class", vec![], vec!["reloptions", "relacl"]),
+        ("pg_namespace", vec![("nspacl", Utf8)], vec![]),
+        ("pg_tablespace", vec![("spcacl", Utf8)], vec![]),
+        ("pg_language", vec![("lanacl", Utf8)], vec![]),
         (
             "pg_index",
             vec![
@@ -328,6 +331,7 @@ fn array_columns() -> Vec<Reshape> {
                 ("proallargtypes", Int32),
                 ("proargmodes", Utf8),
                 ("proargnames", Utf8),
+                ("proacl", Utf8),
             ],
             vec![],
         ),
