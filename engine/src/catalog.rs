@@ -48,6 +48,18 @@ pub struct RelationInfo {
     pub schema: SchemaRef,
 }
 
+/// Dropping a name that is not there: fine with IF EXISTS.
+fn drop_missing(name: &str, if_exists: bool) -> Result<()> {
+    if if_exists {
+        Ok(())
+    } else {
+        Err(EngineError::UnknownRelation {
+            name: name.into(),
+            position: 0,
+        })
+    }
+}
+
 impl Catalog {
     pub fn new(
         default_bootstrap: Option<String>,
@@ -129,13 +141,8 @@ impl Catalog {
         if views.by_name.remove(name).is_some() {
             views.version += 1;
             Ok(())
-        } else if if_exists {
-            Ok(())
         } else {
-            Err(EngineError::UnknownRelation {
-                name: name.into(),
-                position: 0,
-            })
+            drop_missing(name, if_exists)
         }
     }
 
@@ -149,23 +156,16 @@ impl Catalog {
             .expect("views lock")
             .by_name
             .contains_key(name);
-        let configured = self.streams.iter().any(|s| s.name == name)
-            || self.tables.iter().any(|t| t.name == name);
         if is_view {
             Err(EngineError::Unsupported(format!(
                 "\"{name}\" is a view: use DROP VIEW"
             )))
-        } else if configured {
+        } else if self.name_taken(name) {
             Err(EngineError::Unsupported(format!(
                 "\"{name}\" is defined by the engine's configuration and cannot be dropped"
             )))
-        } else if if_exists {
-            Ok(())
         } else {
-            Err(EngineError::UnknownRelation {
-                name: name.into(),
-                position: 0,
-            })
+            drop_missing(name, if_exists)
         }
     }
 

@@ -420,6 +420,17 @@ const EMPTY_RELATIONS: &[(&str, &str)] = &[
     ("pg_user_mappings", "umid:o srvid:o srvname:t umuser:o usename:t umoptions:a"),
 ];
 
+/// information_schema views about constraints and routines, which streams
+/// and this catalog do not have.
+const EMPTY_INFORMATION_SCHEMA: &[(&str, &str)] = &[
+    ("table_constraints", "constraint_catalog:t constraint_schema:t constraint_name:t table_catalog:t table_schema:t table_name:t constraint_type:t is_deferrable:t initially_deferred:t enforced:t nulls_distinct:t"),
+    ("key_column_usage", "constraint_catalog:t constraint_schema:t constraint_name:t table_catalog:t table_schema:t table_name:t column_name:t ordinal_position:i position_in_unique_constraint:i"),
+    ("referential_constraints", "constraint_catalog:t constraint_schema:t constraint_name:t unique_constraint_catalog:t unique_constraint_schema:t unique_constraint_name:t match_option:t update_rule:t delete_rule:t"),
+    ("constraint_column_usage", "table_catalog:t table_schema:t table_name:t column_name:t constraint_catalog:t constraint_schema:t constraint_name:t"),
+    ("routines", "specific_catalog:t specific_schema:t specific_name:t routine_catalog:t routine_schema:t routine_name:t routine_type:t data_type:t routine_definition:t external_language:t"),
+    ("parameters", "specific_catalog:t specific_schema:t specific_name:t ordinal_position:i parameter_mode:t parameter_name:t data_type:t udt_name:t"),
+];
+
 /// pg_settings: the server defaults and fixed limits tools look up.
 fn settings_relation() -> Result<Arc<dyn TableProvider>> {
     let fixed = [
@@ -544,7 +555,11 @@ pub async fn install(ctx: &SessionContext, snapshot: Shared) -> anyhow::Result<(
         ours.register_table(name.to_string(), empty_relation(spec)?)?;
     }
     catalog.register_schema("pg_catalog", Arc::new(PgCatalog { inner, ours }))?;
-    catalog.register_schema("information_schema", Arc::new(MemorySchemaProvider::new()))?;
+    let information_schema = MemorySchemaProvider::new();
+    for (name, spec) in EMPTY_INFORMATION_SCHEMA {
+        information_schema.register_table(name.to_string(), empty_relation(spec)?)?;
+    }
+    catalog.register_schema("information_schema", Arc::new(information_schema))?;
     for sql in VIEWS {
         ctx.sql(sql)
             .await
@@ -631,40 +646,4 @@ const VIEWS: &[&str] = &[
      JOIN pg_catalog.pg_namespace n ON c.relnamespace = n.oid \
      JOIN pg_catalog.pg_type t ON a.atttypid = t.oid \
      WHERE a.attnum > 0 AND c.relkind IN ('r', 'v', 'm', 'f', 'p')",
-    "CREATE VIEW information_schema.table_constraints AS SELECT \
-     CAST(NULL AS VARCHAR) AS constraint_catalog, CAST(NULL AS VARCHAR) AS constraint_schema, \
-     CAST(NULL AS VARCHAR) AS constraint_name, CAST(NULL AS VARCHAR) AS table_catalog, \
-     CAST(NULL AS VARCHAR) AS table_schema, CAST(NULL AS VARCHAR) AS table_name, \
-     CAST(NULL AS VARCHAR) AS constraint_type, CAST(NULL AS VARCHAR) AS is_deferrable, \
-     CAST(NULL AS VARCHAR) AS initially_deferred, CAST(NULL AS VARCHAR) AS enforced, \
-     CAST(NULL AS VARCHAR) AS nulls_distinct WHERE false",
-    "CREATE VIEW information_schema.key_column_usage AS SELECT \
-     CAST(NULL AS VARCHAR) AS constraint_catalog, CAST(NULL AS VARCHAR) AS constraint_schema, \
-     CAST(NULL AS VARCHAR) AS constraint_name, CAST(NULL AS VARCHAR) AS table_catalog, \
-     CAST(NULL AS VARCHAR) AS table_schema, CAST(NULL AS VARCHAR) AS table_name, \
-     CAST(NULL AS VARCHAR) AS column_name, CAST(NULL AS INT) AS ordinal_position, \
-     CAST(NULL AS INT) AS position_in_unique_constraint WHERE false",
-    "CREATE VIEW information_schema.referential_constraints AS SELECT \
-     CAST(NULL AS VARCHAR) AS constraint_catalog, CAST(NULL AS VARCHAR) AS constraint_schema, \
-     CAST(NULL AS VARCHAR) AS constraint_name, CAST(NULL AS VARCHAR) AS unique_constraint_catalog, \
-     CAST(NULL AS VARCHAR) AS unique_constraint_schema, CAST(NULL AS VARCHAR) AS unique_constraint_name, \
-     CAST(NULL AS VARCHAR) AS match_option, CAST(NULL AS VARCHAR) AS update_rule, \
-     CAST(NULL AS VARCHAR) AS delete_rule WHERE false",
-    "CREATE VIEW information_schema.constraint_column_usage AS SELECT \
-     CAST(NULL AS VARCHAR) AS table_catalog, CAST(NULL AS VARCHAR) AS table_schema, \
-     CAST(NULL AS VARCHAR) AS table_name, CAST(NULL AS VARCHAR) AS column_name, \
-     CAST(NULL AS VARCHAR) AS constraint_catalog, CAST(NULL AS VARCHAR) AS constraint_schema, \
-     CAST(NULL AS VARCHAR) AS constraint_name WHERE false",
-    "CREATE VIEW information_schema.routines AS SELECT \
-     CAST(NULL AS VARCHAR) AS specific_catalog, CAST(NULL AS VARCHAR) AS specific_schema, \
-     CAST(NULL AS VARCHAR) AS specific_name, CAST(NULL AS VARCHAR) AS routine_catalog, \
-     CAST(NULL AS VARCHAR) AS routine_schema, CAST(NULL AS VARCHAR) AS routine_name, \
-     CAST(NULL AS VARCHAR) AS routine_type, CAST(NULL AS VARCHAR) AS data_type, \
-     CAST(NULL AS VARCHAR) AS routine_definition, CAST(NULL AS VARCHAR) AS external_language \
-     WHERE false",
-    "CREATE VIEW information_schema.parameters AS SELECT \
-     CAST(NULL AS VARCHAR) AS specific_catalog, CAST(NULL AS VARCHAR) AS specific_schema, \
-     CAST(NULL AS VARCHAR) AS specific_name, CAST(NULL AS INT) AS ordinal_position, \
-     CAST(NULL AS VARCHAR) AS parameter_mode, CAST(NULL AS VARCHAR) AS parameter_name, \
-     CAST(NULL AS VARCHAR) AS data_type, CAST(NULL AS VARCHAR) AS udt_name WHERE false",
 ];
