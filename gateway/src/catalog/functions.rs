@@ -120,10 +120,6 @@ fn null_of(name: &'static str, counts: &[usize], returns: DataType) -> ScalarUDF
 pub fn register_static(registry: &mut dyn FunctionRegistry) -> Result<()> {
     let text = DataType::Utf8;
     let udfs = vec![
-        // Descriptions: relations and columns carry none we could show here.
-        null_of("obj_description", &[1, 2], text.clone()),
-        null_of("col_description", &[2], text.clone()),
-        null_of("shobj_description", &[2], text.clone()),
         null_of("pg_get_indexdef", &[1, 3], text.clone()),
         null_of("pg_get_viewdef", &[1, 2], text.clone()),
         null_of("pg_get_triggerdef", &[1, 2], text.clone()),
@@ -164,6 +160,35 @@ pub fn register_static(registry: &mut dyn FunctionRegistry) -> Result<()> {
         function("age", &[1], DataType::Int32, |_, rows| {
             Ok(Arc::new(Int32Array::from(vec![0; rows])) as ArrayRef)
         }),
+        function(
+            "format",
+            &[1, 2, 3, 4, 5, 6, 7, 8],
+            DataType::Utf8,
+            |args, rows| {
+                let texts = args
+                    .iter()
+                    .map(|a| datafusion::arrow::compute::cast(a, &DataType::Utf8))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let texts: Vec<&StringArray> = texts
+                    .iter()
+                    .map(|a| {
+                        a.as_any()
+                            .downcast_ref::<StringArray>()
+                            .expect("cast to utf8")
+                    })
+                    .collect();
+                Ok(Arc::new(
+                    (0..rows)
+                        .map(|row| {
+                            let value =
+                                |i: usize| texts[i].is_valid(row).then(|| texts[i].value(row));
+                            let values: Vec<Option<&str>> = (1..texts.len()).map(value).collect();
+                            value(0).map(|f| pg_format(f, &values))
+                        })
+                        .collect::<StringArray>(),
+                ) as ArrayRef)
+            },
+        ),
         // Sizes on disk: the gateway stores nothing.
         zero_size("pg_database_size"),
         zero_size("pg_table_size"),
@@ -190,6 +215,54 @@ pub fn register_static(registry: &mut dyn FunctionRegistry) -> Result<()> {
         registry.register_udf(Arc::new(udf))?;
     }
     Ok(())
+}
+
+/// PostgreSQL's format(): `%s` the value (NULL as empty), `%I` an
+/// identifier quoted where needed, `%L` a literal (NULL unquoted), `%%`.
+fn pg_format(template: &str, values: &[Option<&str>]) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut next = values.iter();
+    let mut chars = template.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('%') => out.push('%'),
+            Some(kind @ ('s' | 'I' | 'L')) => {
+                let value = next.next().copied().flatten();
+                match (kind, value) {
+                    ('s', v) => out.push_str(v.unwrap_or("")),
+                    ('I', Some(v)) => out.push_str(&quote_ident(v)),
+                    ('L', Some(v)) => out.push_str(&format!("'{}'", v.replace('\'', "''"))),
+                    ('L', None) => out.push_str("NULL"),
+                    _ => {}
+                }
+            }
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+fn quote_ident(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
 }
 
 fn zero_size(name: &'static str) -> ScalarUDF {
@@ -278,6 +351,24 @@ pub fn register_session(registry: &mut dyn FunctionRegistry, info: &SessionInfo)
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn format_like_postgres() {
+        assert_eq!(
+            super::pg_format(
+                "%I.%I = %L, %s%% %s|%L",
+                &[
+                    Some("public"),
+                    Some("My T"),
+                    Some("it's"),
+                    None,
+                    Some("x"),
+                    None
+                ]
+            ),
+            "public.\"My T\" = 'it''s', % x|NULL"
+        );
+    }
+
     #[test]
     fn sizes_read_like_postgres() {
         assert_eq!(super::pretty_size(100), "100 bytes");

@@ -224,24 +224,28 @@ const TABLE_FUNCTIONS: &[&str] = &["generate_series", "range"];
 impl VisitorMut for Rules<'_> {
     type Break = ();
 
-    // DataFusion names every scalar subquery "(<subquery>)" and refuses
-    // duplicate names in a projection; PostgreSQL allows them. Clients see
-    // PostgreSQL's names anyway (see query::names).
+    // DataFusion refuses two projection items with the same name (every
+    // scalar subquery is "(<subquery>)", a cast is named after its operand);
+    // PostgreSQL allows them. Clients see PostgreSQL's names anyway (see
+    // query::names).
     fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
         if let SetExpr::Select(select) = query.body.as_mut() {
-            let subqueries = select
+            let keys: Vec<Option<String>> = select
                 .projection
                 .iter()
-                .filter(|p| matches!(p, SelectItem::UnnamedExpr(Expr::Subquery(_))))
-                .count();
-            if subqueries > 1 {
-                for (i, item) in select.projection.iter_mut().enumerate() {
-                    if let SelectItem::UnnamedExpr(expr @ Expr::Subquery(_)) = item {
-                        *item = SelectItem::ExprWithAlias {
-                            expr: expr.clone(),
-                            alias: Ident::new(format!("subquery_{}", i + 1)),
-                        };
-                    }
+                .map(|p| match p {
+                    SelectItem::UnnamedExpr(e) => Some(datafusion_name(e)),
+                    _ => None,
+                })
+                .collect();
+            for (i, item) in select.projection.iter_mut().enumerate() {
+                let Some(key) = &keys[i] else { continue };
+                let repeated = keys.iter().filter(|k| k.as_ref() == Some(key)).count() > 1;
+                if let (true, SelectItem::UnnamedExpr(expr)) = (repeated, &*item) {
+                    *item = SelectItem::ExprWithAlias {
+                        expr: expr.clone(),
+                        alias: Ident::new(format!("column_{}", i + 1)),
+                    };
                 }
             }
         }
@@ -379,6 +383,21 @@ impl VisitorMut for Rules<'_> {
                     }
                 }
             }
+            // Nothing here has a description; the arguments (often a
+            // correlated name lookup) need not be planned at all.
+            Expr::Function(f)
+                if matches!(
+                    f.name
+                        .0
+                        .last()
+                        .and_then(|p| p.as_ident())
+                        .map(|i| i.value.to_ascii_lowercase())
+                        .as_deref(),
+                    Some("obj_description" | "col_description" | "shobj_description")
+                ) =>
+            {
+                *expr = parse_expr("CAST(NULL AS VARCHAR)");
+            }
             // to_regclass('name'), to_regtype('name'): the oid, or NULL.
             Expr::Function(f)
                 if matches!(
@@ -388,22 +407,25 @@ impl VisitorMut for Rules<'_> {
             {
                 if let FunctionArguments::List(list) = &f.args {
                     if let [name] = list.args.as_slice() {
-                        let sql = if f.name.to_string().eq_ignore_ascii_case("to_regclass") {
-                            format!(
-                                "(SELECT first_value(rc.oid) FROM pg_catalog.pg_class rc \
-                                 JOIN pg_catalog.pg_namespace rn ON rc.relnamespace = rn.oid \
-                                 WHERE (rn.nspname IN ('public', 'pg_catalog') AND rc.relname = {name}) \
-                                 OR rn.nspname || '.' || rc.relname = {name})"
-                            )
-                        } else {
-                            format!(
-                                "(SELECT first_value(rt.oid) FROM pg_catalog.pg_type rt \
-                                 WHERE rt.typname = {name} OR format_type(rt.oid, NULL) = {name})"
-                            )
-                        };
-                        *expr = parse_expr(&sql);
+                        let class = f.name.to_string().eq_ignore_ascii_case("to_regclass");
+                        *expr = parse_expr(&lookup_by_name(class, &name.to_string()));
                     }
                 }
+            }
+            // A computed name cast to regclass/regtype (`format('%I.%I', s,
+            // t)::regclass`; the library looks up literal names itself).
+            Expr::Cast {
+                expr: name,
+                data_type,
+                ..
+            } if is_text_expr(name)
+                && matches!(
+                    data_type.to_string().to_ascii_lowercase().as_str(),
+                    "regclass" | "regtype"
+                ) =>
+            {
+                let class = data_type.to_string().eq_ignore_ascii_case("regclass");
+                *expr = parse_expr(&lookup_by_name(class, &name.to_string()));
             }
             // generate_subscripts(a, 1) → the positions 1..n of a.
             Expr::Function(f)
@@ -437,6 +459,45 @@ impl VisitorMut for Rules<'_> {
     }
 }
 
+/// The oid of the relation (or type) called `name`, or NULL: visible
+/// names bare, others schema-qualified (quoted where needed).
+fn lookup_by_name(class: bool, name: &str) -> String {
+    if class {
+        format!(
+            "(SELECT first_value(rc.oid) FROM pg_catalog.pg_class rc \
+             JOIN pg_catalog.pg_namespace rn ON rc.relnamespace = rn.oid \
+             WHERE (rn.nspname IN ('public', 'pg_catalog') AND rc.relname = {name}) \
+             OR rn.nspname || '.' || rc.relname = {name} \
+             OR quote_ident(rn.nspname) || '.' || quote_ident(rc.relname) = {name})"
+        )
+    } else {
+        format!(
+            "(SELECT first_value(rt.oid) FROM pg_catalog.pg_type rt \
+             WHERE rt.typname = {name} OR format_type(rt.oid, NULL) = {name})"
+        )
+    }
+}
+
+/// Whether `e` is evidently text (and so a name, not an oid).
+fn is_text_expr(e: &Expr) -> bool {
+    match e {
+        Expr::Value(v) => matches!(
+            v.value,
+            datafusion::sql::sqlparser::ast::Value::SingleQuotedString(_)
+        ),
+        Expr::BinaryOp { op, .. } => {
+            *op == datafusion::sql::sqlparser::ast::BinaryOperator::StringConcat
+        }
+        Expr::Function(f) => matches!(
+            f.name.to_string().to_ascii_lowercase().as_str(),
+            "format" | "concat" | "quote_ident" | "lower" | "upper" | "btrim" | "replace"
+        ),
+        Expr::Cast { data_type, .. } => is_text_type(data_type),
+        Expr::Nested(e) => is_text_expr(e),
+        _ => false,
+    }
+}
+
 fn is_text_type(t: &DataType) -> bool {
     let t = t.to_string().to_ascii_lowercase();
     ["text", "name", "varchar", "character varying"].contains(&t.as_str())
@@ -456,6 +517,16 @@ fn object_name(reg_type: &str, oid: &Expr) -> Option<String> {
     Some(format!(
         "(SELECT first_value(reg_lookup.{column}) FROM pg_catalog.{table} reg_lookup WHERE reg_lookup.oid = {oid})"
     ))
+}
+
+/// Roughly the name DataFusion gives an unaliased expression: enough to
+/// tell which items it would find duplicated.
+fn datafusion_name(e: &Expr) -> String {
+    match e {
+        Expr::Cast { expr, .. } | Expr::Nested(expr) => datafusion_name(expr),
+        Expr::Subquery(_) => "(<subquery>)".into(),
+        other => other.to_string(),
+    }
 }
 
 /// Parses a rewrite's replacement expression (always valid SQL).
@@ -573,7 +644,7 @@ mod tests {
     fn system_columns_and_unqualified_catalog_names() {
         assert_eq!(
             rewritten("SELECT c.xmin, c.tableoid, tableoid, ctid FROM pg_class c"),
-            "SELECT CAST(1 AS INT), CAST(1259 AS INT), CAST(1259 AS INT), '(0,1)' FROM pg_catalog.pg_class c"
+            "SELECT CAST(1 AS INT), CAST(1259 AS INT) AS column_2, CAST(1259 AS INT) AS column_3, '(0,1)' FROM pg_catalog.pg_class c"
         );
     }
 
