@@ -1,7 +1,7 @@
 //! Tools reading the catalog through a real gateway: psql's backslash
 //! commands and tab completion, pgjdbc's DatabaseMetaData, SQLAlchemy,
-//! pandas, pgcli, asyncpg, dbt, and the catalog SQL Grafana and Metabase
-//! send (replayed from integration/replay/).
+//! pandas, pgcli, asyncpg, dbt, and the catalog SQL Grafana, DBeaver and
+//! Metabase send (replayed from integration/replay/).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -163,6 +163,7 @@ fn show_commands_and_catalog_statements() {
          SELECT t.typname, t.typarray <> 0, a.typname FROM pg_type t JOIN pg_type a ON a.oid = t.typarray WHERE t.typname = 'int4';\n\
          SELECT has_table_privilege('trades', 'SELECT'), has_schema_privilege('public', 'USAGE'), pg_table_is_visible(c.oid) FROM pg_class c WHERE c.relname = 'trades';\n\
          SELECT nspname FROM pg_namespace WHERE nspname OPERATOR(pg_catalog.~) '^(pg_catalog|public|information_schema)$' COLLATE pg_catalog.default ORDER BY 1;\n\
+         SELECT c.relname, (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0) FROM pg_class c WHERE c.relname = 'trades';\n\
          SELECT to_regclass('trades') = 'trades'::regclass::oid, to_regclass('nope') IS NULL, to_regtype('integer')::oid, pg_encoding_to_char(6);\n",
     );
     assert_eq!(
@@ -178,6 +179,7 @@ fn show_commands_and_catalog_statements() {
          int4|t|_int4\n\
          t|t|t\n\
          information_schema\npg_catalog\npublic\n\
+         trades|4\n\
          t|t|23|UTF8\n",
         "{}",
         text(&out.stderr)
@@ -324,7 +326,7 @@ fn dbt_debug_run_and_test() {
 /// contain (`-- expect-containing: TEXT` for part of a line, `-- expect-rows:
 /// N` for a row count).
 #[test]
-fn grafana_and_metabase_queries_replay() {
+fn tools_catalog_queries_replay() {
     let gw = Gateway::start(&[]);
     gw.wait_for_trades(20);
     let mut files: Vec<PathBuf> = std::fs::read_dir(integration_dir().join("replay"))

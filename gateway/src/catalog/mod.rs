@@ -160,9 +160,31 @@ impl Catalog {
     ) -> Result<(SessionState, LogicalPlan, Names), GatewayError> {
         self.refresh(false).await;
         let names = velo_engine::query::names::postgres_names(sql);
+        let sql = rewrite::replace_fragments(sql);
+        // The catalog library turns correlated subqueries in a select list
+        // into NULL. Shielded from that, they give real answers when
+        // DataFusion can plan them; otherwise the library's way stands.
+        if let Some(shielded) = rewrite::shield_select_list_subqueries(&sql) {
+            if let Ok((state, plan)) = self.plan_statement(&shielded, info, true).await {
+                return Ok((state, plan, names));
+            }
+        }
+        let (state, plan) = self.plan_statement(&sql, info, false).await?;
+        Ok((state, plan, names))
+    }
+
+    /// Parses (with the catalog library's rewrites), rewrites and plans one
+    /// statement; `check` also plans it physically (where the subqueries
+    /// DataFusion cannot decorrelate fail).
+    async fn plan_statement(
+        &self,
+        sql: &str,
+        info: &SessionInfo,
+        check: bool,
+    ) -> Result<(SessionState, LogicalPlan), GatewayError> {
         let mut statements = self
             .parser
-            .parse(&rewrite::replace_fragments(sql))
+            .parse(sql)
             .map_err(|e| GatewayError::Syntax(e.to_string()))?;
         if statements.len() != 1 {
             return Err(GatewayError::Syntax(
@@ -177,7 +199,13 @@ impl Catalog {
             .statement_to_plan(DfStatement::Statement(Box::new(statement)))
             .await
             .map_err(plan_error)?;
-        Ok((state, plan, names))
+        if check {
+            state
+                .create_physical_plan(&plan)
+                .await
+                .map_err(plan_error)?;
+        }
+        Ok((state, plan))
     }
 
     /// Parameter types (as PostgreSQL type oids) and the result schema.

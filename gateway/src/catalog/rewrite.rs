@@ -88,6 +88,40 @@ fn user_keyword(sql: &str) -> Option<String> {
     )
 }
 
+/// `sql` with every scalar subquery of a select list in an extra pair of
+/// parentheses, which the catalog library's NULL-for-correlated-subquery
+/// rule does not look through; `None` when there is none.
+pub fn shield_select_list_subqueries(sql: &str) -> Option<String> {
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    let [statement] = statements.as_mut_slice() else {
+        return None;
+    };
+    let mut shield = Shield(false);
+    let _ = VisitMut::visit(statement, &mut shield);
+    shield.0.then(|| statement.to_string())
+}
+
+struct Shield(bool);
+
+impl VisitorMut for Shield {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let SetExpr::Select(select) = query.body.as_mut() {
+            for item in &mut select.projection {
+                if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item
+                {
+                    if matches!(e, Expr::Subquery(_)) {
+                        *e = Expr::Nested(Box::new(e.clone()));
+                        self.0 = true;
+                    }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
 /// Rewrites `statement` for the catalog session, where `catalog_tables`
 /// are the relations in its pg_catalog schema.
 pub fn rewrite(statement: &mut Statement, catalog_tables: &[String]) {
@@ -654,6 +688,16 @@ mod tests {
             rewritten("SELECT a.atttypid::regtype::text, a.attrelid::regclass::text FROM pg_attribute a"),
             "SELECT format_type(a.atttypid, NULL), (SELECT first_value(reg_lookup.relname) FROM pg_catalog.pg_class reg_lookup WHERE reg_lookup.oid = a.attrelid) FROM pg_attribute a"
         );
+    }
+
+    #[test]
+    fn select_list_subqueries_are_shielded() {
+        assert_eq!(
+            shield_select_list_subqueries("SELECT (SELECT 1 FROM b WHERE b.x = a.x) AS n FROM a")
+                .as_deref(),
+            Some("SELECT ((SELECT 1 FROM b WHERE b.x = a.x)) AS n FROM a")
+        );
+        assert_eq!(shield_select_list_subqueries("SELECT 1 FROM a"), None);
     }
 
     #[test]
