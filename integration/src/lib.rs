@@ -431,3 +431,53 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
         .unwrap_or(0);
     Ok((status, body.to_string()))
 }
+
+/// The client programs under integration/drivers/.
+pub fn drivers_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("drivers")
+}
+
+/// Runs `interpreter drivers/<program> HOST PORT` against `gw` and asserts
+/// it succeeds and prints `expect` (its last line when every check passed).
+pub fn run_client(gw: &Gateway, interpreter: &str, program: &str, expect: &str) {
+    let mut cmd = Command::new(interpreter);
+    cmd.arg(drivers_dir().join(program))
+        .arg(&gw.host)
+        .arg(gw.port.to_string());
+    run_expecting(cmd, expect);
+}
+
+/// Compiles drivers/java/<class>.java and runs it against `gw` with pgjdbc
+/// (Debian's jar), as `run_client`.
+pub fn run_java_client(gw: &Gateway, class: &str, expect: &str) {
+    let classes = tempfile::tempdir().expect("tempdir");
+    let status = Command::new("javac")
+        .arg("-d")
+        .arg(classes.path())
+        .arg(drivers_dir().join(format!("java/{class}.java")))
+        .status()
+        .expect("javac");
+    assert!(status.success(), "javac {class}");
+    let mut cmd = Command::new("java");
+    cmd.arg("-cp")
+        .arg(format!(
+            "{}:/usr/share/java/postgresql.jar",
+            classes.path().display()
+        ))
+        .arg(class)
+        .arg(&gw.host)
+        .arg(gw.port.to_string());
+    run_expecting(cmd, expect);
+}
+
+/// Runs `cmd` to completion; it must succeed and print `expect`.
+pub fn run_expecting(mut cmd: Command, expect: &str) -> Output {
+    let out = cmd.output().expect("program runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains(expect),
+        "{expect:?} missing:\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    out
+}

@@ -4,9 +4,9 @@
 //! Metabase send (replayed from integration/replay/).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use velo_integration::{run_script, Gateway};
+use velo_integration::{run_client, run_java_client, run_script, Gateway};
 
 fn integration_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -38,16 +38,6 @@ fn assert_lines(output: &str, expected: &[&str]) {
             "missing line {line:?} in:\n{output}"
         );
     }
-}
-
-fn run_ok(mut cmd: Command, expect: &str) -> Output {
-    let out = cmd.output().expect("program runs");
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(
-        out.status.success() && stdout.contains(expect),
-        "{expect:?} missing:\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    out
 }
 
 #[test]
@@ -219,45 +209,25 @@ fn show_commands_and_catalog_statements() {
 #[test]
 fn psql_tab_completion() {
     let gw = Gateway::start(&[]);
-    let mut cmd = Command::new("python3");
-    cmd.arg(integration_dir().join("drivers/python/psql_completion.py"))
-        .arg(&gw.host)
-        .arg(gw.port.to_string());
-    run_ok(cmd, "psql completion ok");
+    run_client(
+        &gw,
+        "python3",
+        "python/psql_completion.py",
+        "psql completion ok",
+    );
 }
 
 #[test]
 fn pgjdbc_database_metadata() {
     let gw = Gateway::start(&[]);
-    let classes = tempfile::tempdir().unwrap();
-    let status = Command::new("javac")
-        .arg("-d")
-        .arg(classes.path())
-        .arg(integration_dir().join("drivers/java/MetadataTest.java"))
-        .status()
-        .expect("javac");
-    assert!(status.success());
-    let mut cmd = Command::new("java");
-    cmd.arg("-cp")
-        .arg(format!(
-            "{}:/usr/share/java/postgresql.jar",
-            classes.path().display()
-        ))
-        .arg("MetadataTest")
-        .arg(&gw.host)
-        .arg(gw.port.to_string());
-    run_ok(cmd, "pgjdbc metadata ok");
+    run_java_client(&gw, "MetadataTest", "pgjdbc metadata ok");
 }
 
 #[test]
 fn sqlalchemy_pandas_pgcli_asyncpg() {
     let gw = Gateway::start(&[]);
     gw.wait_for_trades(3);
-    let mut cmd = Command::new(TOOLS_PYTHON);
-    cmd.arg(integration_dir().join("drivers/python/tools.py"))
-        .arg(&gw.host)
-        .arg(gw.port.to_string());
-    run_ok(cmd, "tools ok");
+    run_client(&gw, TOOLS_PYTHON, "python/tools.py", "tools ok");
 }
 
 fn copy_dir(from: &Path, to: &Path) {
