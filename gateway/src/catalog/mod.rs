@@ -4,6 +4,7 @@
 //! the `datafusion-pg-catalog` library; the `public` schema mirrors the
 //! engine nodes' relations (ListRelations, cached by catalog version).
 
+mod fragments;
 mod functions;
 mod pg_catalog;
 mod relations;
@@ -160,11 +161,11 @@ impl Catalog {
     ) -> Result<(SessionState, LogicalPlan, Names), GatewayError> {
         self.refresh(false).await;
         let names = velo_engine::query::names::postgres_names(sql);
-        let sql = rewrite::replace_fragments(sql);
+        let sql = fragments::replace_fragments(sql);
         // The catalog library turns correlated subqueries in a select list
         // into NULL. Shielded from that, they give real answers when
         // DataFusion can plan them; otherwise the library's way stands.
-        if let Some(shielded) = rewrite::shield_select_list_subqueries(&sql) {
+        if let Some(shielded) = fragments::shield_select_list_subqueries(&sql) {
             if let Ok((state, plan)) = self.plan_statement(&shielded, info, true).await {
                 return Ok((state, plan, names));
             }
