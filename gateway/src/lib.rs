@@ -1,7 +1,8 @@
 //! velo-gateway: the PostgreSQL wire-protocol gateway in front of Velostream
 //! engine nodes. Data flows one way: listener → protocol (startup, auth) →
 //! session (local statements, cursors, COPY framing) → catalog (pg_catalog,
-//! information_schema) or engine client (pool, balancing, health) → gRPC; results come back through the encoder.
+//! information_schema) or engine client (pool, balancing, health) → gRPC;
+//! results come back through the encoder.
 
 pub mod admin;
 pub mod auth;

@@ -129,9 +129,17 @@ pub async fn describe(
     let df = plan(&ctx, q, Vec::new()).await?;
     let plan = df.logical_plan();
     let schema = result_schema(&Arc::new(plan.schema().as_arrow().clone()), q);
+    let types = parameter_types(plan).map_err(|e| locate_error(e, q))?;
+    Ok((schema, types))
+}
+
+/// The types of `plan`'s placeholders `$1..$n` in order (`None` where
+/// nothing says), a placeholder under a cast taking the cast's type.
+pub fn parameter_types(
+    plan: &datafusion::logical_expr::LogicalPlan,
+) -> datafusion::error::Result<Vec<Option<datafusion::arrow::datatypes::DataType>>> {
     let mut params: Vec<(usize, Option<_>)> = plan
-        .get_parameter_types()
-        .map_err(|e| locate_error(e, q))?
+        .get_parameter_types()?
         .into_iter()
         .filter_map(|(k, v)| Some((k.trim_start_matches('$').parse().ok()?, v)))
         .collect();
@@ -142,7 +150,7 @@ pub async fn describe(
     for (k, v) in params {
         types[k - 1] = v.or_else(|| cast_types.get(&format!("${k}")).cloned());
     }
-    Ok((schema, types))
+    Ok(types)
 }
 
 /// Types of placeholders that appear directly under a cast (`CAST($1 AS

@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use datafusion::arrow::array::AsArray;
 use datafusion::arrow::array::{
     new_null_array, Array, ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray,
 };
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::error::Result;
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{
@@ -97,6 +98,19 @@ fn function(
     })
 }
 
+/// An argument of any integer type as bigint (literals are bigint,
+/// catalog columns int4).
+fn as_int64(array: &ArrayRef) -> Result<Int64Array> {
+    let cast = datafusion::arrow::compute::cast(array, &DataType::Int64)?;
+    Ok(cast.as_primitive::<Int64Type>().clone())
+}
+
+/// An argument of any type as text.
+fn as_text(array: &ArrayRef) -> Result<StringArray> {
+    let cast = datafusion::arrow::compute::cast(array, &DataType::Utf8)?;
+    Ok(cast.as_string::<i32>().clone())
+}
+
 fn constant_text(name: &'static str, counts: &[usize], value: Option<String>) -> ScalarUDF {
     function(name, counts, DataType::Utf8, move |_, rows| {
         Ok(Arc::new(StringArray::from(vec![value.clone(); rows])) as ArrayRef)
@@ -140,11 +154,7 @@ pub fn register_static(registry: &mut dyn FunctionRegistry) -> Result<()> {
         constant_text("pg_client_encoding", &[0], Some("UTF8".into())),
         // Any integer type (literals are bigint); PostgreSQL's names.
         function("pg_encoding_to_char", &[1], DataType::Utf8, |args, _| {
-            let codes = datafusion::arrow::compute::cast(&args[0], &DataType::Int64)?;
-            let codes = codes
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .expect("cast to int64");
+            let codes = as_int64(&args[0])?;
             Ok(Arc::new(
                 codes
                     .iter()
@@ -165,18 +175,7 @@ pub fn register_static(registry: &mut dyn FunctionRegistry) -> Result<()> {
             &[1, 2, 3, 4, 5, 6, 7, 8],
             DataType::Utf8,
             |args, rows| {
-                let texts = args
-                    .iter()
-                    .map(|a| datafusion::arrow::compute::cast(a, &DataType::Utf8))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let texts: Vec<&StringArray> = texts
-                    .iter()
-                    .map(|a| {
-                        a.as_any()
-                            .downcast_ref::<StringArray>()
-                            .expect("cast to utf8")
-                    })
-                    .collect();
+                let texts = args.iter().map(as_text).collect::<Result<Vec<_>>>()?;
                 Ok(Arc::new(
                     (0..rows)
                         .map(|row| {
@@ -198,11 +197,7 @@ pub fn register_static(registry: &mut dyn FunctionRegistry) -> Result<()> {
             Ok(Arc::new(Int64Array::from(vec![1; rows])) as ArrayRef)
         }),
         function("pg_size_pretty", &[1], DataType::Utf8, |args, _| {
-            let bytes = datafusion::arrow::compute::cast(&args[0], &DataType::Int64)?;
-            let bytes = bytes
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .expect("cast to int64");
+            let bytes = as_int64(&args[0])?;
             Ok(Arc::new(
                 bytes
                     .iter()
@@ -318,11 +313,7 @@ pub fn register_session(registry: &mut dyn FunctionRegistry, info: &SessionInfo)
             &[1, 2],
             DataType::Utf8,
             move |args, _| {
-                let names = datafusion::arrow::compute::cast(&args[0], &DataType::Utf8)?;
-                let names = names
-                    .as_any()
-                    .downcast_ref::<StringArray>()
-                    .expect("cast to utf8");
+                let names = as_text(&args[0])?;
                 let mut out = Vec::with_capacity(names.len());
                 for name in names.iter() {
                     let Some(name) = name else {

@@ -115,11 +115,12 @@ impl Catalog {
         Ok(catalog)
     }
 
-    /// Reloads the engine's relations if their catalog version moved.
-    /// Without a reachable engine the last listing stays.
-    pub async fn refresh(&self, force: bool) {
+    /// Reloads the engine's relations if their catalog version moved (or
+    /// at once after DDL). Without a reachable engine the last listing
+    /// stays.
+    async fn refresh(&self) {
         use std::sync::atomic::Ordering;
-        let force = force || self.stale.swap(false, Ordering::Relaxed);
+        let force = self.stale.swap(false, Ordering::Relaxed);
         let mut checked = self.checked.lock().await;
         if !force && checked.is_some_and(|t| t.elapsed() < REFRESH_AFTER) {
             return;
@@ -159,7 +160,7 @@ impl Catalog {
         sql: &str,
         info: &SessionInfo,
     ) -> Result<(SessionState, LogicalPlan, Names), GatewayError> {
-        self.refresh(false).await;
+        self.refresh().await;
         let names = velo_engine::query::names::postgres_names(sql);
         let sql = fragments::replace_fragments(sql);
         // The catalog library turns correlated subqueries in a select list
@@ -290,18 +291,7 @@ fn array_literal(value: ScalarValue, expected: Option<&DataType>) -> ScalarValue
 }
 
 fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, GatewayError> {
-    let types = plan.get_parameter_types().map_err(plan_error)?;
-    let mut ordered: Vec<(usize, Option<DataType>)> = types
-        .into_iter()
-        .filter_map(|(k, t)| Some((k.trim_start_matches('$').parse().ok()?, t)))
-        .collect();
-    ordered.sort_by_key(|(i, _)| *i);
-    let count = ordered.last().map_or(0, |(i, _)| *i);
-    let mut out = vec![None; count];
-    for (i, t) in ordered {
-        out[i - 1] = t;
-    }
-    Ok(out)
+    velo_engine::query::parameter_types(plan).map_err(plan_error)
 }
 
 fn plan_error(e: datafusion::error::DataFusionError) -> GatewayError {

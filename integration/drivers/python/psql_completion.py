@@ -21,11 +21,19 @@ def start_psql():
     return pid, fd
 
 
-def read_until(fd, expected, seconds=10.0):
-    """Terminal output until `expected` shows up (or the deadline)."""
+def read_until(fd, expected, after=None, seconds=10.0):
+    """Terminal output until `expected` shows up (after `after`, when
+    given), or the deadline."""
     out = ""
     deadline = time.time() + seconds
-    while time.time() < deadline and expected not in out:
+
+    def seen():
+        if after is None:
+            return expected in out
+        head, found, tail = out.partition(after)
+        return bool(found) and expected in tail
+
+    while time.time() < deadline and not seen():
         ready, _, _ = select.select([fd], [], [], 0.1)
         if ready:
             try:
@@ -41,8 +49,10 @@ def complete(fd, typed, expected):
     os.write(fd, typed.encode() + b"\t\t")
     out = read_until(fd, expected)
     assert expected in out, f"{typed!r}<Tab> did not offer {expected!r}: {out!r}"
+    # Ctrl+C clears the line. Wait for the prompt drawn after it, not a
+    # redraw left over from the completion listing.
     os.write(fd, b"\x03")
-    read_until(fd, "velostream=")
+    read_until(fd, "velostream=# ", after="^C")
 
 
 pid, fd = start_psql()
