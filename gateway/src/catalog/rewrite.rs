@@ -242,14 +242,14 @@ impl VisitorMut for Rules<'_> {
         match expr {
             Expr::Identifier(column) if column.quote_style.is_none() => {
                 if let Some(value) = self.system_column(&column.value.to_ascii_lowercase(), None) {
-                    *expr = parse_expr(&value);
+                    replace_with(expr, &value);
                 }
             }
             Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
                 let qualifier = parts[0].value.to_ascii_lowercase();
                 let column = parts[1].value.to_ascii_lowercase();
                 if let Some(value) = self.system_column(&column, Some(&qualifier)) {
-                    *expr = parse_expr(&value);
+                    replace_with(expr, &value);
                 }
             }
             // oid::regtype::text and friends: the object's name.
@@ -265,7 +265,7 @@ impl VisitorMut for Rules<'_> {
                 } = inner.as_ref()
                 {
                     if let Some(name) = object_name(&reg.to_string().to_ascii_lowercase(), oid) {
-                        *expr = parse_expr(&name);
+                        replace_with(expr, &name);
                     }
                 }
             }
@@ -298,12 +298,7 @@ impl VisitorMut for Rules<'_> {
                              JOIN pg_catalog.pg_namespace vn ON vc.relnamespace = vn.oid \
                              WHERE vc.oid = {oid})"
                         );
-                        if let Ok(e) = Parser::new(&PostgreSqlDialect {})
-                            .try_with_sql(&sql)
-                            .and_then(|mut p| p.parse_expr())
-                        {
-                            *expr = e;
-                        }
+                        replace_with(expr, &sql);
                     }
                 }
             }
@@ -320,7 +315,7 @@ impl VisitorMut for Rules<'_> {
                     Some("obj_description" | "col_description" | "shobj_description")
                 ) =>
             {
-                *expr = parse_expr("CAST(NULL AS VARCHAR)");
+                replace_with(expr, "CAST(NULL AS VARCHAR)");
             }
             // to_regclass('name'), to_regtype('name'): the oid, or NULL.
             Expr::Function(f)
@@ -332,7 +327,8 @@ impl VisitorMut for Rules<'_> {
                 if let FunctionArguments::List(list) = &f.args {
                     if let [name] = list.args.as_slice() {
                         let class = f.name.to_string().eq_ignore_ascii_case("to_regclass");
-                        *expr = parse_expr(&lookup_by_name(class, &name.to_string()));
+                        let sql = lookup_by_name(class, &name.to_string());
+                        replace_with(expr, &sql);
                     }
                 }
             }
@@ -349,7 +345,8 @@ impl VisitorMut for Rules<'_> {
                 ) =>
             {
                 let class = data_type.to_string().eq_ignore_ascii_case("regclass");
-                *expr = parse_expr(&lookup_by_name(class, &name.to_string()));
+                let sql = lookup_by_name(class, &name.to_string());
+                replace_with(expr, &sql);
             }
             // generate_subscripts(a, 1) → the positions 1..n of a.
             Expr::Function(f)
@@ -362,12 +359,7 @@ impl VisitorMut for Rules<'_> {
                         let sql = format!(
                             "unnest(generate_series(CAST(1 AS BIGINT), CAST(array_length({array}) AS BIGINT)))"
                         );
-                        if let Ok(e) = Parser::new(&PostgreSqlDialect {})
-                            .try_with_sql(&sql)
-                            .and_then(|mut p| p.parse_expr())
-                        {
-                            *expr = e;
-                        }
+                        replace_with(expr, &sql);
                     }
                 }
             }
@@ -453,12 +445,16 @@ fn datafusion_name(e: &Expr) -> String {
     }
 }
 
-/// Parses a rewrite's replacement expression (always valid SQL).
-fn parse_expr(sql: &str) -> Expr {
-    Parser::new(&PostgreSqlDialect {})
+/// Replaces `expr` by the expression `sql`. Replacements embed the
+/// client's own expressions as text; one that does not parse back leaves
+/// `expr` as it was, for planning to report.
+fn replace_with(expr: &mut Expr, sql: &str) {
+    if let Ok(e) = Parser::new(&PostgreSqlDialect {})
         .try_with_sql(sql)
         .and_then(|mut p| p.parse_expr())
-        .expect("replacement expression parses")
+    {
+        *expr = e;
+    }
 }
 
 fn single_select(query: &mut Query) -> Option<&mut datafusion::sql::sqlparser::ast::Select> {
