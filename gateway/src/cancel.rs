@@ -30,6 +30,8 @@ impl CancelSlot {
 }
 
 #[derive(Default)]
+/// Every live connection's cancel key, shared by all connections so a
+/// CancelRequest on a new socket finds the session it names.
 pub struct CancelRegistry {
     by_pid: Mutex<HashMap<i32, (i32, Arc<CancelSlot>)>>,
 }

@@ -4,13 +4,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::AuthMethod;
-use crate::engine_client::EngineSource;
-
+/// Everything the gateway is told at start (see the module doc).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
@@ -141,23 +138,17 @@ impl GatewayConfig {
         Ok(())
     }
 
-    pub fn auth_method(&self) -> AuthMethod {
+    /// Password authentication: asked for, or implied by a users file.
+    pub fn requires_password(&self) -> bool {
         match self.auth.as_deref() {
-            Some("trust") => AuthMethod::Trust,
-            Some(_) => AuthMethod::Password,
-            None if self.users_file.is_some() => AuthMethod::Password,
-            None => AuthMethod::Trust,
+            Some("trust") => false,
+            Some(_) => true,
+            None => self.users_file.is_some(),
         }
     }
 
-    /// `None` means: run the embedded engine.
-    pub fn engine_source(&self) -> Option<EngineSource> {
-        if let Some(name) = &self.engine_dns {
-            return Some(EngineSource::Dns {
-                name: name.clone(),
-                refresh: Duration::from_secs(self.engine_dns_refresh_secs),
-            });
-        }
-        (!self.engines.is_empty()).then(|| EngineSource::Static(self.engines.clone()))
+    /// No engine nodes configured: run the embedded demo engine.
+    pub fn embedded_engine(&self) -> bool {
+        self.engines.is_empty() && self.engine_dns.is_none()
     }
 }

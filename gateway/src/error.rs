@@ -1,7 +1,14 @@
-//! Every error a client can see, typed, with its SQLSTATE decided here.
+//! Every error a client can see, typed, with its SQLSTATE and severity
+//! decided here and nowhere else.
 
 use velo_proto::v1::QueryError;
 
+use crate::pg::sqlstate as code;
+use crate::pg::{Response, Severity};
+
+/// What went wrong with a statement or a connection. Each variant maps to
+/// one SQLSTATE; `ClientGone` is never sent (there is no one to send it
+/// to) and ends the connection quietly.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
     /// An error reported by an engine node, passed through as-is.
@@ -27,16 +34,27 @@ pub enum GatewayError {
     Cancelled,
     #[error("{0}")]
     EngineUnavailable(String),
+    /// Admission control or a per-session bound refused the statement.
     #[error("{0}")]
     TooBusy(String),
     #[error("password authentication failed for user \"{0}\"")]
     AuthFailed(String),
+    /// The startup packet lacks what login needs (a user name).
+    #[error("{0}")]
+    InvalidAuthorization(String),
+    /// The client broke the protocol; the connection ends.
     #[error("{0}")]
     Protocol(String),
-    #[error("{0}")]
-    TooManyConnections(String),
+    #[error("sorry, too many clients already")]
+    TooManyConnections,
+    #[error("the database system is shutting down")]
+    ShuttingDown,
     #[error("{0}")]
     InvalidText(String),
+    #[error("{0}")]
+    InvalidBinary(String),
+    #[error("{0}")]
+    OutOfRange(String),
     #[error("prepared statement \"{0}\" already exists")]
     DuplicateStatement(String),
     #[error("prepared statement \"{0}\" does not exist")]
@@ -50,60 +68,81 @@ pub enum GatewayError {
     UndefinedTable(String),
     #[error("{0}")]
     UndefinedFunction(String),
+    /// The client closed its socket (or writing to it failed).
+    #[error("the client closed the connection")]
+    ClientGone,
 }
 
 impl GatewayError {
     pub fn sqlstate(&self) -> &str {
         match self {
             Self::Engine(e) if !e.sqlstate.is_empty() => &e.sqlstate,
-            Self::Engine(_) => "XX000",
-            Self::Syntax(_) => "42601",
-            Self::Unsupported(_) => "0A000",
-            Self::UnknownSetting(_) => "42704",
-            Self::InvalidValue(_) => "22023",
-            Self::UnknownCursor(_) => "34000",
-            Self::DuplicateCursor(_) => "42P03",
-            Self::NoActiveTransaction(_) => "25P01",
-            Self::TransactionAborted => "25P02",
-            Self::Cancelled => "57014",
-            Self::EngineUnavailable(_) => "58030",
-            Self::TooBusy(_) => "53300",
-            Self::AuthFailed(_) => "28P01",
-            Self::Protocol(_) => "08P01",
-            Self::TooManyConnections(_) => "53300",
-            Self::InvalidText(_) => "22P02",
-            Self::DuplicateStatement(_) => "42P05",
-            Self::UnknownStatement(_) => "26000",
-            Self::UnknownPortal(_) => "34000",
-            Self::Catalog(_) => "0A000",
-            Self::UndefinedTable(_) => "42P01",
-            Self::UndefinedFunction(_) => "42883",
+            Self::Engine(_) => code::INTERNAL_ERROR,
+            Self::Syntax(_) => code::SYNTAX_ERROR,
+            Self::Unsupported(_) | Self::Catalog(_) => code::FEATURE_NOT_SUPPORTED,
+            Self::UnknownSetting(_) => code::UNDEFINED_OBJECT,
+            Self::InvalidValue(_) => code::INVALID_PARAMETER_VALUE,
+            Self::UnknownCursor(_) | Self::UnknownPortal(_) => code::INVALID_CURSOR_NAME,
+            Self::DuplicateCursor(_) => code::DUPLICATE_CURSOR,
+            Self::NoActiveTransaction(_) => code::NO_ACTIVE_SQL_TRANSACTION,
+            Self::TransactionAborted => code::IN_FAILED_SQL_TRANSACTION,
+            Self::Cancelled => code::QUERY_CANCELED,
+            Self::EngineUnavailable(_) => code::IO_ERROR,
+            Self::TooBusy(_) | Self::TooManyConnections => code::TOO_MANY_CONNECTIONS,
+            Self::AuthFailed(_) => code::INVALID_PASSWORD,
+            Self::InvalidAuthorization(_) => code::INVALID_AUTHORIZATION_SPECIFICATION,
+            Self::Protocol(_) => code::PROTOCOL_VIOLATION,
+            Self::ShuttingDown => code::CANNOT_CONNECT_NOW,
+            Self::InvalidText(_) => code::INVALID_TEXT_REPRESENTATION,
+            Self::InvalidBinary(_) => code::INVALID_BINARY_REPRESENTATION,
+            Self::OutOfRange(_) => code::DATETIME_FIELD_OVERFLOW,
+            Self::DuplicateStatement(_) => code::DUPLICATE_PREPARED_STATEMENT,
+            Self::UnknownStatement(_) => code::INVALID_SQL_STATEMENT_NAME,
+            Self::UndefinedTable(_) => code::UNDEFINED_TABLE,
+            Self::UndefinedFunction(_) => code::UNDEFINED_FUNCTION,
+            Self::ClientGone => code::CONNECTION_EXCEPTION,
         }
     }
 
-    /// The ErrorResponse/NoticeResponse fields for this error.
-    pub fn fields(&self) -> Vec<(u8, String)> {
-        let mut fields = vec![
-            (b'S', "ERROR".to_string()),
-            (b'V', "ERROR".to_string()),
-            (b'C', self.sqlstate().to_string()),
-            (b'M', self.to_string()),
-        ];
+    /// FATAL for the errors that end a connection before its session
+    /// starts; ERROR for the rest.
+    pub fn severity(&self) -> Severity {
+        match self {
+            Self::AuthFailed(_)
+            | Self::InvalidAuthorization(_)
+            | Self::TooManyConnections
+            | Self::ShuttingDown => Severity::Fatal,
+            _ => Severity::Error,
+        }
+    }
+
+    /// The ErrorResponse for this error.
+    pub fn response(&self) -> Response {
+        let mut response = Response::new(self.severity(), self.sqlstate(), self.to_string());
         if let Self::Engine(e) = self {
-            if !e.detail.is_empty() {
-                fields.push((b'D', e.detail.clone()));
-            }
-            if !e.hint.is_empty() {
-                fields.push((b'H', e.hint.clone()));
-            }
-            if e.position > 0 {
-                fields.push((b'P', e.position.to_string()));
-            }
+            response.detail = (!e.detail.is_empty()).then(|| e.detail.clone());
+            response.hint = (!e.hint.is_empty()).then(|| e.hint.clone());
+            response.position = (e.position > 0).then_some(e.position);
         }
-        if let Self::AuthFailed(_) = self {
-            fields[0].1 = "FATAL".into();
-            fields[1].1 = "FATAL".into();
+        response
+    }
+
+    /// Engine positions count from the statement sent; clients expect them
+    /// from the start of their Query message.
+    pub fn shifted(self, offset: u32) -> Self {
+        match self {
+            Self::Engine(mut q) if q.position > 0 => {
+                q.position += offset;
+                Self::Engine(q)
+            }
+            other => other,
         }
-        fields
+    }
+}
+
+impl From<std::io::Error> for GatewayError {
+    /// Reading from or writing to the client failed: it is gone.
+    fn from(_: std::io::Error) -> Self {
+        Self::ClientGone
     }
 }

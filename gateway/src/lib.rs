@@ -1,20 +1,33 @@
 //! velo-gateway: the PostgreSQL wire-protocol gateway in front of Velostream
-//! engine nodes. Data flows one way: listener → protocol (startup, auth) →
-//! session (local statements, cursors, COPY framing) → catalog (pg_catalog,
-//! information_schema) or engine client (pool, balancing, health) → gRPC;
-//! results come back through the encoder.
+//! engine nodes.
+//!
+//! Data flows one way, and modules import only from modules below them:
+//!
+//! ```text
+//! server → admin, frontend → session → sql, backend, codec → wire, auth, cancel
+//!        → pg, error, metrics, config
+//! ```
+//!
+//! A client's bytes enter at `frontend` (startup, login, the message loop),
+//! each statement is classified by `sql` and run by `session`, answered
+//! locally or by `backend` (the catalog, or an engine node over gRPC), and
+//! its rows are encoded by `codec` onto the `wire`.
 
-pub mod admin;
-pub mod auth;
-pub mod cancel;
-pub mod catalog;
-pub mod config;
-pub mod encoding;
-pub mod engine_client;
-pub mod error;
-pub mod protocol;
-pub mod server;
-pub mod session;
+mod admin;
+mod auth;
+mod backend;
+mod cancel;
+mod codec;
+mod config;
+mod error;
+mod frontend;
+mod metrics;
+mod pg;
+mod server;
+mod session;
+mod sql;
+mod wire;
 
+pub use auth::{md5_users_file_secret, scram_users_file_secret};
 pub use config::GatewayConfig;
 pub use server::{start, RunningGateway};

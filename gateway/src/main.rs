@@ -2,7 +2,6 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use velo_gateway::auth::scram::ScramVerifier;
 use velo_gateway::GatewayConfig;
 
 /// PostgreSQL wire-protocol gateway for Velostream streaming SQL.
@@ -133,7 +132,7 @@ async fn main() -> anyhow::Result<()> {
     }
     init_logging(&config.log_format);
     let drain_timeout = std::time::Duration::from_secs(config.drain_timeout_secs);
-    let embedded = config.engine_source().is_none();
+    let embedded = config.embedded_engine();
     let gateway = velo_gateway::start(config).await?;
     let addr = gateway.addrs[0];
     println!("velo-gateway listening on {} (database velostream)", addr);
@@ -181,11 +180,8 @@ fn hash_password(user: &str, method: &str) -> anyhow::Result<()> {
     let password = password.trim_end_matches(['\n', '\r']);
     anyhow::ensure!(!password.is_empty(), "no password on stdin");
     let secret = match method {
-        "scram" => ScramVerifier::new(password).to_string_form(),
-        "md5" => format!(
-            "md5{}",
-            velo_gateway::auth::md5::stored_hash(user, password)
-        ),
+        "scram" => velo_gateway::scram_users_file_secret(password),
+        "md5" => velo_gateway::md5_users_file_secret(user, password),
         other => anyhow::bail!("unknown method {other}: scram or md5"),
     };
     println!("{user}:{secret}");

@@ -1,91 +1,79 @@
-//! The listener: accepts clients, hands each to its own task, and holds
-//! what connections share (engine pool, cancel keys, users, limits).
+//! The top: builds the parts from the configuration (engine pool, catalog,
+//! frontend), runs the accept loops, starts the admin server, and drains
+//! on shutdown.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
-use crate::admin::METRICS;
+use crate::admin::{self, Readiness};
 use crate::auth::{AuthMethod, Users};
-use crate::cancel::CancelRegistry;
+use crate::backend::{Backend, Catalog, EnginePool, EngineSource, PoolOptions};
 use crate::config::GatewayConfig;
-use crate::engine_client::{EnginePool, EngineSource, PoolOptions};
+use crate::frontend::{serve_connection, Frontend};
+use crate::metrics::METRICS;
 
-pub struct Shared {
-    pub pool: Arc<EnginePool>,
-    pub catalog: Arc<crate::catalog::Catalog>,
-    pub cancels: Arc<CancelRegistry>,
-    pub auth: AuthMethod,
-    pub users: Users,
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
-    pub max_connections: usize,
-    connections: AtomicUsize,
-    draining: AtomicBool,
-}
-
-/// Counts a connection for the connection limit while alive.
-pub struct ConnectionGuard(Arc<Shared>);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Shared {
-    pub fn admit(self: &Arc<Self>) -> Option<ConnectionGuard> {
-        let n = self.connections.fetch_add(1, Ordering::Relaxed);
-        let guard = ConnectionGuard(self.clone());
-        (n < self.max_connections).then_some(guard)
-    }
-
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
-    }
-
-    /// Client sessions currently open.
-    pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::Relaxed)
-    }
-}
-
-/// A gateway serving in the background.
+/// A gateway serving in the background (dropping it does not stop it;
+/// `drain` does).
 pub struct RunningGateway {
+    /// The PostgreSQL listen addresses, as bound.
     pub addrs: Vec<SocketAddr>,
+    /// The admin HTTP address, as bound.
     pub admin_addr: SocketAddr,
-    pub shared: Arc<Shared>,
+    frontend: Arc<Frontend>,
+    connections: TaskTracker,
+    listeners: Vec<JoinHandle<()>>,
     _engine: Option<velo_engine::RunningNode>,
-    listeners: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningGateway {
     /// Graceful shutdown: report not ready, stop accepting, and wait up to
-    /// `timeout` for open sessions to end.
+    /// `timeout` for open connections to end.
     pub async fn drain(self, timeout: Duration) {
-        self.shared.draining.store(true, Ordering::Relaxed);
+        self.frontend.draining.store(true, Ordering::Relaxed);
         for listener in &self.listeners {
             listener.abort();
         }
-        let open = self.shared.connections();
-        tracing::info!(open, ?timeout, "draining");
-        let deadline = tokio::time::Instant::now() + timeout;
-        while self.shared.connections() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tracing::info!(left = self.shared.connections(), "drained");
+        self.connections.close();
+        tracing::info!(open = self.connections.len(), ?timeout, "draining");
+        let _ = tokio::time::timeout(timeout, self.connections.wait()).await;
+        tracing::info!(left = self.connections.len(), "drained");
+    }
+
+    /// Client sessions currently open.
+    pub fn connections(&self) -> usize {
+        self.frontend.connections()
     }
 }
 
+/// Where the engine nodes are; `None`: run the embedded demo engine.
+fn engine_source(config: &GatewayConfig) -> Option<EngineSource> {
+    if let Some(name) = &config.engine_dns {
+        return Some(EngineSource::Dns {
+            name: name.clone(),
+            refresh: Duration::from_secs(config.engine_dns_refresh_secs),
+        });
+    }
+    (!config.engines.is_empty()).then(|| EngineSource::Static(config.engines.clone()))
+}
+
+/// Starts the gateway: every listener bound and serving when it returns.
 pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     config.validate()?;
     let users = match &config.users_file {
         Some(path) => Users::load(path)?,
         None => Users::default(),
     };
-    let auth = config.auth_method();
+    let auth = if config.requires_password() {
+        AuthMethod::Password
+    } else {
+        AuthMethod::Trust
+    };
     let loopback_only = config.listen.iter().all(|a| {
         a.parse::<SocketAddr>()
             .map(|s| s.ip().is_loopback())
@@ -98,10 +86,10 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         );
     }
     let tls = match (&config.tls_cert_file, &config.tls_key_file) {
-        (Some(cert), Some(key)) => Some(crate::protocol::tls::acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(crate::wire::tls::acceptor(cert, key)?),
         _ => None,
     };
-    let (source, engine) = match config.engine_source() {
+    let (source, engine) = match engine_source(&config) {
         Some(source) => (source, None),
         None => {
             let node = velo_engine::start(velo_engine::NodeOptions {
@@ -123,7 +111,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         PoolOptions {
             max_queries_per_node: config.max_queries_per_node,
             queue_limit: config.queue_limit,
-            queue_timeout: std::time::Duration::from_millis(config.queue_timeout_ms),
+            queue_timeout: Duration::from_millis(config.queue_timeout_ms),
             ..Default::default()
         },
     )
@@ -133,18 +121,15 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         // Trust mode: whoever connects; list the usual superuser name.
         roles.push("velo".into());
     }
-    let catalog = crate::catalog::Catalog::new(pool.clone(), roles).await?;
-    let shared = Arc::new(Shared {
-        catalog,
-        pool,
-        cancels: Arc::default(),
+    let catalog = Catalog::new(pool.clone(), roles).await?;
+    let frontend = Arc::new(Frontend::new(
+        Backend::new(pool.clone(), catalog),
         auth,
         users,
         tls,
-        max_connections: config.max_connections,
-        connections: AtomicUsize::new(0),
-        draining: AtomicBool::new(false),
-    });
+        config.max_connections,
+    ));
+    let connections = TaskTracker::new();
     let mut addrs = Vec::new();
     let mut listeners = Vec::new();
     for listen in &config.listen {
@@ -152,32 +137,40 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
             .await
             .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
         addrs.push(listener.local_addr()?);
-        let shared = shared.clone();
-        listeners.push(tokio::spawn(async move {
-            loop {
-                match listener.accept().await {
-                    Ok((socket, peer)) => {
-                        METRICS.connections_accepted.inc();
-                        tokio::spawn(crate::protocol::startup::serve_connection(
-                            socket,
-                            peer,
-                            shared.clone(),
-                        ));
-                    }
-                    Err(e) => {
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                }
-            }
-        }));
+        listeners.push(tokio::spawn(accept_loop(
+            listener,
+            frontend.clone(),
+            connections.clone(),
+        )));
     }
-    let (admin_addr, _) = crate::admin::start(&config.admin_listen, shared.clone()).await?;
+    let readiness = Readiness {
+        draining: frontend.draining.clone(),
+        healthy_nodes: Arc::new(move || pool.healthy_nodes()),
+    };
+    let (admin_addr, _) = admin::start(&config.admin_listen, readiness).await?;
     Ok(RunningGateway {
         addrs,
         admin_addr,
-        shared,
-        _engine: engine,
+        frontend,
+        connections,
         listeners,
+        _engine: engine,
     })
+}
+
+/// Accepts clients forever, each on its own task. Accept errors (out of
+/// descriptors, say) back off instead of spinning.
+async fn accept_loop(listener: TcpListener, frontend: Arc<Frontend>, connections: TaskTracker) {
+    loop {
+        match listener.accept().await {
+            Ok((socket, peer)) => {
+                METRICS.connections_accepted.inc();
+                connections.spawn(serve_connection(socket, peer, frontend.clone()));
+            }
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }

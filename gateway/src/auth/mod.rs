@@ -7,6 +7,18 @@ pub mod users;
 
 pub use users::{Secret, Users};
 
+/// A users-file secret for `password`: a SCRAM-SHA-256 verifier with a
+/// fresh salt (what `velo-gateway hash-password` prints).
+pub fn scram_users_file_secret(password: &str) -> String {
+    scram::ScramVerifier::new(password).to_string_form()
+}
+
+/// A users-file secret in PostgreSQL's MD5 form (`md5` + hash), for old
+/// clients.
+pub fn md5_users_file_secret(user: &str, password: &str) -> String {
+    format!("md5{}", md5::stored_hash(user, password))
+}
+
 /// How clients must authenticate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMethod {

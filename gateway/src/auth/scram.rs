@@ -9,6 +9,8 @@ pub const MECHANISM: &str = "SCRAM-SHA-256";
 const DEFAULT_ITERATIONS: u32 = 4096;
 
 #[derive(Debug, Clone)]
+/// What the users file stores for a SCRAM user (PostgreSQL's format):
+/// enough to verify a proof, never the password.
 pub struct ScramVerifier {
     pub iterations: u32,
     pub salt: Vec<u8>,

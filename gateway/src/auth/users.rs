@@ -9,12 +9,14 @@ use std::path::Path;
 use super::scram::ScramVerifier;
 
 #[derive(Debug, Clone)]
+/// A user's stored secret, which decides the login exchange.
 pub enum Secret {
     Scram(ScramVerifier),
     Md5(String),
 }
 
 #[derive(Debug, Clone, Default)]
+/// The users file, loaded at start: user name → secret.
 pub struct Users {
     by_name: HashMap<String, Secret>,
 }

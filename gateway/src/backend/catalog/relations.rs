@@ -82,7 +82,7 @@ pub fn build(relations: &[Relation]) -> (HashMap<String, Arc<dyn SchemaProvider>
             .map(|c| field(c).with_nullable(c.nullable || is_view))
             .collect();
         for f in &fields {
-            let (oid, _, typmod) = crate::encoding::pg_type(f);
+            let (oid, _, typmod) = crate::codec::pg_type(f);
             snapshot.columns.insert(
                 (namespace.clone(), r.name.clone(), f.name().clone()),
                 (oid, typmod),

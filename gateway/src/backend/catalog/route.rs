@@ -13,6 +13,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Which backend a statement's relations belong to.
 pub enum Target {
     Catalog,
     Engine,

@@ -15,7 +15,6 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ParamValues;
 use datafusion::execution::context::SessionState;
@@ -25,14 +24,14 @@ use datafusion::scalar::ScalarValue;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
-use velo_proto::v1::{self, execute_query_response::Event, TypedValue};
+use velo_proto::v1::TypedValue;
 
 pub use functions::SessionInfo;
 pub use route::{route, Target};
 
-use crate::admin::METRICS;
-use crate::engine_client::EnginePool;
+use crate::backend::engine::EnginePool;
 use crate::error::GatewayError;
+use crate::metrics::METRICS;
 use relations::Snapshot;
 
 /// The DataFusion catalog holding `public`, `pg_catalog` and
@@ -43,6 +42,8 @@ pub const DATABASE: &str = "velostream";
 /// whether its catalog version moved.
 const REFRESH_AFTER: Duration = Duration::from_secs(1);
 
+/// The catalog session shared by every connection of this gateway; each
+/// statement plans on a copy of its state with the session's functions.
 pub struct Catalog {
     ctx: SessionContext,
     parser: PostgresCompatibilityParser,
@@ -221,22 +222,21 @@ impl Catalog {
         let params = types
             .iter()
             .map(|t| {
-                t.as_ref().map_or(crate::encoding::oid::TEXT, |t| {
-                    crate::encoding::pg_type(&Field::new("", t.clone(), true)).0
+                t.as_ref().map_or(crate::pg::oid::TEXT, |t| {
+                    crate::codec::pg_type(&Field::new("", t.clone(), true)).0
                 })
             })
             .collect();
         Ok((params, normalized_schema(plan.schema().as_arrow(), &names)))
     }
 
-    /// Runs a catalog statement to completion and returns it as the events
-    /// an engine node would have sent.
+    /// Runs a catalog statement to completion: its schema and batches.
     pub async fn execute(
         &self,
         sql: &str,
         params: &[TypedValue],
         info: &SessionInfo,
-    ) -> Result<Vec<Event>, GatewayError> {
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), GatewayError> {
         let (state, mut plan, names) = self.plan(sql, info).await?;
         if !params.is_empty() {
             let types = parameter_types(&plan)?;
@@ -267,7 +267,8 @@ impl Catalog {
             .collect()
             .await
             .map_err(plan_error)?;
-        events(schema, batches)
+        let batches = cast_batches(&schema, batches)?;
+        Ok((schema, batches))
     }
 }
 
@@ -352,40 +353,22 @@ fn normalized_schema(schema: &Schema, names: &Names) -> SchemaRef {
     velo_engine::query::names::renamed(&encodable, names.as_deref())
 }
 
-fn events(schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<Vec<Event>, GatewayError> {
-    let mut writer = StreamWriter::try_new(Vec::new(), &schema).map_err(internal)?;
-    let mut out = vec![Event::Schema(v1::Schema {
-        columns: schema
-            .fields()
-            .iter()
-            .map(|f| velo_engine::query::types::column(f))
-            .collect(),
-        arrow_ipc_schema: std::mem::take(writer.get_mut()),
-        bounded: true,
-        emit_mode: v1::EmitMode::Snapshot as i32,
-        command_tag: "SELECT".into(),
-    })];
-    let mut rows = 0;
-    for batch in batches {
-        let columns = batch
-            .columns()
-            .iter()
-            .zip(schema.fields())
-            .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(internal)?;
-        let batch = RecordBatch::try_new(schema.clone(), columns).map_err(internal)?;
-        writer.write(&batch).map_err(internal)?;
-        rows += batch.num_rows() as u64;
-        out.push(Event::Batch(v1::RecordBatch {
-            arrow_ipc: std::mem::take(writer.get_mut()),
-            num_rows: batch.num_rows() as u64,
-        }));
-    }
-    out.push(Event::Complete(v1::Complete {
-        rows,
-        command_tag: "SELECT".into(),
-        reason: v1::CompletionReason::EndOfData as i32,
-    }));
-    Ok(out)
+/// Batches cast to the result schema's (encodable) types.
+fn cast_batches(
+    schema: &SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>, GatewayError> {
+    batches
+        .into_iter()
+        .map(|batch| {
+            let columns = batch
+                .columns()
+                .iter()
+                .zip(schema.fields())
+                .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(internal)?;
+            RecordBatch::try_new(schema.clone(), columns).map_err(internal)
+        })
+        .collect()
 }

@@ -1,8 +1,11 @@
-//! Arrow record batches → PostgreSQL: type OIDs for RowDescription, DataRow
-//! bodies, and COPY text/CSV lines.
+//! Values between Arrow and PostgreSQL: type OIDs for RowDescription,
+//! DataRow bodies (text or binary per column), COPY text/CSV lines, and
+//! Bind parameters decoded into the engine's typed values.
 
-pub mod binary;
-pub mod text;
+mod binary;
+mod copy;
+mod params;
+mod text;
 
 use arrow::array::ArrayRef;
 use arrow::datatypes::{DataType, Field, Schema};
@@ -10,25 +13,11 @@ use arrow::record_batch::RecordBatch;
 use bytes::BytesMut;
 use pgwire::messages::data::{DataRow, FieldDescription, RowDescription};
 
+use crate::pg::oid;
 use text::ColumnText;
 
-pub mod oid {
-    pub const BOOL: u32 = 16;
-    pub const BYTEA: u32 = 17;
-    pub const INT8: u32 = 20;
-    pub const INT2: u32 = 21;
-    pub const INT4: u32 = 23;
-    pub const TEXT: u32 = 25;
-    pub const FLOAT4: u32 = 700;
-    pub const FLOAT8: u32 = 701;
-    pub const DATE: u32 = 1082;
-    pub const TIME: u32 = 1083;
-    pub const TIMESTAMP: u32 = 1114;
-    pub const TIMESTAMPTZ: u32 = 1184;
-    pub const INTERVAL: u32 = 1186;
-    pub const NUMERIC: u32 = 1700;
-    pub const JSONB: u32 = 3802;
-}
+pub use copy::csv_header;
+pub use params::{decode_parameter, logical_oid};
 
 /// The PostgreSQL type of an Arrow field: (oid, typlen, typmod).
 pub fn pg_type(field: &Field) -> (u32, i16, i32) {
@@ -54,28 +43,6 @@ pub fn pg_type(field: &Field) -> (u32, i16, i32) {
         DataType::Map(..) | DataType::Struct(_) => (JSONB, -1, -1),
         DataType::List(e) => (array_oid(pg_type(e).0), -1, -1),
         _ => (TEXT, -1, -1),
-    }
-}
-
-/// The array type of an element type.
-pub fn array_oid(element: u32) -> u32 {
-    match element {
-        oid::BOOL => 1000,
-        oid::BYTEA => 1001,
-        oid::INT2 => 1005,
-        oid::INT4 => 1007,
-        oid::TEXT => 1009,
-        oid::INT8 => 1016,
-        oid::FLOAT4 => 1021,
-        oid::FLOAT8 => 1022,
-        oid::TIMESTAMP => 1115,
-        oid::DATE => 1182,
-        oid::TIME => 1183,
-        oid::TIMESTAMPTZ => 1185,
-        oid::INTERVAL => 1187,
-        oid::NUMERIC => 1231,
-        oid::JSONB => 3807,
-        _ => 1009,
     }
 }
 
@@ -106,12 +73,12 @@ pub fn row_description_with_formats(schema: &Schema, formats: &[i16]) -> RowDesc
     )
 }
 
-/// Encodes the rows of a batch as DataRow messages (text, or binary per
-/// column) and as COPY lines.
-pub struct TextRows<'a> {
-    columns: Vec<ColumnText<'a>>,
+/// Encodes the rows of one batch as DataRow bodies (text, or binary per
+/// column) and as COPY lines, reusing one scratch buffer.
+pub struct RowEncoder<'a> {
+    pub(super) columns: Vec<ColumnText<'a>>,
     binary: Vec<bool>,
-    scratch: Vec<u8>,
+    pub(super) scratch: Vec<u8>,
 }
 
 /// Which columns a client wants in binary, from Bind's result format codes.
@@ -125,7 +92,7 @@ pub fn binary_columns(formats: &[i16], columns: usize) -> Vec<bool> {
         .collect()
 }
 
-impl<'a> TextRows<'a> {
+impl<'a> RowEncoder<'a> {
     pub fn new(batch: &'a RecordBatch) -> Self {
         Self::from_columns(batch.columns(), Vec::new())
     }
@@ -159,52 +126,5 @@ impl<'a> TextRows<'a> {
             }
         }
         DataRow::new(data, self.columns.len() as i16)
-    }
-
-    /// One line of `COPY ... TO STDOUT` output (text or CSV), with newline.
-    pub fn copy_line(&mut self, row: usize, csv: bool, out: &mut Vec<u8>) {
-        for (i, c) in self.columns.iter().enumerate() {
-            if i > 0 {
-                out.push(if csv { b',' } else { b'\t' });
-            }
-            if c.is_null(row) {
-                if !csv {
-                    out.extend_from_slice(b"\\N");
-                }
-                continue;
-            }
-            self.scratch.clear();
-            c.write(row, &mut self.scratch);
-            if csv {
-                let quote = self.scratch.is_empty()
-                    || self
-                        .scratch
-                        .iter()
-                        .any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'));
-                if quote {
-                    out.push(b'"');
-                    for &b in &self.scratch {
-                        if b == b'"' {
-                            out.push(b'"');
-                        }
-                        out.push(b);
-                    }
-                    out.push(b'"');
-                } else {
-                    out.extend_from_slice(&self.scratch);
-                }
-            } else {
-                for &b in &self.scratch {
-                    match b {
-                        b'\\' => out.extend_from_slice(b"\\\\"),
-                        b'\t' => out.extend_from_slice(b"\\t"),
-                        b'\n' => out.extend_from_slice(b"\\n"),
-                        b'\r' => out.extend_from_slice(b"\\r"),
-                        _ => out.push(b),
-                    }
-                }
-            }
-        }
-        out.push(b'\n');
     }
 }

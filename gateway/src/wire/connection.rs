@@ -3,7 +3,6 @@
 //! engine batch for streaming results.
 
 use std::io;
-use std::net::SocketAddr;
 
 use bytes::BytesMut;
 use pgwire::messages::{DecodeContext, PgWireBackendMessage, PgWireFrontendMessage};
@@ -12,21 +11,23 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_util::either::Either;
 
-use crate::admin::METRICS;
 use crate::error::GatewayError;
+use crate::metrics::METRICS;
 
 type Socket = Either<TcpStream, Box<TlsStream<TcpStream>>>;
 
 /// Flush early when this much output is buffered.
 const FLUSH_AT: usize = 256 * 1024;
 
+/// One client socket: messages in, buffered replies out. Replies leave on
+/// `flush`, which the session calls when a client needs what it has so far
+/// (after every engine batch while streaming).
 pub struct Connection {
     /// `None` only while the TLS handshake owns the socket.
     socket: Option<Socket>,
-    peer: SocketAddr,
     read: BytesMut,
     write: BytesMut,
-    pub decode: DecodeContext,
+    decode: DecodeContext,
     eof: bool,
     /// Rows queued since the last flush (counted into metrics there, not
     /// per row).
@@ -34,11 +35,10 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(socket: TcpStream, peer: SocketAddr) -> Self {
+    pub fn new(socket: TcpStream) -> Self {
         let _ = socket.set_nodelay(true);
         Self {
             socket: Some(Either::Left(socket)),
-            peer,
             // Small to start: idle connections should cost little; they grow
             // with what a client actually sends and receives.
             read: BytesMut::with_capacity(1024),
@@ -49,8 +49,15 @@ impl Connection {
         }
     }
 
-    pub fn peer(&self) -> SocketAddr {
-        self.peer
+    /// The SSL negotiation is over (refused, done, or never asked):
+    /// what follows is a StartupMessage.
+    pub fn ssl_negotiated(&mut self) {
+        self.decode.awaiting_frontend_ssl = false;
+    }
+
+    /// The StartupMessage arrived: regular messages follow.
+    pub fn startup_done(&mut self) {
+        self.decode.awaiting_frontend_startup = false;
     }
 
     pub fn is_tls(&self) -> bool {
@@ -192,9 +199,5 @@ impl Connection {
             self.flush().await?;
         }
         Ok(())
-    }
-
-    pub fn peer_is_loopback(&self) -> bool {
-        self.peer.ip().is_loopback()
     }
 }

@@ -440,7 +440,11 @@ fn settings_relation() -> Result<Arc<dyn TableProvider>> {
         ("max_function_args", "100"),
         ("data_checksums", "off"),
     ];
-    let rows: Vec<(&str, &str)> = crate::session::settings::defaults().chain(fixed).collect();
+    let rows: Vec<(&str, &str)> = crate::pg::server_info::DEFAULTS
+        .iter()
+        .copied()
+        .chain(fixed)
+        .collect();
     let schema = text_fields(&[
         "name",
         "setting",

@@ -3,10 +3,7 @@
 use arrow::array::Array;
 
 use super::text::ColumnText;
-
-/// Microseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01.
-const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
-const PG_EPOCH_DAYS: i32 = 10_957;
+use crate::pg::oid::{PG_EPOCH_DAYS, PG_EPOCH_MICROS};
 
 /// Appends the binary form of a non-null value; types without a binary
 /// form here fall back to their text bytes (valid for text-like types).

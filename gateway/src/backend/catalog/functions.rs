@@ -303,7 +303,7 @@ pub fn register_session(registry: &mut dyn FunctionRegistry, info: &SessionInfo)
         constant_text(
             "version",
             &[0],
-            Some(crate::session::settings::version_string()),
+            Some(crate::pg::server_info::version_string()),
         ),
         function("pg_backend_pid", &[0], DataType::Int32, move |_, rows| {
             Ok(Arc::new(Int32Array::from(vec![pid; rows])) as ArrayRef)

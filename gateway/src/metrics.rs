@@ -31,6 +31,8 @@ impl Route {
     }
 }
 
+/// The gateway's Prometheus series, created once (`METRICS`) with their
+/// bounded label sets pre-created.
 pub struct Metrics {
     registry: Registry,
     pub client_connections: IntGaugeVec,
@@ -230,6 +232,7 @@ impl Metrics {
     }
 }
 
+/// The process's metrics (one registry, rendered by the admin server).
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics::new().with_known_series());
 
 /// Counts a client connection in `client_connections{state}` while it lives.

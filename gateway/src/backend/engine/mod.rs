@@ -5,6 +5,10 @@
 //! or comes from a DNS name (a Kubernetes headless Service) re-resolved
 //! periodically.
 
+mod stream;
+
+pub use stream::{decode_schema, CancelHandle, QueryStream, ResultSchema, StreamEvent};
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -12,14 +16,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tonic::transport::{Channel, Endpoint};
 use velo_proto::v1::{
-    execute_query_response::Event, CancelQueryRequest, DescribeQueryRequest, DescribeQueryResponse,
-    ExecuteQueryRequest, ListRelationsRequest, ListRelationsResponse,
+    DescribeQueryRequest, DescribeQueryResponse, ExecuteQueryRequest, ListRelationsRequest,
+    ListRelationsResponse,
 };
 use velo_proto::{EngineServiceClient, MAX_MESSAGE_BYTES};
 
-use crate::admin::metrics::StreamingQuery;
-use crate::admin::METRICS;
 use crate::error::GatewayError;
+use crate::metrics::METRICS;
 
 /// Where the engine nodes are.
 #[derive(Debug, Clone)]
@@ -30,6 +33,7 @@ pub enum EngineSource {
     Dns { name: String, refresh: Duration },
 }
 
+/// Admission control and health checking.
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
     /// Queries one node runs at once, as seen from this gateway.
@@ -87,6 +91,8 @@ impl Node {
     }
 }
 
+/// Every engine node this gateway knows, with its health and its free
+/// query slots; shared by all sessions.
 pub struct EnginePool {
     nodes: RwLock<Vec<Arc<Node>>>,
     source: EngineSource,
@@ -95,55 +101,8 @@ pub struct EnginePool {
     released: Arc<Notify>,
 }
 
-/// A running query on one node. Dropping it cancels the query on the node.
-pub struct QueryStream {
-    pub node: String,
-    pub query_id: String,
-    source: Source,
-    started: Instant,
-    awaiting_first_row: bool,
-}
-
-/// Where a query's events come from. One per query, and the engine
-/// variant is the common one: no point boxing it.
-#[allow(clippy::large_enum_variant)]
-enum Source {
-    /// An engine node's gRPC stream (holding the node slot).
-    Engine {
-        stream: tonic::Streaming<velo_proto::v1::ExecuteQueryResponse>,
-        first: Option<Event>,
-        slot: Slot,
-        _streaming: StreamingQuery,
-    },
-    /// Events already computed in the gateway (catalog statements).
-    Local(std::vec::IntoIter<Event>),
-}
-
-/// Cancels a query from elsewhere (the cancel-request path).
-#[derive(Clone)]
-pub struct CancelHandle {
-    /// None for a query answered in the gateway: nothing to tell a node.
-    client: Option<EngineServiceClient<Channel>>,
-    query_id: String,
-}
-
-impl CancelHandle {
-    pub async fn cancel(self) {
-        let Some(mut client) = self.client else {
-            return;
-        };
-        let _ = tokio::time::timeout(
-            Duration::from_secs(2),
-            client.cancel_query(CancelQueryRequest {
-                query_id: self.query_id,
-            }),
-        )
-        .await;
-    }
-}
-
 /// A node slot held for the life of a query.
-struct Slot {
+pub(super) struct Slot {
     node: Arc<Node>,
     _permit: OwnedSemaphorePermit,
     released: Arc<Notify>,
@@ -378,18 +337,13 @@ impl EnginePool {
                     let mut stream = response.into_inner();
                     match stream.message().await {
                         Ok(Some(msg)) => {
-                            return Ok(QueryStream {
-                                node: node.addr.clone(),
-                                query_id: request.query_id.clone(),
-                                source: Source::Engine {
-                                    stream,
-                                    first: msg.event,
-                                    slot,
-                                    _streaming: StreamingQuery::start(),
-                                },
+                            return Ok(QueryStream::new(
+                                request.query_id.clone(),
+                                stream,
+                                msg.event,
+                                slot,
                                 started,
-                                awaiting_first_row: true,
-                            })
+                            ))
                         }
                         Ok(None) => {
                             last_error =
@@ -444,59 +398,5 @@ impl EnginePool {
             .await
             .map(|r| r.into_inner())
             .map_err(|s| unavailable("", s.message()))
-    }
-}
-
-impl QueryStream {
-    /// A stream over events the gateway computed itself.
-    pub fn local(query_id: String, events: Vec<Event>) -> Self {
-        Self {
-            node: "gateway".into(),
-            query_id,
-            source: Source::Local(events.into_iter()),
-            started: Instant::now(),
-            awaiting_first_row: false,
-        }
-    }
-
-    pub fn cancel_handle(&self) -> CancelHandle {
-        CancelHandle {
-            client: match &self.source {
-                Source::Engine { slot, .. } => Some(slot.node.client.clone()),
-                Source::Local(_) => None,
-            },
-            query_id: self.query_id.clone(),
-        }
-    }
-
-    /// The next event; `None` after the terminal one. A node that vanishes
-    /// mid-stream is a 58030 error.
-    pub async fn next(&mut self) -> Result<Option<Event>, GatewayError> {
-        let (stream, first) = match &mut self.source {
-            Source::Local(events) => return Ok(events.next()),
-            Source::Engine { stream, first, .. } => (stream, first),
-        };
-        let event = match first.take() {
-            Some(first) => Some(first),
-            None => match stream.message().await {
-                Ok(Some(msg)) => msg.event,
-                Ok(None) => return Ok(None),
-                Err(status) => {
-                    return Err(GatewayError::EngineUnavailable(format!(
-                        "lost the engine node {} mid-query: {}",
-                        self.node,
-                        status.message()
-                    )))
-                }
-            },
-        };
-        if self.awaiting_first_row && matches!(&event, Some(Event::Batch(b)) if b.num_rows > 0) {
-            self.awaiting_first_row = false;
-            METRICS
-                .query_first_row
-                .with_label_values(&["engine"])
-                .observe(self.started.elapsed().as_secs_f64());
-        }
-        Ok(event)
     }
 }

@@ -2,10 +2,9 @@
 //! `/healthz` (the process answers), `/readyz` (at least one healthy engine
 //! node and not draining).
 
-pub mod metrics;
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use http_body_util::Full;
@@ -16,14 +15,20 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::server::Shared;
+use crate::metrics::METRICS;
 
-pub use metrics::{Route, METRICS};
+/// What /readyz reports on: whether the gateway drains, and how many
+/// engine nodes pass their health checks.
+#[derive(Clone)]
+pub struct Readiness {
+    pub draining: Arc<AtomicBool>,
+    pub healthy_nodes: Arc<dyn Fn() -> usize + Send + Sync>,
+}
 
 /// Binds the admin address and serves it in the background.
 pub async fn start(
     listen: &str,
-    shared: Arc<Shared>,
+    readiness: Readiness,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(listen)
         .await
@@ -34,9 +39,9 @@ pub async fn start(
             let Ok((socket, _)) = listener.accept().await else {
                 continue;
             };
-            let shared = shared.clone();
+            let readiness = readiness.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |req| respond(req, shared.clone()));
+                let service = service_fn(move |req| respond(req, readiness.clone()));
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(socket), service)
                     .await;
@@ -48,7 +53,7 @@ pub async fn start(
 
 async fn respond(
     req: Request<Incoming>,
-    shared: Arc<Shared>,
+    readiness: Readiness,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let text = |status: StatusCode, body: String| {
         Response::builder()
@@ -67,9 +72,9 @@ async fn respond(
             .expect("response"),
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => {
-            if shared.is_draining() {
+            if readiness.draining.load(Ordering::Relaxed) {
                 text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into())
-            } else if shared.pool.healthy_nodes() == 0 {
+            } else if (readiness.healthy_nodes)() == 0 {
                 text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "no healthy engine node\n".into(),

@@ -1,0 +1,121 @@
+//! The message loop of a logged-in connection, as a state machine: in
+//! `Ready` every message is handled; after an error in an extended-protocol
+//! batch the state is `SkipUntilSync`, where Parse/Bind/Describe/Execute/
+//! Close are discarded until Sync (PostgreSQL's rule, so a pipelined batch
+//! fails as a whole). Every error goes out through `fail`.
+
+use pgwire::messages::PgWireFrontendMessage as F;
+
+use crate::error::GatewayError;
+use crate::metrics::ConnectionState;
+use crate::pg::Severity;
+use crate::session::Session;
+use crate::wire::Connection;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Ready,
+    SkipUntilSync,
+}
+
+/// Runs until Terminate, end of input, or a client that went away.
+pub async fn run(conn: &mut Connection, session: &mut Session) {
+    let mut state = State::Ready;
+    let mut activity = ConnectionState::idle();
+    loop {
+        activity.set_active(false);
+        let msg = match conn.read_message().await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => return,
+            Err(e) => {
+                // Framing is lost: say why and close.
+                let mut response = e.response();
+                response.severity = Severity::Fatal;
+                conn.send(response.into_message());
+                let _ = conn.flush().await;
+                return;
+            }
+        };
+        activity.set_active(true);
+        state = match step(conn, session, state, msg).await {
+            Ok(Some(next)) => next,
+            Ok(None) | Err(_) => return,
+        };
+    }
+}
+
+/// Handles one message; `None` ends the connection (Terminate). Only a
+/// client that went away is an error.
+async fn step(
+    conn: &mut Connection,
+    session: &mut Session,
+    state: State,
+    msg: F,
+) -> Result<Option<State>, GatewayError> {
+    let extended = matches!(
+        msg,
+        F::Parse(_) | F::Bind(_) | F::Describe(_) | F::Execute(_) | F::Close(_)
+    );
+    if extended && state == State::SkipUntilSync {
+        return Ok(Some(state));
+    }
+    // Statement work is boxed: an idle connection's task then holds only
+    // the small loop state, not the largest statement future.
+    let outcome = match msg {
+        F::Query(q) => {
+            Box::pin(session.simple_query(conn, &q.query)).await?;
+            return Ok(Some(State::Ready));
+        }
+        F::Terminate(_) => return Ok(None),
+        F::Sync(_) => {
+            session.sync();
+            conn.send(session.ready_for_query());
+            conn.flush().await?;
+            return Ok(Some(State::Ready));
+        }
+        F::Flush(_) => {
+            conn.flush().await?;
+            return Ok(Some(state));
+        }
+        F::Parse(m) => session.parse(conn, m),
+        F::Bind(m) => Box::pin(session.bind(conn, m)).await,
+        F::Describe(m) => Box::pin(session.describe(conn, m)).await,
+        F::Execute(m) => Box::pin(session.execute(conn, m)).await,
+        F::Close(m) => {
+            session.close(conn, m);
+            Ok(())
+        }
+        // COPY FROM is refused before it starts; stray copy messages are
+        // ignored, as PostgreSQL ignores them outside COPY IN.
+        F::CopyData(_) | F::CopyDone(_) | F::CopyFail(_) => Ok(()),
+        other => Err(GatewayError::Protocol(format!(
+            "unexpected message {other:?}"
+        ))),
+    };
+    match outcome {
+        Ok(()) => Ok(Some(state)),
+        Err(e) => fail(conn, session, e, extended).await.map(Some),
+    }
+}
+
+/// The one error path: ErrorResponse (and a failed transaction block),
+/// then skip until Sync in an extended batch, or ReadyForQuery otherwise.
+async fn fail(
+    conn: &mut Connection,
+    session: &mut Session,
+    e: GatewayError,
+    extended: bool,
+) -> Result<State, GatewayError> {
+    if let GatewayError::ClientGone = e {
+        return Err(e);
+    }
+    session.fail(conn, &e);
+    let next = if extended {
+        State::SkipUntilSync
+    } else {
+        conn.send(session.ready_for_query());
+        State::Ready
+    };
+    conn.flush().await?;
+    Ok(next)
+}

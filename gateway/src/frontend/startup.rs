@@ -1,0 +1,75 @@
+//! Before the StartupMessage: SSLRequest starts TLS when it is configured
+//! (else, like GSSENCRequest, it is refused with 'N'), a CancelRequest is
+//! routed to the registry, and the protocol version is checked.
+
+use pgwire::messages::startup::{NegotiateProtocolVersion, Startup};
+use pgwire::messages::{
+    PgWireBackendMessage as B, PgWireFrontendMessage as F, SslNegotiationMetaMessage as Ssl,
+};
+use tokio_rustls::TlsAcceptor;
+
+use crate::cancel::CancelRegistry;
+use crate::error::GatewayError;
+use crate::metrics::METRICS;
+use crate::wire::Connection;
+
+/// Returns the StartupMessage, or `None` when the connection is done
+/// (a cancel request, or the client left).
+pub async fn negotiate(
+    conn: &mut Connection,
+    tls: Option<&TlsAcceptor>,
+    cancels: &CancelRegistry,
+) -> Result<Option<Startup>, GatewayError> {
+    loop {
+        match conn.read_message().await? {
+            Some(F::SslNegotiation(Ssl::PostgresSsl(_))) if tls.is_some() && !conn.is_tls() => {
+                conn.start_tls(tls.expect("checked")).await?;
+            }
+            Some(F::SslNegotiation(Ssl::PostgresSsl(_)))
+            | Some(F::SslNegotiation(Ssl::PostgresGss(_))) => {
+                conn.send_raw(b"N");
+                conn.flush()
+                    .await
+                    .map_err(|e| GatewayError::Protocol(e.to_string()))?;
+            }
+            Some(F::SslNegotiation(Ssl::None)) => conn.ssl_negotiated(),
+            Some(F::CancelRequest(c)) => {
+                let found = cancels.cancel(c.pid, &c.secret_key);
+                METRICS
+                    .cancel_requests
+                    .with_label_values(&[if found { "matched" } else { "unmatched" }])
+                    .inc();
+                tracing::info!(pid = c.pid, found, "cancel request");
+                return Ok(None);
+            }
+            Some(F::Startup(s)) => {
+                conn.startup_done();
+                if s.protocol_number_major != 3 {
+                    return Err(GatewayError::Protocol(format!(
+                        "unsupported frontend protocol {}.{}: server supports 3.0",
+                        s.protocol_number_major, s.protocol_number_minor
+                    )));
+                }
+                // Protocol 3.x options we do not know are named back.
+                let options: Vec<String> = s
+                    .parameters
+                    .keys()
+                    .filter(|k| k.starts_with("_pq_."))
+                    .cloned()
+                    .collect();
+                if s.protocol_number_minor > 0 || !options.is_empty() {
+                    conn.send(B::NegotiateProtocolVersion(NegotiateProtocolVersion::new(
+                        0, options,
+                    )));
+                }
+                return Ok(Some(s));
+            }
+            Some(other) => {
+                return Err(GatewayError::Protocol(format!(
+                    "unexpected message before startup: {other:?}"
+                )))
+            }
+            None => return Ok(None),
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Type OIDs as PostgreSQL assigns them, and the epochs its binary formats
+//! count from.
+
+pub const UNSPECIFIED: u32 = 0;
+pub const BOOL: u32 = 16;
+pub const BYTEA: u32 = 17;
+pub const NAME: u32 = 19;
+pub const INT8: u32 = 20;
+pub const INT2: u32 = 21;
+pub const INT4: u32 = 23;
+pub const TEXT: u32 = 25;
+pub const FLOAT4: u32 = 700;
+pub const FLOAT8: u32 = 701;
+pub const UNKNOWN: u32 = 705;
+pub const VARCHAR: u32 = 1043;
+pub const DATE: u32 = 1082;
+pub const TIME: u32 = 1083;
+pub const TIMESTAMP: u32 = 1114;
+pub const TIMESTAMPTZ: u32 = 1184;
+pub const INTERVAL: u32 = 1186;
+pub const NUMERIC: u32 = 1700;
+pub const JSONB: u32 = 3802;
+
+/// Days from the Unix epoch to PostgreSQL's (2000-01-01), which binary
+/// dates count from.
+pub const PG_EPOCH_DAYS: i32 = 10_957;
+/// Microseconds from the Unix epoch to PostgreSQL's, which binary
+/// timestamps count from.
+pub const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// The array type of an element type (text[] for anything unlisted).
+pub fn array_oid(element: u32) -> u32 {
+    match element {
+        BOOL => 1000,
+        BYTEA => 1001,
+        INT2 => 1005,
+        INT4 => 1007,
+        TEXT => 1009,
+        INT8 => 1016,
+        FLOAT4 => 1021,
+        FLOAT8 => 1022,
+        TIMESTAMP => 1115,
+        DATE => 1182,
+        TIME => 1183,
+        TIMESTAMPTZ => 1185,
+        INTERVAL => 1187,
+        NUMERIC => 1231,
+        JSONB => 3807,
+        _ => 1009,
+    }
+}

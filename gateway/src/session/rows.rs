@@ -1,0 +1,173 @@
+//! The row pump: the one loop that moves a query's rows from its
+//! `ResultStream` to the client, for simple queries, COPY, portals and
+//! cursors alike. It is where waiting happens, so it is where flushing,
+//! cancellation and a client that goes away are handled: rows leave as
+//! each batch arrives, and a partly sent batch waits for the next
+//! Execute or FETCH.
+
+use std::future::Future;
+
+use arrow::record_batch::RecordBatch;
+use pgwire::messages::copy::CopyData;
+use pgwire::messages::PgWireBackendMessage as B;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{ResultSchema, ResultStream, StreamEvent};
+use crate::codec::RowEncoder;
+use crate::error::GatewayError;
+use crate::wire::Connection;
+
+/// Where pumped rows go.
+pub enum Sink<'a> {
+    /// DataRow messages; `true` columns in binary.
+    Rows(&'a [bool]),
+    /// COPY data lines (text or CSV), one CopyData per batch.
+    Copy { csv: bool },
+    /// Counted, not sent (MOVE).
+    Discard,
+}
+
+/// An open query and how far its rows have gone.
+pub struct RowPump {
+    stream: ResultStream,
+    schema: ResultSchema,
+    /// A batch partly sent, and how many of its rows went out.
+    pending: Option<(RecordBatch, usize)>,
+    /// The engine's tag, once the stream completed.
+    completion: Option<String>,
+    rows: u64,
+}
+
+/// Waits for `work`, unless the statement is cancelled or the client goes
+/// away first. Replies still buffered are flushed before waiting: the
+/// client may need them (BindComplete, RowDescription) before it does
+/// what makes the next row appear.
+pub async fn guarded<T>(
+    conn: &mut Connection,
+    token: &CancellationToken,
+    work: impl Future<Output = Result<T, GatewayError>>,
+) -> Result<T, GatewayError> {
+    if conn.has_pending_output() {
+        conn.flush().await?;
+    }
+    tokio::select! {
+        result = work => result,
+        _ = token.cancelled() => Err(GatewayError::Cancelled),
+        _ = conn.closed() => Err(GatewayError::ClientGone),
+    }
+}
+
+impl RowPump {
+    /// Opens a query: `start` yields its schema and stream.
+    pub async fn open(
+        conn: &mut Connection,
+        token: &CancellationToken,
+        start: impl Future<Output = Result<(ResultSchema, ResultStream), GatewayError>>,
+    ) -> Result<Self, GatewayError> {
+        let (schema, stream) = guarded(conn, token, start).await?;
+        Ok(Self {
+            stream,
+            schema,
+            pending: None,
+            completion: None,
+            rows: 0,
+        })
+    }
+
+    pub fn schema(&self) -> &ResultSchema {
+        &self.schema
+    }
+
+    /// A command (CREATE VIEW, ...): no columns, only a completion.
+    pub fn is_command(&self) -> bool {
+        self.schema.schema.fields().is_empty()
+            && !matches!(self.schema.tag.as_str(), "SELECT" | "SHOW")
+    }
+
+    /// Sends up to `limit` rows (all when `None`) and returns how many
+    /// went. Stops early only when the query completes.
+    pub async fn pump(
+        &mut self,
+        conn: &mut Connection,
+        token: &CancellationToken,
+        sink: Sink<'_>,
+        limit: Option<u64>,
+    ) -> Result<u64, GatewayError> {
+        let mut sent = 0u64;
+        while limit.is_none_or(|l| sent < l) {
+            if let Some((batch, at)) = self.pending.take() {
+                let want = limit.map_or(usize::MAX, |l| {
+                    usize::try_from(l - sent).unwrap_or(usize::MAX)
+                });
+                let end = batch.num_rows().min(at.saturating_add(want));
+                write_rows(conn, &batch, at, end, &sink);
+                sent += (end - at) as u64;
+                if end < batch.num_rows() {
+                    self.pending = Some((batch, end));
+                }
+                conn.flush().await?;
+                continue;
+            }
+            if self.completion.is_some() {
+                break;
+            }
+            match guarded(conn, token, self.stream.next()).await {
+                Ok(StreamEvent::Batch(batch)) => self.pending = Some((batch, 0)),
+                Ok(StreamEvent::Complete { tag }) => self.completion = Some(tag),
+                Err(GatewayError::Cancelled) => {
+                    if let Some(handle) = self.stream.cancel_handle() {
+                        tokio::spawn(handle.cancel());
+                    }
+                    return Err(GatewayError::Cancelled);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.rows += sent;
+        Ok(sent)
+    }
+
+    /// Every row sent and the completion received.
+    pub fn is_finished(&self) -> bool {
+        self.completion.is_some() && self.pending.is_none()
+    }
+
+    /// Rows sent so far, over every call.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// CommandComplete's tag: `SELECT n` for results, the engine's tag
+    /// for commands.
+    pub fn completion_tag(&self) -> String {
+        match self.completion.as_deref() {
+            Some("SELECT" | "SHOW") | None => format!("SELECT {}", self.rows),
+            Some(tag) => tag.to_string(),
+        }
+    }
+}
+
+fn write_rows(conn: &mut Connection, batch: &RecordBatch, from: usize, to: usize, sink: &Sink<'_>) {
+    if from == to {
+        return;
+    }
+    match sink {
+        Sink::Rows(binary) => {
+            let mut rows = RowEncoder::with_formats(batch, binary.to_vec());
+            for i in from..to {
+                conn.send(B::DataRow(rows.data_row(i)));
+            }
+        }
+        Sink::Copy { csv } => {
+            // One CopyData per batch: clients accept any chunking.
+            let mut rows = RowEncoder::new(batch);
+            let mut lines = Vec::with_capacity((to - from) * 32);
+            for i in from..to {
+                rows.copy_line(i, *csv, &mut lines);
+            }
+            conn.send(B::CopyData(CopyData::new(lines.into())));
+            conn.count_copy_rows(to - from);
+        }
+        Sink::Discard => {}
+    }
+}

@@ -1,0 +1,7 @@
+//! Bytes ↔ PostgreSQL protocol messages on one client socket (plain or
+//! TLS). Knows framing, not meaning.
+
+mod connection;
+pub mod tls;
+
+pub use connection::Connection;
