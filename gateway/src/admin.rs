@@ -6,16 +6,26 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::metrics::METRICS;
+
+/// A request's headers must arrive within this (a slow client cannot hold
+/// a connection open by dribbling them).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Scrapes and probes are quick; no admin connection lives longer.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Requests are a line and a few headers.
+const MAX_REQUEST_BYTES: usize = 16 * 1024;
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// What /readyz reports on: whether the gateway drains, and how many
 /// engine nodes pass their health checks.
@@ -36,15 +46,24 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
         loop {
-            let Ok((socket, _)) = listener.accept().await else {
-                continue;
+            let socket = match listener.accept().await {
+                Ok((socket, _)) => socket,
+                Err(e) => {
+                    // Out of descriptors, say: back off instead of spinning.
+                    tracing::warn!("admin accept failed: {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
             };
             let readiness = readiness.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req| respond(req, readiness.clone()));
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(socket), service)
-                    .await;
+                let connection = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .max_buf_size(MAX_REQUEST_BYTES)
+                    .serve_connection(TokioIo::new(socket), service);
+                let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
             });
         }
     });

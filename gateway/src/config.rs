@@ -4,8 +4,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::pg::units::{parse_duration, TimeUnit};
 
 /// Everything the gateway is told at start (see the module doc).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -26,7 +29,26 @@ pub struct GatewayConfig {
     pub users_file: Option<PathBuf>,
     /// `trust` or `password`; default: password when a users file is given.
     pub auth: Option<String>,
+    /// Client connections at once, counted from accept (before login).
     pub max_connections: usize,
+    /// Connections one user may hold at once (0: no limit of its own).
+    pub max_connections_per_user: usize,
+    /// Engine queries (running statements, open portals and cursors) one
+    /// user may hold at once across its sessions (0: no limit of its own).
+    pub max_queries_per_user: usize,
+    /// Engine queries one session may hold open at once.
+    pub max_queries_per_session: usize,
+    /// The largest protocol message after login, in bytes; a larger one
+    /// is skipped and answered 54000.
+    pub max_message_size: usize,
+    /// Time to finish login (PostgreSQL's authentication_timeout; a bare
+    /// number is seconds).
+    pub authentication_timeout: String,
+    /// Session defaults, as PostgreSQL spells them (a bare number is
+    /// milliseconds; "0" is off). Sessions may SET them.
+    pub statement_timeout: String,
+    pub idle_in_transaction_session_timeout: String,
+    pub idle_session_timeout: String,
     pub max_queries_per_node: usize,
     pub queue_limit: usize,
     pub queue_timeout_ms: u64,
@@ -54,6 +76,14 @@ impl Default for GatewayConfig {
             users_file: None,
             auth: None,
             max_connections: 1000,
+            max_connections_per_user: 0,
+            max_queries_per_user: 0,
+            max_queries_per_session: 64,
+            max_message_size: 8 << 20,
+            authentication_timeout: "60s".into(),
+            statement_timeout: "0".into(),
+            idle_in_transaction_session_timeout: "0".into(),
+            idle_session_timeout: "0".into(),
             max_queries_per_node: 32,
             queue_limit: 256,
             queue_timeout_ms: 10_000,
@@ -132,6 +162,25 @@ impl GatewayConfig {
         }
         ensure!(self.max_connections > 0, "max_connections must be > 0");
         ensure!(
+            self.max_queries_per_session > 0,
+            "max_queries_per_session must be > 0"
+        );
+        ensure!(
+            self.max_message_size >= 1024,
+            "max_message_size must be at least 1024 bytes"
+        );
+        ensure!(
+            self.authentication_timeout().is_some_and(|d| !d.is_zero()),
+            "authentication_timeout: {:?} is not a positive duration (e.g. 60s)",
+            self.authentication_timeout
+        );
+        for (name, value) in self.session_defaults() {
+            ensure!(
+                parse_duration(value, TimeUnit::Milliseconds).is_some(),
+                "{name}: {value:?} is not a duration (e.g. 5s, 250ms, 0)"
+            );
+        }
+        ensure!(
             self.max_queries_per_node > 0,
             "max_queries_per_node must be > 0"
         );
@@ -145,6 +194,22 @@ impl GatewayConfig {
             Some(_) => true,
             None => self.users_file.is_some(),
         }
+    }
+
+    pub fn authentication_timeout(&self) -> Option<Duration> {
+        parse_duration(&self.authentication_timeout, TimeUnit::Seconds)
+    }
+
+    /// Session settings every session starts from (RESET returns to them).
+    pub fn session_defaults(&self) -> [(&'static str, &str); 3] {
+        [
+            ("statement_timeout", &self.statement_timeout),
+            (
+                "idle_in_transaction_session_timeout",
+                &self.idle_in_transaction_session_timeout,
+            ),
+            ("idle_session_timeout", &self.idle_session_timeout),
+        ]
     }
 
     /// No engine nodes configured: run the embedded demo engine.

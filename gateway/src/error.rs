@@ -47,6 +47,16 @@ pub enum GatewayError {
     Protocol(String),
     #[error("sorry, too many clients already")]
     TooManyConnections,
+    #[error("too many connections for role \"{0}\"")]
+    TooManyConnectionsForRole(String),
+    #[error("canceling authentication due to timeout")]
+    AuthenticationTimeout,
+    #[error("canceling statement due to statement timeout")]
+    StatementTimeout,
+    #[error("terminating connection due to idle-in-transaction timeout")]
+    IdleInTransactionTimeout,
+    #[error("terminating connection due to idle-session timeout")]
+    IdleSessionTimeout,
     #[error("the database system is shutting down")]
     ShuttingDown,
     #[error("{0}")]
@@ -68,6 +78,16 @@ pub enum GatewayError {
     UndefinedTable(String),
     #[error("{0}")]
     UndefinedFunction(String),
+    /// Nesting too deep to parse safely.
+    #[error("{0}")]
+    StatementTooComplex(String),
+    /// A message over `max_message_size`; it was skipped unread.
+    #[error("message of {size} bytes exceeds the limit of {limit} bytes (max_message_size)")]
+    MessageTooLarge {
+        message_type: u8,
+        size: usize,
+        limit: usize,
+    },
     /// The client closed its socket (or writing to it failed).
     #[error("the client closed the connection")]
     ClientGone,
@@ -88,7 +108,12 @@ impl GatewayError {
             Self::TransactionAborted => code::IN_FAILED_SQL_TRANSACTION,
             Self::Cancelled => code::QUERY_CANCELED,
             Self::EngineUnavailable(_) => code::IO_ERROR,
-            Self::TooBusy(_) | Self::TooManyConnections => code::TOO_MANY_CONNECTIONS,
+            Self::TooBusy(_) | Self::TooManyConnections | Self::TooManyConnectionsForRole(_) => {
+                code::TOO_MANY_CONNECTIONS
+            }
+            Self::AuthenticationTimeout | Self::StatementTimeout => code::QUERY_CANCELED,
+            Self::IdleInTransactionTimeout => code::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+            Self::IdleSessionTimeout => code::IDLE_SESSION_TIMEOUT,
             Self::AuthFailed(_) => code::INVALID_PASSWORD,
             Self::InvalidAuthorization(_) => code::INVALID_AUTHORIZATION_SPECIFICATION,
             Self::Protocol(_) => code::PROTOCOL_VIOLATION,
@@ -101,6 +126,8 @@ impl GatewayError {
             Self::UndefinedTable(_) => code::UNDEFINED_TABLE,
             Self::UndefinedFunction(_) => code::UNDEFINED_FUNCTION,
             Self::ClientGone => code::CONNECTION_EXCEPTION,
+            Self::MessageTooLarge { .. } => code::PROGRAM_LIMIT_EXCEEDED,
+            Self::StatementTooComplex(_) => code::STATEMENT_TOO_COMPLEX,
         }
     }
 
@@ -111,6 +138,10 @@ impl GatewayError {
             Self::AuthFailed(_)
             | Self::InvalidAuthorization(_)
             | Self::TooManyConnections
+            | Self::TooManyConnectionsForRole(_)
+            | Self::AuthenticationTimeout
+            | Self::IdleInTransactionTimeout
+            | Self::IdleSessionTimeout
             | Self::ShuttingDown => Severity::Fatal,
             _ => Severity::Error,
         }

@@ -46,6 +46,25 @@ struct Args {
     auth: Option<String>,
     #[arg(long, env = "VELO_GATEWAY_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    #[arg(long, env = "VELO_GATEWAY_MAX_CONNECTIONS_PER_USER")]
+    max_connections_per_user: Option<usize>,
+    #[arg(long, env = "VELO_GATEWAY_MAX_QUERIES_PER_USER")]
+    max_queries_per_user: Option<usize>,
+    #[arg(long, env = "VELO_GATEWAY_MAX_QUERIES_PER_SESSION")]
+    max_queries_per_session: Option<usize>,
+    /// Largest protocol message after login, in bytes.
+    #[arg(long, env = "VELO_GATEWAY_MAX_MESSAGE_SIZE")]
+    max_message_size: Option<usize>,
+    /// Time to finish login (e.g. 60s).
+    #[arg(long, env = "VELO_GATEWAY_AUTHENTICATION_TIMEOUT")]
+    authentication_timeout: Option<String>,
+    /// Default statement_timeout of every session (e.g. 30s; 0 is off).
+    #[arg(long, env = "VELO_GATEWAY_STATEMENT_TIMEOUT")]
+    statement_timeout: Option<String>,
+    #[arg(long, env = "VELO_GATEWAY_IDLE_IN_TRANSACTION_SESSION_TIMEOUT")]
+    idle_in_transaction_session_timeout: Option<String>,
+    #[arg(long, env = "VELO_GATEWAY_IDLE_SESSION_TIMEOUT")]
+    idle_session_timeout: Option<String>,
     #[arg(long, env = "VELO_GATEWAY_MAX_QUERIES_PER_NODE")]
     max_queries_per_node: Option<usize>,
     #[arg(long, env = "VELO_GATEWAY_QUEUE_LIMIT")]
@@ -93,6 +112,23 @@ impl Args {
         c.users_file = self.users_file.clone().or(c.users_file);
         c.auth = self.auth.clone().or(c.auth);
         set(&mut c.max_connections, &self.max_connections);
+        set(
+            &mut c.max_connections_per_user,
+            &self.max_connections_per_user,
+        );
+        set(&mut c.max_queries_per_user, &self.max_queries_per_user);
+        set(
+            &mut c.max_queries_per_session,
+            &self.max_queries_per_session,
+        );
+        set(&mut c.max_message_size, &self.max_message_size);
+        set(&mut c.authentication_timeout, &self.authentication_timeout);
+        set(&mut c.statement_timeout, &self.statement_timeout);
+        set(
+            &mut c.idle_in_transaction_session_timeout,
+            &self.idle_in_transaction_session_timeout,
+        );
+        set(&mut c.idle_session_timeout, &self.idle_session_timeout);
         set(&mut c.max_queries_per_node, &self.max_queries_per_node);
         set(&mut c.queue_limit, &self.queue_limit);
         set(&mut c.queue_timeout_ms, &self.queue_timeout_ms);

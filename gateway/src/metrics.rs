@@ -185,7 +185,13 @@ impl Metrics {
         for state in ["idle", "active"] {
             self.client_connections.with_label_values(&[state]);
         }
-        for reason in ["max_connections", "draining", "protocol"] {
+        for reason in [
+            "max_connections",
+            "max_connections_per_user",
+            "authentication_timeout",
+            "draining",
+            "protocol",
+        ] {
             self.connections_rejected.with_label_values(&[reason]);
         }
         for method in ["trust", "scram-sha-256", "md5"] {

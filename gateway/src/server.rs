@@ -15,8 +15,9 @@ use crate::admin::{self, Readiness};
 use crate::auth::{AuthMethod, Users};
 use crate::backend::{Backend, Catalog, EnginePool, EngineSource, PoolOptions};
 use crate::config::GatewayConfig;
-use crate::frontend::{serve_connection, Frontend};
+use crate::frontend::{serve_connection, Frontend, Limits};
 use crate::metrics::METRICS;
+use crate::session::Quotas;
 
 /// A gateway serving in the background (dropping it does not stop it;
 /// `drain` does).
@@ -122,12 +123,27 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         roles.push("velo".into());
     }
     let catalog = Catalog::new(pool.clone(), roles).await?;
+    let limits = Limits {
+        max_connections: config.max_connections,
+        max_connections_per_user: config.max_connections_per_user,
+        max_message_size: config.max_message_size,
+        authentication_timeout: config
+            .authentication_timeout()
+            .expect("validated authentication_timeout"),
+        session_defaults: config
+            .session_defaults()
+            .iter()
+            .map(|(name, value)| (*name, value.to_string()))
+            .collect(),
+    };
+    let quotas = Quotas::new(config.max_queries_per_session, config.max_queries_per_user);
     let frontend = Arc::new(Frontend::new(
         Backend::new(pool.clone(), catalog),
         auth,
         users,
         tls,
-        config.max_connections,
+        limits,
+        Arc::new(quotas),
     ));
     let connections = TaskTracker::new();
     let mut addrs = Vec::new();

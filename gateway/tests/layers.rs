@@ -11,7 +11,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "server",
         &[
-            "admin", "frontend", "backend", "auth", "config", "metrics", "wire",
+            "admin", "frontend", "session", "backend", "auth", "config", "metrics", "wire",
         ],
     ),
     ("admin", &["metrics"]),
@@ -36,7 +36,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("error", &["pg"]),
     ("pg", &[]),
     ("metrics", &[]),
-    ("config", &[]),
+    ("config", &["pg"]),
 ];
 
 fn top_module(src: &Path, file: &Path) -> String {

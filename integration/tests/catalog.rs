@@ -138,7 +138,7 @@ fn show_commands_and_catalog_statements() {
     let all = psql(&gw, &["-c", "SHOW ALL"]);
     assert_lines(
         &all,
-        &["             name              |     setting     | description "],
+        &["                name                 |     setting     | description "],
     );
     assert!(all.contains(" server_version "), "{all}");
     assert!(all.contains(" search_path "), "{all}");

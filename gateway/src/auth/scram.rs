@@ -95,8 +95,12 @@ pub struct ScramExchange {
 
 impl ScramExchange {
     /// Handles client-first-message; returns the exchange and server-first-message.
+    /// `verifier`: the user's, or `None` for an unknown user, who is
+    /// offered `mock_salt` and the default iteration count and does the
+    /// same work as a wrong password (no key derivation here either way).
     pub fn start(
         verifier: Option<&ScramVerifier>,
+        mock_salt: Vec<u8>,
         client_first: &[u8],
     ) -> Result<(Self, String), String> {
         let text = std::str::from_utf8(client_first).map_err(|_| "invalid SCRAM message")?;
@@ -116,11 +120,12 @@ impl ScramExchange {
         let (verifier, real_user) = match verifier {
             Some(v) => (v.clone(), true),
             None => (
-                ScramVerifier::with_salt(
-                    &B64.encode(random_bytes(12)),
-                    &random_bytes(16),
-                    DEFAULT_ITERATIONS,
-                ),
+                ScramVerifier {
+                    iterations: DEFAULT_ITERATIONS,
+                    salt: mock_salt,
+                    stored_key: vec![0; 32],
+                    server_key: vec![0; 32],
+                },
                 false,
             ),
         };
@@ -197,7 +202,7 @@ mod tests {
         let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
         let v = ScramVerifier::with_salt("pencil", &salt, 4096);
         let client_first = b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO";
-        let (mut ex, _) = ScramExchange::start(Some(&v), client_first).unwrap();
+        let (mut ex, _) = ScramExchange::start(Some(&v), Vec::new(), client_first).unwrap();
         // Pin the server nonce to the RFC's.
         ex.nonce = "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0".into();
         ex.server_first = format!("r={},s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096", ex.nonce);

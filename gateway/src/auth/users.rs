@@ -8,17 +8,21 @@ use std::path::Path;
 
 use super::scram::ScramVerifier;
 
-#[derive(Debug, Clone)]
 /// A user's stored secret, which decides the login exchange.
+#[derive(Debug, Clone)]
 pub enum Secret {
     Scram(ScramVerifier),
     Md5(String),
 }
 
-#[derive(Debug, Clone, Default)]
 /// The users file, loaded at start: user name → secret.
+#[derive(Debug, Clone, Default)]
 pub struct Users {
     by_name: HashMap<String, Secret>,
+    /// Keys the mock salts of unknown users: derived from the file, so
+    /// every replica sharing it answers an unknown name the same way, and
+    /// no one without the file can tell a mock salt from a real one.
+    mock_key: Vec<u8>,
 }
 
 impl Users {
@@ -55,7 +59,21 @@ impl Users {
             };
             by_name.insert(user.to_string(), secret);
         }
-        Ok(Self { by_name })
+        let mock_key = ring::digest::digest(
+            &ring::digest::SHA256,
+            &[b"velo-gateway scram mock salt\0", text.as_bytes()].concat(),
+        )
+        .as_ref()
+        .to_vec();
+        Ok(Self { by_name, mock_key })
+    }
+
+    /// The salt SCRAM offers for a user who does not exist: the same for
+    /// the same name on every attempt (as PostgreSQL's mock salt), so a
+    /// client cannot tell unknown users from wrong passwords.
+    pub fn mock_salt(&self, user: &str) -> Vec<u8> {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.mock_key);
+        ring::hmac::sign(&key, user.as_bytes()).as_ref()[..16].to_vec()
     }
 
     pub fn get(&self, user: &str) -> Option<&Secret> {

@@ -24,9 +24,30 @@ pub async fn run(conn: &mut Connection, session: &mut Session) {
     let mut activity = ConnectionState::idle();
     loop {
         activity.set_active(false);
-        let msg = match conn.read_message().await {
+        let read = match session.idle_timeout() {
+            Some((after, e)) => match tokio::time::timeout(after, conn.read_message()).await {
+                Ok(read) => read,
+                Err(_) => Err(e),
+            },
+            None => conn.read_message().await,
+        };
+        let msg = match read {
             Ok(Some(msg)) => msg,
             Ok(None) => return,
+            // Skipped unread: the connection goes on.
+            Err(e @ GatewayError::MessageTooLarge { message_type, .. }) => {
+                let extended = matches!(message_type, b'P' | b'B' | b'D' | b'E' | b'C');
+                if extended && state == State::SkipUntilSync {
+                    continue;
+                }
+                match fail(conn, session, e, extended).await {
+                    Ok(next) => {
+                        state = next;
+                        continue;
+                    }
+                    Err(_) => return,
+                }
+            }
             Err(e) => {
                 // Framing is lost: say why and close.
                 let mut response = e.response();
@@ -93,7 +114,12 @@ async fn step(
         ))),
     };
     match outcome {
-        Ok(()) => Ok(Some(state)),
+        Ok(()) => {
+            // Replies to a pipeline the client does not read (Describe
+            // after Describe) must not pile up in memory.
+            conn.maybe_flush().await?;
+            Ok(Some(state))
+        }
         Err(e) => fail(conn, session, e, extended).await.map(Some),
     }
 }

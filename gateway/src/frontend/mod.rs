@@ -6,9 +6,11 @@ mod login;
 mod machine;
 mod startup;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use pgwire::messages::startup::{
     Authentication, BackendKeyData, ParameterStatus, SecretKey, Startup,
@@ -24,7 +26,7 @@ use crate::cancel::CancelRegistry;
 use crate::error::GatewayError;
 use crate::metrics::METRICS;
 use crate::pg::server_info::REPORTED;
-use crate::session::{Login, Session, Settings};
+use crate::session::{Login, Quotas, Session, Settings};
 use crate::wire::Connection;
 
 /// What every connection needs from the gateway: how to log clients in,
@@ -35,18 +37,52 @@ pub struct Frontend {
     pub auth: AuthMethod,
     pub users: Users,
     pub tls: Option<TlsAcceptor>,
-    pub max_connections: usize,
+    pub limits: Limits,
+    pub quotas: Arc<Quotas>,
     /// Set when the gateway drains: new sessions are refused.
     pub draining: Arc<AtomicBool>,
     connections: AtomicUsize,
+    per_user: Mutex<HashMap<String, usize>>,
 }
 
-/// Counts a connection against `max_connections` while it lives.
-struct ConnectionGuard(Arc<Frontend>);
+/// What one connection may do, from the configuration.
+pub struct Limits {
+    /// Sockets at once, counted from accept.
+    pub max_connections: usize,
+    /// Sessions of one user at once (0: no limit).
+    pub max_connections_per_user: usize,
+    /// The largest message after login.
+    pub max_message_size: usize,
+    /// From accept to the end of login.
+    pub authentication_timeout: Duration,
+    /// Settings every session starts from.
+    pub session_defaults: Vec<(&'static str, String)>,
+}
 
-impl Drop for ConnectionGuard {
+/// An accepted socket, counted against `max_connections` while it lives.
+struct Admitted(Arc<Frontend>);
+
+impl Drop for Admitted {
     fn drop(&mut self) {
         self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A logged-in session of one user, counted while it lives.
+struct UserSession {
+    frontend: Arc<Frontend>,
+    user: String,
+}
+
+impl Drop for UserSession {
+    fn drop(&mut self) {
+        let mut per_user = self.frontend.per_user.lock().expect("per-user counts");
+        if let Some(n) = per_user.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                per_user.remove(&self.user);
+            }
+        }
     }
 }
 
@@ -56,7 +92,8 @@ impl Frontend {
         auth: AuthMethod,
         users: Users,
         tls: Option<TlsAcceptor>,
-        max_connections: usize,
+        limits: Limits,
+        quotas: Arc<Quotas>,
     ) -> Self {
         Self {
             backend,
@@ -64,27 +101,59 @@ impl Frontend {
             auth,
             users,
             tls,
-            max_connections,
+            limits,
+            quotas,
             draining: Arc::default(),
             connections: AtomicUsize::new(0),
+            per_user: Mutex::default(),
         }
     }
 
-    fn admit(self: &Arc<Self>) -> Option<ConnectionGuard> {
+    /// Counts a socket; the flag says whether it is over the limit.
+    fn admit(self: &Arc<Self>) -> (Admitted, bool) {
         let n = self.connections.fetch_add(1, Ordering::Relaxed);
-        let guard = ConnectionGuard(self.clone());
-        (n < self.max_connections).then_some(guard)
+        (Admitted(self.clone()), n >= self.limits.max_connections)
     }
 
-    /// Client sessions currently open.
+    fn admit_user(self: &Arc<Self>, user: &str) -> Option<UserSession> {
+        let mut per_user = self.per_user.lock().expect("per-user counts");
+        let n = per_user.entry(user.to_string()).or_default();
+        let limit = self.limits.max_connections_per_user;
+        if limit > 0 && *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(UserSession {
+            frontend: self.clone(),
+            user: user.to_string(),
+        })
+    }
+
+    /// Client connections currently open (logged in or not).
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
+    }
+}
+
+/// How long a connection over `max_connections` may take to send its
+/// startup packet before it is closed (it is only told it is refused).
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// TCP keepalive on client sockets: a peer that vanished without a FIN is
+/// noticed in about two minutes instead of never.
+fn keepalive(socket: &TcpStream) {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10));
+    if let Err(e) = socket2::SockRef::from(socket).set_tcp_keepalive(&keepalive) {
+        tracing::debug!("TCP keepalive: {e}");
     }
 }
 
 /// One client connection from accept to close, inside a span that carries
 /// who it is (never passwords or SCRAM data).
 pub async fn serve_connection(socket: TcpStream, peer: SocketAddr, frontend: Arc<Frontend>) {
+    keepalive(&socket);
     let span = tracing::info_span!(
         "connection",
         client = %peer,
@@ -110,46 +179,76 @@ async fn reject(conn: &mut Connection, reason: &str, e: GatewayError) {
 }
 
 async fn serve(mut conn: Connection, frontend: Arc<Frontend>) {
-    let startup = match Box::pin(startup::negotiate(
-        &mut conn,
-        frontend.tls.as_ref(),
-        &frontend.cancels,
-    ))
-    .await
-    {
-        Ok(Some(s)) => s,
+    let (_admitted, over_limit) = frontend.admit();
+    let deadline = if over_limit {
+        REFUSAL_TIMEOUT
+    } else {
+        frontend.limits.authentication_timeout
+    };
+    let handshake = Box::pin(handshake(&mut conn, &frontend, over_limit));
+    let (mut login, _user_session) = match tokio::time::timeout(deadline, handshake).await {
+        Ok(Some(logged_in)) => logged_in,
         Ok(None) => return,
-        Err(e) => {
-            tracing::debug!("protocol error before startup: {e}");
-            return reject(&mut conn, "protocol", e).await;
+        Err(_) => {
+            return reject(
+                &mut conn,
+                "authentication_timeout",
+                GatewayError::AuthenticationTimeout,
+            )
+            .await;
         }
     };
-    if frontend.draining.load(Ordering::Relaxed) {
-        return reject(&mut conn, "draining", GatewayError::ShuttingDown).await;
-    }
-    let Some(_guard) = frontend.admit() else {
-        return reject(
-            &mut conn,
-            "max_connections",
-            GatewayError::TooManyConnections,
-        )
-        .await;
-    };
-    let Some(mut login) = Box::pin(log_in(&mut conn, &frontend, &startup)).await else {
-        return;
-    };
+    conn.logged_in(frontend.limits.max_message_size);
     let registration = frontend.cancels.register();
     conn.send(B::BackendKeyData(BackendKeyData::new(
         registration.pid,
         SecretKey::I32(registration.secret),
     )));
     login.pid = registration.pid;
-    let mut session = Session::new(login, frontend.backend.clone(), registration.slot.clone());
+    let mut session = Session::new(
+        login,
+        frontend.backend.clone(),
+        registration.slot.clone(),
+        frontend.quotas.clone(),
+    );
     conn.send(session.ready_for_query());
     if conn.flush().await.is_err() {
         return;
     }
     machine::run(&mut conn, &mut session).await;
+}
+
+/// From the first byte to a logged-in user, or `None` when the connection
+/// is done (answered, refused, or a cancel request).
+async fn handshake(
+    conn: &mut Connection,
+    frontend: &Arc<Frontend>,
+    over_limit: bool,
+) -> Option<(Login, UserSession)> {
+    let startup = match startup::negotiate(conn, frontend.tls.as_ref(), &frontend.cancels).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::debug!("protocol error before startup: {e}");
+            reject(conn, "protocol", e).await;
+            return None;
+        }
+    };
+    if frontend.draining.load(Ordering::Relaxed) {
+        reject(conn, "draining", GatewayError::ShuttingDown).await;
+        return None;
+    }
+    if over_limit {
+        reject(conn, "max_connections", GatewayError::TooManyConnections).await;
+        return None;
+    }
+    let login = log_in(conn, frontend, &startup).await?;
+    let Some(user_session) = frontend.admit_user(&login.user) else {
+        let e = GatewayError::TooManyConnectionsForRole(login.user.clone());
+        reject(conn, "max_connections_per_user", e).await;
+        return None;
+    };
+    Some((login, user_session))
 }
 
 /// Authenticates the startup packet's user and sends AuthenticationOk and
@@ -188,11 +287,21 @@ async fn log_in(conn: &mut Connection, frontend: &Frontend, startup: &Startup) -
             let _ = conn.flush().await;
             return None;
         }
-        Err(_) => return None,
+        Err(GatewayError::ClientGone) => return None,
+        Err(e) => {
+            reject(conn, "protocol", e).await;
+            return None;
+        }
     }
     conn.send(B::Authentication(Authentication::Ok));
     let application_name = parameter("application_name").map_or("", String::as_str);
     let mut settings = Settings::new(&user, application_name, frontend.auth == AuthMethod::Trust);
+    for (name, value) in &frontend.limits.session_defaults {
+        settings.set_startup(name, value);
+    }
+    for (k, v) in command_line_options(parameter("options").map_or("", String::as_str)) {
+        settings.set_startup(&k, &v);
+    }
     for (k, v) in &startup.parameters {
         if !matches!(k.as_str(), "user" | "database" | "options" | "replication")
             && !k.starts_with("_pq_.")
@@ -211,4 +320,60 @@ async fn log_in(conn: &mut Connection, frontend: &Frontend, startup: &Startup) -
         settings,
         pid: 0, // assigned with the cancel key
     })
+}
+
+/// `-c name=value` and `--name=value` pairs of the startup packet's
+/// `options` (libpq's PGOPTIONS); `\ ` escapes a space in a value.
+fn command_line_options(options: &str) -> Vec<(String, String)> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let mut pairs = Vec::new();
+    let mut words = words.into_iter();
+    while let Some(word) = words.next() {
+        let setting = match word.as_str() {
+            "-c" => words.next(),
+            w => w
+                .strip_prefix("--")
+                .or_else(|| w.strip_prefix("-c"))
+                .map(str::to_string),
+        };
+        if let Some((name, value)) = setting.as_deref().and_then(|s| s.split_once('=')) {
+            pairs.push((name.replace('-', "_"), value.to_string()));
+        }
+    }
+    pairs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::command_line_options;
+
+    #[test]
+    fn startup_options_as_libpq_sends_them() {
+        assert_eq!(
+            command_line_options(
+                "-c statement_timeout=5s --idle-session-timeout=1min -capplication_name=a\\ b"
+            ),
+            vec![
+                ("statement_timeout".to_string(), "5s".to_string()),
+                ("idle_session_timeout".to_string(), "1min".to_string()),
+                ("application_name".to_string(), "a b".to_string()),
+            ]
+        );
+    }
 }

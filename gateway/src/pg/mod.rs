@@ -6,5 +6,6 @@ pub mod oid;
 pub mod response;
 pub mod server_info;
 pub mod sqlstate;
+pub mod units;
 
 pub use response::{Response, Severity};

@@ -50,6 +50,8 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("default_transaction_isolation", "read committed"),
     ("transaction_read_only", "off"),
     ("statement_timeout", "0"),
+    ("idle_in_transaction_session_timeout", "0"),
+    ("idle_session_timeout", "0"),
     ("lc_messages", "C"),
     ("lc_monetary", "C"),
     ("lc_numeric", "C"),

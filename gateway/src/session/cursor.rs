@@ -42,9 +42,9 @@ impl Session {
             return Err(GatewayError::DuplicateCursor(declare.name.clone()));
         }
         let offset = offset + declare.query_offset;
-        let token = self.cancel.begin_statement();
+        let interrupt = self.interrupt();
         let pump = self
-            .open(conn, &token, &declare.query, parameters)
+            .open(conn, &interrupt, &declare.query, parameters)
             .await
             .map_err(|e| e.shifted(offset))?;
         let cursor = Cursor {
@@ -89,10 +89,10 @@ impl Session {
         } else {
             Sink::Rows(&binary)
         };
-        let token = self.cancel.begin_statement();
+        let interrupt = self.interrupt();
         let sent = cursor
             .pump
-            .pump(conn, &token, sink, fetch.count)
+            .pump(conn, &interrupt, sink, fetch.count)
             .await
             .map_err(|e| e.shifted(cursor.offset))?;
         self.cursors.insert(fetch.cursor.clone(), cursor);

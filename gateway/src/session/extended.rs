@@ -87,7 +87,7 @@ impl Session {
                 "too many prepared statements on this connection (limit {MAX_STATEMENTS}); DEALLOCATE some"
             )));
         }
-        let text = sql::single(&msg.query).text.to_string();
+        let text = sql::single(&msg.query).checked()?.to_string();
         let statement = sql::classify(&text);
         statements.insert(
             name,
@@ -291,7 +291,7 @@ impl Session {
             return Ok(());
         }
         self.check_transaction(&parsed.statement)?;
-        let token = self.cancel.begin_statement();
+        let interrupt = self.interrupt();
         if portal.pump.is_none() {
             match &parsed.statement {
                 Statement::Declare(declare) => {
@@ -309,7 +309,7 @@ impl Session {
                 }
                 Statement::Query => {
                     let pump = self
-                        .open(conn, &token, &parsed.text, portal.params.clone())
+                        .open(conn, &interrupt, &parsed.text, portal.params.clone())
                         .await?;
                     portal.schema = Some(pump.schema().schema.clone());
                     portal.pump = Some(pump);
@@ -328,7 +328,8 @@ impl Session {
         }
         let pump = portal.pump.as_mut().expect("opened above");
         let binary = binary_columns(&portal.formats, pump.schema().schema.fields().len());
-        pump.pump(conn, &token, Sink::Rows(&binary), limit).await?;
+        pump.pump(conn, &interrupt, Sink::Rows(&binary), limit)
+            .await?;
         if !pump.is_finished() {
             conn.send(B::PortalSuspended(PortalSuspended::new()));
             return Ok(());

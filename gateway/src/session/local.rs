@@ -16,6 +16,7 @@ use super::Session;
 use crate::codec::{binary_columns, row_description_with_formats, RowEncoder};
 use crate::error::GatewayError;
 use crate::pg::server_info::version_string;
+use crate::pg::units::{parse_duration, TimeUnit};
 use crate::sql::{LocalValue, SelectItem, Set, Statement};
 use crate::wire::Connection;
 
@@ -176,6 +177,18 @@ impl Session {
         {
             return Err(GatewayError::InvalidValue(format!(
                 "invalid value for parameter \"velostream.offset_reset\": \"{value}\" (latest or earliest)"
+            )));
+        }
+        let is_timeout = matches!(
+            lower.as_str(),
+            "statement_timeout" | "idle_in_transaction_session_timeout" | "idle_session_timeout"
+        );
+        if is_timeout
+            && !value.eq_ignore_ascii_case("default")
+            && parse_duration(value, TimeUnit::Milliseconds).is_none()
+        {
+            return Err(GatewayError::InvalidValue(format!(
+                "invalid value for parameter \"{name}\": \"{value}\""
             )));
         }
         let changed = if value.eq_ignore_ascii_case("default") {

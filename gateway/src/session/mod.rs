@@ -7,11 +7,13 @@
 mod cursor;
 mod extended;
 mod local;
+mod quotas;
 mod rows;
 mod settings;
 mod transaction;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +21,6 @@ use pgwire::messages::copy::{CopyData, CopyDone, CopyOutResponse};
 use pgwire::messages::response::{CommandComplete, EmptyQueryResponse, ReadyForQuery};
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::PgWireBackendMessage as B;
-use tokio_util::sync::CancellationToken;
 use tracing::{field::Empty, Instrument};
 use velo_proto::v1::{ExecuteQueryRequest, TypedValue};
 
@@ -33,7 +34,8 @@ use crate::sql::{self, Piece, Statement};
 use crate::wire::Connection;
 use cursor::Cursor;
 use local::Local;
-use rows::{RowPump, Sink};
+pub use quotas::Quotas;
+use rows::{Interrupt, RowPump, Sink};
 pub use settings::Settings;
 pub use transaction::TxState;
 
@@ -55,6 +57,9 @@ pub struct Session {
     cursors: HashMap<String, Cursor>,
     backend: Backend,
     cancel: Arc<CancelSlot>,
+    quotas: Arc<Quotas>,
+    /// Queries this session holds open (for `quotas`).
+    open_queries: Arc<AtomicUsize>,
     query_seq: u64,
     pid: i32,
     extended: extended::Extended,
@@ -70,7 +75,12 @@ enum Framing {
 }
 
 impl Session {
-    pub fn new(login: Login, backend: Backend, cancel: Arc<CancelSlot>) -> Self {
+    pub fn new(
+        login: Login,
+        backend: Backend,
+        cancel: Arc<CancelSlot>,
+        quotas: Arc<Quotas>,
+    ) -> Self {
         Self {
             user: login.user,
             database: login.database,
@@ -79,6 +89,8 @@ impl Session {
             cursors: HashMap::new(),
             backend,
             cancel,
+            quotas,
+            open_queries: Arc::default(),
             query_seq: 0,
             pid: login.pid,
             extended: extended::Extended::default(),
@@ -88,6 +100,22 @@ impl Session {
 
     pub fn ready_for_query(&self) -> B {
         B::ReadyForQuery(ReadyForQuery::new(self.tx.status()))
+    }
+
+    /// How long the client may stay silent before the session ends, and
+    /// the error it ends with (idle_session_timeout outside a transaction
+    /// block, idle_in_transaction_session_timeout inside one).
+    pub fn idle_timeout(&self) -> Option<(std::time::Duration, GatewayError)> {
+        match self.tx {
+            TxState::Idle => self
+                .settings
+                .timeout("idle_session_timeout")
+                .map(|d| (d, GatewayError::IdleSessionTimeout)),
+            TxState::InBlock | TxState::Failed => self
+                .settings
+                .timeout("idle_in_transaction_session_timeout")
+                .map(|d| (d, GatewayError::IdleInTransactionTimeout)),
+        }
     }
 
     /// The one way a failed statement is answered: its ErrorResponse, and
@@ -110,7 +138,10 @@ impl Session {
         let pieces = sql::split(text);
         let implicit = pieces.len() > 1 && self.tx == TxState::Idle;
         for piece in pieces {
-            let statement = sql::classify(piece.text);
+            let statement = match piece.checked() {
+                Ok(text) => sql::classify(text),
+                Err(e) => Statement::Invalid(e),
+            };
             let started = Instant::now();
             self.route = Route::Local;
             let span = tracing::info_span!("query", query_id = Empty);
@@ -191,6 +222,15 @@ impl Session {
         }
     }
 
+    /// What may stop the statement about to run: a cancel request, or its
+    /// statement_timeout (counted from now: each Execute and FETCH anew).
+    fn interrupt(&self) -> Interrupt {
+        Interrupt::new(
+            self.cancel.begin_statement(),
+            self.settings.timeout("statement_timeout"),
+        )
+    }
+
     fn next_query_id(&mut self) -> String {
         self.query_seq += 1;
         format!(
@@ -220,18 +260,18 @@ impl Session {
     async fn open(
         &mut self,
         conn: &mut Connection,
-        token: &CancellationToken,
+        interrupt: &Interrupt,
         sql: &str,
         parameters: Vec<TypedValue>,
     ) -> Result<RowPump, GatewayError> {
         let query_id = self.next_query_id();
         tracing::Span::current().record("query_id", query_id.as_str());
         self.route = self.backend.route(sql)?;
+        let permit = self.quotas.acquire(&self.user, &self.open_queries)?;
         if self.route == Route::Catalog {
             let info = self.session_info();
-            let backend = &self.backend;
-            return RowPump::open(conn, token, backend.catalog_query(sql, &parameters, &info))
-                .await;
+            let start = self.backend.catalog_query(sql, &parameters, &info);
+            return RowPump::open(conn, interrupt, permit, start).await;
         }
         let request = ExecuteQueryRequest {
             query_id,
@@ -240,7 +280,7 @@ impl Session {
             settings: Some(self.settings.to_engine(&self.user, &self.database)),
             max_rows: 0,
         };
-        RowPump::open(conn, token, self.backend.engine_query(request)).await
+        RowPump::open(conn, interrupt, permit, self.backend.engine_query(request)).await
     }
 
     /// A query in the simple protocol: RowDescription (or CopyOutResponse),
@@ -252,9 +292,9 @@ impl Session {
         offset: u32,
         framing: Framing,
     ) -> Result<(), GatewayError> {
-        let token = self.cancel.begin_statement();
+        let interrupt = self.interrupt();
         let mut pump = self
-            .open(conn, &token, sql, Vec::new())
+            .open(conn, &interrupt, sql, Vec::new())
             .await
             .map_err(|e| e.shifted(offset))?;
         let schema = pump.schema().clone();
@@ -288,7 +328,7 @@ impl Session {
             Framing::Rows => Sink::Rows(&[]),
             Framing::Copy { csv, .. } => Sink::Copy { csv },
         };
-        pump.pump(conn, &token, sink, None)
+        pump.pump(conn, &interrupt, sink, None)
             .await
             .map_err(|e| e.shifted(offset))?;
         let tag = match framing {

@@ -6,12 +6,15 @@
 //! Execute or FETCH.
 
 use std::future::Future;
+use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use pgwire::messages::copy::CopyData;
 use pgwire::messages::PgWireBackendMessage as B;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::quotas::QueryPermit;
 use crate::backend::{ResultSchema, ResultStream, StreamEvent};
 use crate::codec::RowEncoder;
 use crate::error::GatewayError;
@@ -27,8 +30,39 @@ pub enum Sink<'a> {
     Discard,
 }
 
+/// What may interrupt a statement: the session's cancel token (a
+/// CancelRequest) and its statement_timeout.
+pub struct Interrupt {
+    pub token: CancellationToken,
+    pub deadline: Option<Instant>,
+}
+
+impl Interrupt {
+    pub fn new(token: CancellationToken, timeout: Option<Duration>) -> Self {
+        Self {
+            token,
+            deadline: timeout.map(|t| Instant::now() + t),
+        }
+    }
+
+    /// Resolves with the reason the statement must stop.
+    async fn fired(&self) -> GatewayError {
+        let deadline = async {
+            match self.deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.token.cancelled() => GatewayError::Cancelled,
+            _ = deadline => GatewayError::StatementTimeout,
+        }
+    }
+}
+
 /// An open query and how far its rows have gone.
 pub struct RowPump {
+    _permit: QueryPermit,
     stream: ResultStream,
     schema: ResultSchema,
     /// A batch partly sent, and how many of its rows went out.
@@ -38,34 +72,50 @@ pub struct RowPump {
     rows: u64,
 }
 
-/// Waits for `work`, unless the statement is cancelled or the client goes
-/// away first. Replies still buffered are flushed before waiting: the
+/// Waits for `work`, unless the statement is interrupted or the client
+/// goes away first. Replies still buffered are flushed before waiting: the
 /// client may need them (BindComplete, RowDescription) before it does
 /// what makes the next row appear.
 pub async fn guarded<T>(
     conn: &mut Connection,
-    token: &CancellationToken,
+    interrupt: &Interrupt,
     work: impl Future<Output = Result<T, GatewayError>>,
 ) -> Result<T, GatewayError> {
     if conn.has_pending_output() {
-        conn.flush().await?;
+        flush(conn, interrupt).await?;
     }
     tokio::select! {
         result = work => result,
-        _ = token.cancelled() => Err(GatewayError::Cancelled),
+        e = interrupt.fired() => Err(e),
         _ = conn.closed() => Err(GatewayError::ClientGone),
     }
 }
 
+/// Flushes, unless the statement is interrupted while the client is not
+/// reading: then part of a message may have gone out, the protocol
+/// stream cannot continue, and the connection ends.
+async fn flush(conn: &mut Connection, interrupt: &Interrupt) -> Result<(), GatewayError> {
+    tokio::select! {
+        result = conn.flush() => Ok(result?),
+        e = interrupt.fired() => {
+            tracing::info!("{e} while the client was not reading: closing the connection");
+            Err(GatewayError::ClientGone)
+        }
+    }
+}
+
 impl RowPump {
-    /// Opens a query: `start` yields its schema and stream.
+    /// Opens a query: `start` yields its schema and stream; `permit`
+    /// counts it against the session's and the user's bounds.
     pub async fn open(
         conn: &mut Connection,
-        token: &CancellationToken,
+        interrupt: &Interrupt,
+        permit: QueryPermit,
         start: impl Future<Output = Result<(ResultSchema, ResultStream), GatewayError>>,
     ) -> Result<Self, GatewayError> {
-        let (schema, stream) = guarded(conn, token, start).await?;
+        let (schema, stream) = guarded(conn, interrupt, start).await?;
         Ok(Self {
+            _permit: permit,
             stream,
             schema,
             pending: None,
@@ -89,7 +139,7 @@ impl RowPump {
     pub async fn pump(
         &mut self,
         conn: &mut Connection,
-        token: &CancellationToken,
+        interrupt: &Interrupt,
         sink: Sink<'_>,
         limit: Option<u64>,
     ) -> Result<u64, GatewayError> {
@@ -105,20 +155,20 @@ impl RowPump {
                 if end < batch.num_rows() {
                     self.pending = Some((batch, end));
                 }
-                conn.flush().await?;
+                flush(conn, interrupt).await?;
                 continue;
             }
             if self.completion.is_some() {
                 break;
             }
-            match guarded(conn, token, self.stream.next()).await {
+            match guarded(conn, interrupt, self.stream.next()).await {
                 Ok(StreamEvent::Batch(batch)) => self.pending = Some((batch, 0)),
                 Ok(StreamEvent::Complete { tag }) => self.completion = Some(tag),
-                Err(GatewayError::Cancelled) => {
+                Err(e @ (GatewayError::Cancelled | GatewayError::StatementTimeout)) => {
                     if let Some(handle) = self.stream.cancel_handle() {
                         tokio::spawn(handle.cancel());
                     }
-                    return Err(GatewayError::Cancelled);
+                    return Err(e);
                 }
                 Err(e) => return Err(e),
             }

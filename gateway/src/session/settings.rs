@@ -2,10 +2,12 @@
 //! reports, and what travels to the engine with every query.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use velo_proto::v1::{OffsetReset, SessionSettings};
 
 use crate::pg::server_info::{DEFAULTS, REPORTED};
+use crate::pg::units::{parse_duration, TimeUnit};
 
 /// Session settings: the shared defaults, then this session's startup
 /// values (what RESET returns to), then what it SET. Keys are lowercase;
@@ -98,6 +100,12 @@ impl Settings {
         self.changed.retain(|k, _| LOGIN.contains(&k.as_str()));
     }
 
+    /// A timeout setting; `None` when it is 0 (off) or not a duration.
+    pub fn timeout(&self, name: &str) -> Option<Duration> {
+        parse_duration(self.get(name)?, TimeUnit::Milliseconds).filter(|d| !d.is_zero())
+    }
+
+    /// What the engine needs of the session with every query.
     pub fn to_engine(&self, user: &str, database: &str) -> SessionSettings {
         let offset_reset = match self.get("velostream.offset_reset") {
             Some(v) if v.eq_ignore_ascii_case("earliest") => OffsetReset::Earliest,
@@ -110,7 +118,9 @@ impl Settings {
             time_zone: self.get("TimeZone").unwrap_or("UTC").into(),
             date_style: self.get("DateStyle").unwrap_or("ISO, MDY").into(),
             search_path: vec!["public".into()],
-            statement_timeout_ms: parse_timeout_ms(self.get("statement_timeout").unwrap_or("0")),
+            statement_timeout_ms: self
+                .timeout("statement_timeout")
+                .map_or(0, |d| d.as_millis() as u64),
             offset_reset: offset_reset as i32,
             extra: Default::default(),
         }
@@ -119,18 +129,4 @@ impl Settings {
 
 fn reported(name: &str) -> bool {
     REPORTED.iter().any(|r| r.eq_ignore_ascii_case(name))
-}
-
-/// `statement_timeout` values: `5000`, `5s`, `1min`, `250ms`.
-fn parse_timeout_ms(v: &str) -> u64 {
-    let v = v.trim().trim_matches('\'');
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let n: u64 = v[..split].parse().unwrap_or(0);
-    match v[split..].trim() {
-        "" | "ms" => n,
-        "s" => n * 1000,
-        "min" => n * 60_000,
-        "h" => n * 3_600_000,
-        _ => 0,
-    }
 }

@@ -280,7 +280,13 @@ fn local_select(text: &str) -> Option<Vec<SelectItem>> {
     let mut current: Vec<Token> = Vec::new();
     let mut depth = 0i32;
     for t in Lexer::new(text).skip(1) {
-        if t.is_word(text, "from") || t.is_word(text, "where") || items.len() > 64 {
+        // Local SELECTs are short: anything long goes to the backend
+        // without being tokenized whole here.
+        if t.is_word(text, "from")
+            || t.is_word(text, "where")
+            || items.len() > 64
+            || current.len() > 64
+        {
             return None;
         }
         if t.kind == Kind::Punct {

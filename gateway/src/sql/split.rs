@@ -1,14 +1,34 @@
 //! A simple Query message → its statements, each with its character offset
 //! in the message (error positions count from the message's start).
 
-use super::lexer::{Kind, Lexer, Token};
+use super::lexer::{Lexer, Token};
+use crate::error::GatewayError;
 
 /// One statement: its text without leading or trailing comments and
-/// whitespace, and the character offset of that text in the message.
+/// whitespace, the character offset of that text in the message, and how
+/// deeply its parentheses nest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Piece<'a> {
     pub text: &'a str,
     pub offset: u32,
+    pub depth: u32,
+}
+
+/// Parentheses nested deeper than this make a statement too complex
+/// (54001) before any parser recurses into it.
+pub const MAX_DEPTH: u32 = 1_000;
+
+impl Piece<'_> {
+    /// The statement, unless it nests too deeply to be parsed safely.
+    pub fn checked(&self) -> Result<&str, GatewayError> {
+        if self.depth > MAX_DEPTH {
+            return Err(GatewayError::StatementTooComplex(format!(
+                "statement too complex: parentheses nest {} deep (limit {MAX_DEPTH})",
+                self.depth
+            )));
+        }
+        Ok(self.text)
+    }
 }
 
 /// Counts characters up to a byte position, moving forward only, so a
@@ -27,50 +47,69 @@ impl CharCounter<'_> {
     }
 }
 
+/// The tokens of one statement so far: where it starts and ends, and how
+/// deep its parentheses went.
+#[derive(Default)]
+struct Extent {
+    first: Option<Token>,
+    last: Option<Token>,
+    depth: i64,
+    deepest: i64,
+}
+
+impl Extent {
+    /// Takes a token; `;` tokens do not extend the statement.
+    fn add(&mut self, sql: &str, token: Token) {
+        if token.is_punct(sql, b'(') {
+            self.depth += 1;
+            self.deepest = self.deepest.max(self.depth);
+        } else if token.is_punct(sql, b')') {
+            self.depth -= 1;
+        }
+        self.first.get_or_insert(token);
+        if !token.is_punct(sql, b';') {
+            self.last = Some(token);
+        }
+    }
+
+    fn piece<'a>(&self, sql: &'a str, counter: &mut CharCounter<'_>) -> Option<Piece<'a>> {
+        let (first, last) = (self.first?, self.last?);
+        Some(Piece {
+            text: &sql[first.start..last.end],
+            offset: counter.at(first.start),
+            depth: u32::try_from(self.deepest).unwrap_or(u32::MAX),
+        })
+    }
+}
+
+const EMPTY: Piece<'static> = Piece {
+    text: "",
+    offset: 0,
+    depth: 0,
+};
+
 /// Splits on `;` outside quotes, comments and parentheses. Statements
 /// with no tokens (`;;`, `-- ping`) are dropped unless nothing else is
 /// there, when the message is one empty statement (EmptyQueryResponse).
-pub fn split<'a>(sql: &'a str) -> Vec<Piece<'a>> {
+pub fn split(sql: &str) -> Vec<Piece<'_>> {
     let mut counter = CharCounter {
         input: sql,
         byte: 0,
         chars: 0,
     };
     let mut pieces = Vec::new();
-    let mut first: Option<Token> = None;
-    let mut last: Option<Token> = None;
-    let mut depth = 0i64;
-    let mut close =
-        |first: &mut Option<Token>, last: Option<Token>, pieces: &mut Vec<Piece<'a>>| {
-            if let (Some(f), Some(l)) = (first.take(), last) {
-                pieces.push(Piece {
-                    text: &sql[f.start..l.end],
-                    offset: counter.at(f.start),
-                });
-            }
-        };
+    let mut extent = Extent::default();
     for token in Lexer::new(sql) {
-        if token.kind == Kind::Punct {
-            match sql.as_bytes()[token.start] {
-                b'(' => depth += 1,
-                b')' => depth -= 1,
-                b';' if depth <= 0 => {
-                    close(&mut first, last, &mut pieces);
-                    last = None;
-                    continue;
-                }
-                _ => {}
-            }
+        if token.is_punct(sql, b';') && extent.depth <= 0 {
+            pieces.extend(extent.piece(sql, &mut counter));
+            extent = Extent::default();
+            continue;
         }
-        first.get_or_insert(token);
-        last = Some(token);
+        extent.add(sql, token);
     }
-    close(&mut first, last, &mut pieces);
+    pieces.extend(extent.piece(sql, &mut counter));
     if pieces.is_empty() {
-        pieces.push(Piece {
-            text: "",
-            offset: 0,
-        });
+        pieces.push(EMPTY);
     }
     pieces
 }
@@ -78,24 +117,16 @@ pub fn split<'a>(sql: &'a str) -> Vec<Piece<'a>> {
 /// The statement of a Parse message: from its first token to its last,
 /// trailing semicolons dropped (drivers send `SELECT 1;`).
 pub fn single(sql: &str) -> Piece<'_> {
-    let mut first: Option<Token> = None;
-    let mut last: Option<Token> = None;
+    let mut extent = Extent::default();
     for token in Lexer::new(sql) {
-        first.get_or_insert(token);
-        if !token.is_punct(sql, b';') {
-            last = Some(token);
-        }
+        extent.add(sql, token);
     }
-    match (first, last) {
-        (Some(f), Some(l)) => Piece {
-            text: &sql[f.start..l.end],
-            offset: sql[..f.start].chars().count() as u32,
-        },
-        _ => Piece {
-            text: "",
-            offset: 0,
-        },
-    }
+    let mut counter = CharCounter {
+        input: sql,
+        byte: 0,
+        chars: 0,
+    };
+    extent.piece(sql, &mut counter).unwrap_or(EMPTY)
 }
 
 #[cfg(test)]
@@ -109,16 +140,24 @@ mod tests {
         assert_eq!(p[0].text, "SELECT ';'");
         assert_eq!(p[1].text, "SELECT 2");
         assert_eq!(p[1].offset, 18);
-        assert_eq!(
-            split(";"),
-            vec![Piece {
-                text: "",
-                offset: 0
-            }]
-        );
+        assert_eq!(split(";"), vec![EMPTY]);
         assert_eq!(split("-- ping")[0].text, "");
         assert_eq!(split("select $$a;b$$; select 1").len(), 2);
         assert_eq!(split("create rule r as (a; b)").len(), 1);
+    }
+
+    #[test]
+    fn nesting_depth_is_measured() {
+        let deep = format!(
+            "select {}1{}; select (2)",
+            "(".repeat(1001),
+            ")".repeat(1001)
+        );
+        let p = split(&deep);
+        assert_eq!((p[0].depth, p[1].depth), (1001, 1));
+        assert_eq!(p[0].checked().unwrap_err().sqlstate(), "54001");
+        assert!(p[1].checked().is_ok());
+        assert_eq!(single("select ((1))").depth, 2);
     }
 
     #[test]

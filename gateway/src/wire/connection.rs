@@ -4,8 +4,10 @@
 
 use std::io;
 
-use bytes::BytesMut;
-use pgwire::messages::{DecodeContext, PgWireBackendMessage, PgWireFrontendMessage};
+use bytes::{Buf, BytesMut};
+use pgwire::messages::{
+    DecodeContext, PgWireBackendMessage, PgWireFrontendMessage, SslNegotiationMetaMessage,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -16,8 +18,14 @@ use crate::metrics::METRICS;
 
 type Socket = Either<TcpStream, Box<TlsStream<TcpStream>>>;
 
+use super::frame::{frame, Frame, PRE_LOGIN_LIMIT};
+
 /// Flush early when this much output is buffered.
 const FLUSH_AT: usize = 256 * 1024;
+/// Input read ahead while a statement runs, at most.
+const READ_AHEAD: usize = 64 * 1024;
+/// A read buffer larger than this is given back after its message.
+const READ_BUFFER_KEEP: usize = 64 * 1024;
 
 /// One client socket: messages in, buffered replies out. Replies leave on
 /// `flush`, which the session calls when a client needs what it has so far
@@ -28,6 +36,12 @@ pub struct Connection {
     read: BytesMut,
     write: BytesMut,
     decode: DecodeContext,
+    /// Regular messages may be this large (after login).
+    max_message: usize,
+    logged_in: bool,
+    /// Bytes of an oversized message still to discard, and its error.
+    skip: usize,
+    skipped: Option<GatewayError>,
     eof: bool,
     /// Rows queued since the last flush (counted into metrics there, not
     /// per row).
@@ -44,6 +58,10 @@ impl Connection {
             read: BytesMut::with_capacity(1024),
             write: BytesMut::with_capacity(1024),
             decode: DecodeContext::default(),
+            max_message: PRE_LOGIN_LIMIT,
+            logged_in: false,
+            skip: 0,
+            skipped: None,
             eof: false,
             rows_pending: 0,
         }
@@ -58,6 +76,12 @@ impl Connection {
     /// The StartupMessage arrived: regular messages follow.
     pub fn startup_done(&mut self) {
         self.decode.awaiting_frontend_startup = false;
+    }
+
+    /// Login succeeded: messages up to `max_message_size` are accepted.
+    pub fn logged_in(&mut self, max_message_size: usize) {
+        self.logged_in = true;
+        self.max_message = max_message_size;
     }
 
     pub fn is_tls(&self) -> bool {
@@ -101,17 +125,23 @@ impl Connection {
         }
     }
 
-    /// The next message, or `None` when the client has gone.
+    /// The next message, or `None` when the client has gone. Each message
+    /// is decoded from exactly the bytes its header declares; a message
+    /// over the limit is skipped unread and answered with 54000 (after
+    /// login) or ends the connection (before it).
     pub async fn read_message(&mut self) -> Result<Option<PgWireFrontendMessage>, GatewayError> {
         loop {
-            match PgWireFrontendMessage::decode(&mut self.read, &self.decode) {
-                Ok(Some(msg)) => return Ok(Some(msg)),
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(GatewayError::Protocol(format!(
-                        "invalid frontend message: {e}"
-                    )))
+            if self.skip > 0 {
+                let n = self.skip.min(self.read.len());
+                self.read.advance(n);
+                self.skip -= n;
+                if self.skip == 0 {
+                    if let Some(e) = self.skipped.take() {
+                        return Err(e);
+                    }
                 }
+            } else if let Some(msg) = self.next_frame()? {
+                return Ok(Some(msg));
             }
             if self.eof {
                 return Ok(None);
@@ -131,12 +161,88 @@ impl Connection {
         }
     }
 
-    /// Resolves only when the client closes its socket; anything it sends
-    /// meanwhile is kept for later.
+    /// Decodes the message at the front of the buffer when it is complete.
+    fn next_frame(&mut self) -> Result<Option<PgWireFrontendMessage>, GatewayError> {
+        let startup = self.decode.awaiting_frontend_ssl || self.decode.awaiting_frontend_startup;
+        let limit = if self.logged_in {
+            self.max_message
+        } else {
+            PRE_LOGIN_LIMIT
+        };
+        let size = match frame(&self.read, startup, limit) {
+            Frame::Header => return Ok(None),
+            Frame::Message { size } if self.read.len() < size => {
+                self.read.reserve(size - self.read.len());
+                return Ok(None);
+            }
+            Frame::Message { size } => size,
+            Frame::TooLarge { message_type, size } if self.logged_in => {
+                self.skip = size;
+                self.skipped = Some(GatewayError::MessageTooLarge {
+                    message_type,
+                    size,
+                    limit,
+                });
+                return Ok(None);
+            }
+            Frame::TooLarge { size, .. } => {
+                return Err(GatewayError::Protocol(format!(
+                    "invalid message length {size} before login (limit {limit})"
+                )))
+            }
+            Frame::Invalid { length } => {
+                return Err(GatewayError::Protocol(format!(
+                    "invalid message length {length}"
+                )))
+            }
+        };
+        let mut message = self.read.split_to(size);
+        // The decoders index into the message by lengths it declares: a
+        // lie must be an error for this connection, never a panic.
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            PgWireFrontendMessage::decode(&mut message, &self.decode)
+        }));
+        let msg = match decoded {
+            Ok(Ok(Some(msg))) => msg,
+            Ok(Err(e)) => {
+                return Err(GatewayError::Protocol(format!(
+                    "invalid frontend message: {e}"
+                )))
+            }
+            Ok(Ok(None)) | Err(_) => {
+                return Err(GatewayError::Protocol("malformed frontend message".into()))
+            }
+        };
+        if let PgWireFrontendMessage::SslNegotiation(SslNegotiationMetaMessage::None) = msg {
+            // Not an SSL request: the same bytes are the startup packet.
+            message.unsplit(std::mem::take(&mut self.read));
+            self.read = message;
+            return Ok(Some(msg));
+        }
+        if !message.is_empty() {
+            return Err(GatewayError::Protocol(format!(
+                "message length does not match its contents ({} bytes left over)",
+                message.len()
+            )));
+        }
+        // Give a large message's buffer back once it is decoded.
+        if self.read.capacity() > READ_BUFFER_KEEP && self.read.len() < READ_BUFFER_KEEP {
+            self.read = BytesMut::from(&self.read[..]);
+        }
+        Ok(Some(msg))
+    }
+
+    /// Resolves only when the client closes its socket. What it sends
+    /// meanwhile is kept for later, up to `READ_AHEAD`: past that the
+    /// socket is left unread (as PostgreSQL does not read ahead), so a
+    /// client flooding bytes during a statement cannot grow the gateway.
     pub async fn closed(&mut self) {
         loop {
             if self.eof {
                 return;
+            }
+            if self.read.len() >= READ_AHEAD {
+                std::future::pending::<()>().await;
             }
             let Some(socket) = self.socket.as_mut() else {
                 return;

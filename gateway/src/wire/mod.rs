@@ -2,6 +2,7 @@
 //! TLS). Knows framing, not meaning.
 
 mod connection;
+mod frame;
 pub mod tls;
 
 pub use connection::Connection;

@@ -52,6 +52,8 @@ pub struct Catalog {
     checked: tokio::sync::Mutex<Option<Instant>>,
     /// Set after DDL through this gateway: reload before the next answer.
     stale: std::sync::atomic::AtomicBool,
+    /// The engine's relations were listed at least once.
+    loaded: std::sync::atomic::AtomicBool,
     /// What an unqualified `pg_...` name may mean.
     catalog_tables: Vec<String>,
 }
@@ -111,18 +113,25 @@ impl Catalog {
             snapshot,
             checked: tokio::sync::Mutex::new(None),
             stale: Default::default(),
+            loaded: Default::default(),
             catalog_tables,
         });
         Ok(catalog)
     }
 
     /// Reloads the engine's relations if their catalog version moved (or
-    /// at once after DDL). Without a reachable engine the last listing
-    /// stays.
+    /// at once after DDL). One session reloads while the others answer from
+    /// the listing they have (only the very first load is waited for), so
+    /// no session waits on another's engine call. Without a reachable
+    /// engine the last listing stays.
     async fn refresh(&self) {
         use std::sync::atomic::Ordering;
+        let mut checked = match self.checked.try_lock() {
+            Ok(guard) => guard,
+            Err(_) if self.loaded.load(Ordering::Relaxed) => return,
+            Err(_) => self.checked.lock().await,
+        };
         let force = self.stale.swap(false, Ordering::Relaxed);
-        let mut checked = self.checked.lock().await;
         if !force && checked.is_some_and(|t| t.elapsed() < REFRESH_AFTER) {
             return;
         }
@@ -147,6 +156,7 @@ impl Catalog {
             }
         }
         *checked = Some(Instant::now());
+        self.loaded.store(true, Ordering::Relaxed);
     }
 
     /// A relation was created, renamed or dropped: the next catalog

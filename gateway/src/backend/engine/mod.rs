@@ -24,6 +24,13 @@ use velo_proto::{EngineServiceClient, MAX_MESSAGE_BYTES};
 use crate::error::GatewayError;
 use crate::metrics::METRICS;
 
+/// Nodes a query is offered to before it fails.
+const MAX_ATTEMPTS: usize = 2;
+/// The random pause before the retry, in milliseconds.
+const RETRY_PAUSE_MS: (u64, u64) = (10, 60);
+/// Unary engine calls (Describe, ListRelations) wait at most this long.
+const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Where the engine nodes are.
 #[derive(Debug, Clone)]
 pub enum EngineSource {
@@ -318,13 +325,21 @@ impl EnginePool {
         }
     }
 
-    /// Starts a query, retrying on other nodes until one answers with its
-    /// first event (nothing has reached the client before that).
+    /// Starts a query. A node that fails before its first event (a
+    /// transport error, or RESOURCE_EXHAUSTED) is retried once on another
+    /// node after a short random pause; never a query the engine answered
+    /// with an error, and never more than once, so a statement that brings
+    /// a node down cannot take every node with it.
     pub async fn execute(&self, request: ExecuteQueryRequest) -> Result<QueryStream, GatewayError> {
         let mut tried = Vec::new();
         let mut last_error = None;
         let started = Instant::now();
-        while tried.len() < self.nodes.read().expect("engine nodes").len().max(1) {
+        let node_count = self.nodes.read().expect("engine nodes").len();
+        while tried.len() < node_count.clamp(1, MAX_ATTEMPTS) {
+            if !tried.is_empty() {
+                let jitter = rand::random_range(RETRY_PAUSE_MS.0..RETRY_PAUSE_MS.1);
+                tokio::time::sleep(Duration::from_millis(jitter)).await;
+            }
             let slot = match self.acquire(&tried).await {
                 Ok(slot) => slot,
                 Err(e) => return Err(last_error.unwrap_or(e)),
@@ -376,27 +391,36 @@ impl EnginePool {
             .ok_or_else(|| GatewayError::EngineUnavailable("no engine node is available".into()))
     }
 
+    /// Parameter types and result schema of a statement (with a deadline).
     pub async fn describe(
         &self,
         request: DescribeQueryRequest,
     ) -> Result<DescribeQueryResponse, GatewayError> {
-        self.any_client()?
-            .describe_query(request)
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| unavailable("", s.message()))
+        let mut client = self.any_client()?;
+        let call = client.describe_query(request);
+        match tokio::time::timeout(RPC_TIMEOUT, call).await {
+            Ok(result) => result
+                .map(|r| r.into_inner())
+                .map_err(|s| unavailable("", s.message())),
+            Err(_) => Err(unavailable("", "DescribeQuery timed out")),
+        }
     }
 
+    /// The engine's relations, unless its catalog version is `known_version`
+    /// (with a deadline).
     pub async fn list_relations(
         &self,
         known_version: u64,
     ) -> Result<ListRelationsResponse, GatewayError> {
-        self.any_client()?
-            .list_relations(ListRelationsRequest {
-                known_catalog_version: known_version,
-            })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| unavailable("", s.message()))
+        let mut client = self.any_client()?;
+        let call = client.list_relations(ListRelationsRequest {
+            known_catalog_version: known_version,
+        });
+        match tokio::time::timeout(RPC_TIMEOUT, call).await {
+            Ok(result) => result
+                .map(|r| r.into_inner())
+                .map_err(|s| unavailable("", s.message())),
+            Err(_) => Err(unavailable("", "ListRelations timed out")),
+        }
     }
 }
