@@ -21,8 +21,13 @@ fi
 # build Debian 13's 1.24.1 from its source archive, checksum pinned.
 if [ ! -x /opt/pgbouncer-1.24/bin/pgbouncer ]; then
   src=$(mktemp -d)
+  # The Debian archive this machine's apt is configured with (no host is
+  # named here): where apt finds the packaged pgbouncer, the pool is too.
+  mirror() { apt-cache policy pgbouncer | awk '$1 ~ /^[0-9]+$/ && $2 ~ /^https?:/ {print $2; exit}'; }
+  archive=$(mirror)
+  [ -n "$archive" ] || { apt-get update -qq; archive=$(mirror); }
   curl -fsSL -o "$src/pgbouncer.tgz" \
-    http://deb.debian.org/debian/pool/main/p/pgbouncer/pgbouncer_1.24.1.orig.tar.gz
+    "$archive/pool/main/p/pgbouncer/pgbouncer_1.24.1.orig.tar.gz"
   echo "da72a3aba13072876d055a3e58dd4aba4a5de4ed6148e73033185245598fd3e0  $src/pgbouncer.tgz" | sha256sum -c --quiet
   tar -xzf "$src/pgbouncer.tgz" -C "$src" --strip-components=1
   (cd "$src" && ./configure -q --prefix=/opt/pgbouncer-1.24 --without-cares --without-pam --without-systemd >/dev/null &&
