@@ -78,6 +78,12 @@ pub enum GatewayError {
     UndefinedTable(String),
     #[error("{0}")]
     UndefinedFunction(String),
+    /// A memory pool refused an allocation.
+    #[error("{0}")]
+    OutOfMemory(String),
+    /// A result or input over a fixed limit.
+    #[error("{0}")]
+    ProgramLimitExceeded(String),
     /// Nesting too deep to parse safely.
     #[error("{0}")]
     StatementTooComplex(String),
@@ -126,8 +132,11 @@ impl GatewayError {
             Self::UndefinedTable(_) => code::UNDEFINED_TABLE,
             Self::UndefinedFunction(_) => code::UNDEFINED_FUNCTION,
             Self::ClientGone => code::CONNECTION_EXCEPTION,
-            Self::MessageTooLarge { .. } => code::PROGRAM_LIMIT_EXCEEDED,
+            Self::MessageTooLarge { .. } | Self::ProgramLimitExceeded(_) => {
+                code::PROGRAM_LIMIT_EXCEEDED
+            }
             Self::StatementTooComplex(_) => code::STATEMENT_TOO_COMPLEX,
+            Self::OutOfMemory(_) => code::OUT_OF_MEMORY,
         }
     }
 

@@ -487,3 +487,30 @@ fn the_admin_server_drops_slow_requests() {
     let (status, _) = velo_integration::http_get(&gw.admin, "/healthz").unwrap();
     assert_eq!(status, 200);
 }
+
+#[test]
+fn catalog_statements_are_bounded_in_rows_memory_and_time() {
+    let gw = Gateway::start(&[]);
+    let (mut raw, _, _) = Raw::startup(&gw);
+    let before = gw.rss_kib();
+    // Hundreds of millions of rows: refused past the row bound.
+    let msgs = raw.query(
+        "SELECT a.oid FROM pg_catalog.pg_type a, pg_catalog.pg_type b, pg_catalog.pg_type c",
+    );
+    assert_eq!(error_code(&msgs), "54000", "{msgs:?}");
+    assert!(gw.rss_kib() < before + 4 * RSS_BOUND_KIB);
+    // Long work with no rows to show: statement_timeout stops it.
+    let started = Instant::now();
+    let msgs = raw.query(
+        "SET statement_timeout = '300ms'; \
+         SELECT count(*) FROM pg_catalog.pg_type a, pg_catalog.pg_type b, pg_catalog.pg_type c \
+         WHERE a.oid + b.oid + c.oid > 0",
+    );
+    assert_eq!(error_code(&msgs), "57014", "{msgs:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    others_still_served(&gw);
+}

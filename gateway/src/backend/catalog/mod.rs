@@ -18,6 +18,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ParamValues;
 use datafusion::execution::context::SessionState;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
@@ -37,6 +38,14 @@ use relations::Snapshot;
 /// The DataFusion catalog holding `public`, `pg_catalog` and
 /// `information_schema` (what `pg_database` lists).
 pub const DATABASE: &str = "velostream";
+
+/// Memory all catalog statements may use together (DataFusion's pool),
+/// and the most one result may hold.
+const MEMORY_LIMIT: usize = 128 << 20;
+/// The most rows a catalog result may have.
+const ROW_LIMIT: usize = 1_000_000;
+/// The longest a catalog statement may run, whatever statement_timeout is.
+const TIME_LIMIT: Duration = Duration::from_secs(60);
 
 /// How long a relation listing is trusted before the engine is asked
 /// whether its catalog version moved.
@@ -95,7 +104,13 @@ impl Catalog {
             .with_information_schema(false);
         config.options_mut().sql_parser.parse_float_as_decimal = true;
         config.options_mut().sql_parser.enable_ident_normalization = true;
-        let ctx = SessionContext::new_with_config(config);
+        // One memory pool for every catalog statement of this gateway: the
+        // catalog can never take more than this from the process.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(MEMORY_LIMIT, 1.0)
+            .build_arc()
+            .map_err(|e| anyhow::anyhow!("catalog runtime: {e}"))?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE, Roles(Arc::new(roles)))
             .map_err(|e| anyhow::anyhow!("pg_catalog: {e}"))?;
         functions::register_static(&mut *ctx.state_ref().write())?;
@@ -273,13 +288,34 @@ impl Catalog {
                 .map_err(plan_error)?;
         }
         let schema = normalized_schema(plan.schema().as_arrow(), &names);
-        let batches = DataFrame::new(state, plan)
-            .collect()
+        let collect = collect_bounded(DataFrame::new(state, plan));
+        let batches = tokio::time::timeout(TIME_LIMIT, collect)
             .await
-            .map_err(plan_error)?;
+            .map_err(|_| GatewayError::StatementTimeout)??;
         let batches = cast_batches(&schema, batches)?;
         Ok((schema, batches))
     }
+}
+
+/// Collects a catalog result, refusing one larger than tools ever read
+/// (54000) instead of holding it whole.
+async fn collect_bounded(frame: DataFrame) -> Result<Vec<RecordBatch>, GatewayError> {
+    use futures::StreamExt;
+    let mut stream = frame.execute_stream().await.map_err(plan_error)?;
+    let (mut batches, mut rows, mut bytes) = (Vec::new(), 0usize, 0usize);
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(plan_error)?;
+        rows += batch.num_rows();
+        bytes += batch.get_array_memory_size();
+        if rows > ROW_LIMIT || bytes > MEMORY_LIMIT {
+            return Err(GatewayError::ProgramLimitExceeded(format!(
+                "catalog result exceeds {ROW_LIMIT} rows or {} MiB",
+                MEMORY_LIMIT >> 20
+            )));
+        }
+        batches.push(batch);
+    }
+    Ok(batches)
 }
 
 /// A text parameter in array syntax ('{r,v}', as drivers send text[])
@@ -314,7 +350,9 @@ fn plan_error(e: datafusion::error::DataFusionError) -> GatewayError {
         .or_else(|| e.strip_prefix("This feature is not implemented: "))
         .unwrap_or(&e)
         .to_string();
-    if message.contains("table") && message.contains("not found") {
+    if message.contains("Resources exhausted") {
+        GatewayError::OutOfMemory(format!("catalog statement out of memory: {message}"))
+    } else if message.contains("table") && message.contains("not found") {
         GatewayError::UndefinedTable(format!("catalog relation does not exist: {message}"))
     } else if message.contains("Invalid function")
         || message.contains("function") && message.contains("not found")
