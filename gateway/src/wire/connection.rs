@@ -24,6 +24,9 @@ use super::frame::{frame, Frame, PRE_LOGIN_LIMIT};
 const FLUSH_AT: usize = 256 * 1024;
 /// Input read ahead while a statement runs, at most.
 const READ_AHEAD: usize = 64 * 1024;
+/// A message up to this many times the limit is skipped (54000) and the
+/// connection goes on; a larger claim is taken as an attack and ends it.
+const SKIPPABLE_OVER_LIMIT: usize = 64;
 /// A read buffer larger than this is given back after its message.
 const READ_BUFFER_KEEP: usize = 64 * 1024;
 
@@ -176,7 +179,9 @@ impl Connection {
                 return Ok(None);
             }
             Frame::Message { size } => size,
-            Frame::TooLarge { message_type, size } if self.logged_in => {
+            Frame::TooLarge { message_type, size }
+                if self.logged_in && size / SKIPPABLE_OVER_LIMIT <= limit =>
+            {
                 self.skip = size;
                 self.skipped = Some(GatewayError::MessageTooLarge {
                     message_type,
@@ -187,7 +192,7 @@ impl Connection {
             }
             Frame::TooLarge { size, .. } => {
                 return Err(GatewayError::Protocol(format!(
-                    "invalid message length {size} before login (limit {limit})"
+                    "invalid message length {size} (limit {limit})"
                 )))
             }
             Frame::Invalid { length } => {
