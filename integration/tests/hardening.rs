@@ -73,6 +73,26 @@ fn startup_body(user: &str) -> Vec<u8> {
     body
 }
 
+/// A gateway with password authentication (alice's password: secret);
+/// the users file lives as long as the returned directory.
+fn scram_gateway(args: &[&str]) -> (tempfile::TempDir, Gateway) {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(&users, hash_password("alice", "scram", "secret") + "\n").unwrap();
+    let mut all = vec!["--users", users.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let gw = Gateway::start(&all);
+    (dir, gw)
+}
+
+/// A connection that sent its startup packet and was asked for SCRAM.
+fn sasl_started(gw: &Gateway, user: &str) -> Raw {
+    let mut raw = Raw::connect(gw);
+    raw.send_untyped(&startup_body(user));
+    assert_eq!(raw.read().unwrap().0, b'R', "AuthenticationSASL");
+    raw
+}
+
 fn error_code(msgs: &[Msg]) -> String {
     msgs.iter()
         .find(|m| m.0 == b'E')
@@ -117,20 +137,10 @@ fn silent_sockets_count_against_max_connections_and_time_out() {
 
 #[test]
 fn a_stalled_login_is_cut_off_by_authentication_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let users = dir.path().join("users");
-    std::fs::write(&users, hash_password("alice", "scram", "secret") + "\n").unwrap();
-    let gw = Gateway::start(&[
-        "--users",
-        users.to_str().unwrap(),
-        "--authentication-timeout",
-        "1s",
-    ]);
-    let mut raw = Raw::connect(&gw);
-    raw.send_untyped(&startup_body("alice"));
+    let (_users, gw) = scram_gateway(&["--authentication-timeout", "1s"]);
     // AuthenticationSASL arrives; the client never answers.
+    let mut raw = sasl_started(&gw, "alice");
     let msgs = until_closed(&mut raw, Duration::from_secs(10));
-    assert_eq!(msgs[0].0, b'R');
     assert_eq!(error_code(&msgs), "57014", "{msgs:?}");
 }
 
@@ -144,13 +154,8 @@ fn oversized_messages_before_login_end_the_connection_at_once() {
     let msgs = until_closed(&mut raw, Duration::from_secs(5));
     assert_eq!(error_code(&msgs), "08P01", "{msgs:?}");
     // A password message claiming a gigabyte during SCRAM, likewise.
-    let dir = tempfile::tempdir().unwrap();
-    let users = dir.path().join("users");
-    std::fs::write(&users, hash_password("alice", "scram", "secret") + "\n").unwrap();
-    let locked = Gateway::start(&["--users", users.to_str().unwrap()]);
-    let mut raw = Raw::connect(&locked);
-    raw.send_untyped(&startup_body("alice"));
-    assert_eq!(raw.read().unwrap().0, b'R');
+    let (_users, locked) = scram_gateway(&[]);
+    let mut raw = sasl_started(&locked, "alice");
     raw.s.write_all(b"p").unwrap();
     raw.s.write_all(&0x4000_0000i32.to_be_bytes()).unwrap();
     let msgs = until_closed(&mut raw, Duration::from_secs(5));
@@ -196,13 +201,8 @@ fn a_length_that_does_not_match_its_message_is_08p01() {
     let msgs = until_closed(&mut raw, Duration::from_secs(5));
     assert_eq!(error_code(&msgs), "08P01", "{msgs:?}");
     // A SASLInitialResponse whose inner length lies, before login.
-    let dir = tempfile::tempdir().unwrap();
-    let users = dir.path().join("users");
-    std::fs::write(&users, hash_password("alice", "scram", "secret") + "\n").unwrap();
-    let locked = Gateway::start(&["--users", users.to_str().unwrap()]);
-    let mut raw = Raw::connect(&locked);
-    raw.send_untyped(&startup_body("alice"));
-    assert_eq!(raw.read().unwrap().0, b'R');
+    let (_users, locked) = scram_gateway(&[]);
+    let mut raw = sasl_started(&locked, "alice");
     let mut body = cstr("SCRAM-SHA-256");
     body.extend_from_slice(&1000i32.to_be_bytes());
     body.extend_from_slice(b"n,,n=,r=abc");
@@ -425,9 +425,7 @@ fn unread_bytes(socket: &TcpStream) -> usize {
 
 /// SCRAM server-first for `user`: (salt, iterations).
 fn scram_first(gw: &Gateway, user: &str) -> (String, String, Raw) {
-    let mut raw = Raw::connect(gw);
-    raw.send_untyped(&startup_body(user));
-    assert_eq!(raw.read().unwrap().0, b'R');
+    let mut raw = sasl_started(gw, user);
     let mut body = cstr("SCRAM-SHA-256");
     let first = b"n,,n=,r=clientnonce";
     body.extend_from_slice(&(first.len() as i32).to_be_bytes());
@@ -447,10 +445,7 @@ fn scram_first(gw: &Gateway, user: &str) -> (String, String, Raw) {
 
 #[test]
 fn scram_does_not_tell_unknown_users_from_wrong_passwords() {
-    let dir = tempfile::tempdir().unwrap();
-    let users = dir.path().join("users");
-    std::fs::write(&users, hash_password("alice", "scram", "secret") + "\n").unwrap();
-    let gw = Gateway::start(&["--users", users.to_str().unwrap()]);
+    let (_users, gw) = scram_gateway(&[]);
     let (salt1, iterations1, _) = scram_first(&gw, "ghost");
     let (salt2, iterations2, _) = scram_first(&gw, "ghost");
     let (_, real_iterations, _) = scram_first(&gw, "alice");
