@@ -15,12 +15,13 @@ fn stdout(o: &std::process::Output) -> String {
 
 /// The value of one exposition line, e.g. `velo_gateway_rows_sent_total`
 /// or `velo_gateway_queries_total{route="engine",sqlstate_class="42"}`
-/// (labels in the order the exposition prints them).
+/// (labels in the order the exposition prints them). A series that is not
+/// exported fails the test: it is never read as 0.
 fn metric(body: &str, series: &str) -> f64 {
     body.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+        .unwrap_or_else(|| panic!("metric {series} is not exported"))
 }
 
 fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {

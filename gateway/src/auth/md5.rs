@@ -14,12 +14,21 @@ pub fn expected_response(stored: &str, salt: &[u8; 4]) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// Produced by PostgreSQL 15: `SET password_encryption = 'md5';
+    /// CREATE ROLE alice PASSWORD 'secret'` then pg_authid.rolpassword.
+    const ALICE_SECRET: &str = "4a0a68b43b6cd5cf266fa02f196e2371";
+
     #[test]
-    fn matches_postgres() {
-        // SELECT 'md5' || md5('secret' || 'alice');
+    fn stored_hash_matches_postgres() {
+        assert_eq!(super::stored_hash("alice", "secret"), ALICE_SECRET);
+    }
+
+    #[test]
+    fn salted_response_matches_postgres() {
+        // SELECT 'md5' || md5(substr(rolpassword, 4) || 'abcd') on the same role.
         assert_eq!(
-            super::stored_hash("alice", "secret"),
-            format!("{:x}", ::md5::compute("secretalice"))
+            super::expected_response(ALICE_SECRET, b"abcd"),
+            "md5c90bcafc0a2b54511742383e34d5dc9d"
         );
     }
 }
