@@ -1,11 +1,12 @@
 //! The engine contract through a real gRPC socket against a real node with
 //! the in-process Kafka (librdkafka's mock cluster).
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray};
 use arrow::buffer::Buffer;
-use arrow::datatypes::{DataType, Int64Type, TimeUnit};
+use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
 use arrow::ipc::reader::StreamDecoder;
 use arrow::record_batch::RecordBatch;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -609,6 +610,93 @@ async fn tumbling_windows_emit_final_once_closed() {
     }
     // Each window is emitted once, in order.
     assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:?}");
+}
+
+/// `(symbol, n, window_start)` rows of a query selecting those first.
+fn keyed_counts(batches: &[RecordBatch]) -> Vec<(String, i64, i64)> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let symbols = b.column(0).as_string::<i32>();
+            let counts = b.column(1).as_primitive::<Int64Type>();
+            let starts = b.column(2).as_primitive::<TimestampMicrosecondType>();
+            (0..b.num_rows()).map(move |i| {
+                (
+                    symbols.value(i).to_string(),
+                    counts.value(i),
+                    starts.value(i),
+                )
+            })
+        })
+        .collect()
+}
+
+fn timestamp_literal(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .unwrap()
+        .naive_utc()
+        .format("%Y-%m-%dT%H:%M:%S%.6f")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tumbling_windows_emit_final_one_row_per_key() {
+    let (_node, mut client) = node_with(4, 1000).await;
+    let stream = client
+        .execute_query(request(
+            "SELECT symbol, COUNT(*) AS n, window_start FROM kafka://trades \
+             GROUP BY symbol WINDOW TUMBLING(ts, 1s) EMIT FINAL",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let windows =
+        |o: &Outcome| -> BTreeSet<i64> { keyed_counts(&o.batches).iter().map(|r| r.2).collect() };
+    // The query starts during the first window; the second is whole.
+    let out = tokio::time::timeout(
+        Duration::from_secs(15),
+        collect(stream, |o| windows(o).len() >= 3),
+    )
+    .await
+    .expect("three windows closed within 15 s");
+    assert!(out.error.is_none(), "{:?}", out.error);
+    let rows = keyed_counts(&out.batches);
+    assert!(
+        rows.windows(2).all(|w| w[0].2 <= w[1].2),
+        "windows in order: {rows:?}"
+    );
+    let second = *windows(&out).iter().nth(1).unwrap();
+    let mut emitted: Vec<(String, i64)> = rows
+        .iter()
+        .filter(|r| r.2 == second)
+        .map(|r| (r.0.clone(), r.1))
+        .collect();
+    emitted.sort();
+    assert!(
+        emitted.len() >= 4 && emitted.windows(2).all(|w| w[0].0 < w[1].0),
+        "one row per symbol: {emitted:?}"
+    );
+    // A snapshot of the topic counts the same events in that window.
+    let snapshot = query(
+        &mut client,
+        &format!(
+            "SELECT symbol, COUNT(*) AS n FROM trades \
+             WHERE ts >= TIMESTAMP '{}' AND ts < TIMESTAMP '{}' GROUP BY symbol ORDER BY symbol",
+            timestamp_literal(second),
+            timestamp_literal(second + 1_000_000)
+        ),
+    )
+    .await;
+    let expected: Vec<(String, i64)> = snapshot
+        .batches
+        .iter()
+        .flat_map(|b| {
+            let symbols = b.column(0).as_string::<i32>();
+            let counts = b.column(1).as_primitive::<Int64Type>();
+            (0..b.num_rows()).map(move |i| (symbols.value(i).to_string(), counts.value(i)))
+        })
+        .collect();
+    assert_eq!(emitted, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
