@@ -5,11 +5,16 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::json::reader::{infer_json_schema_from_iterator, Decoder, ReaderBuilder};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::array::{ArrayRef, AsArray};
+use datafusion::arrow::compute::{cast, kernels::aggregate::max};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
+};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -48,6 +53,39 @@ pub struct KafkaPartition {
     pub topic: String,
     pub schema: SchemaRef,
     pub mode: ReadMode,
+    /// The event-time column (by index) and the clock to advance to the
+    /// latest time it holds, as each batch enters the query's plan.
+    pub event_clock: Option<(usize, EventClock)>,
+}
+
+/// The latest event time (microseconds) the Kafka scans of one continuous
+/// query have handed to its plan, before any filter: windows close on it
+/// even when the query's WHERE clause lets few events through.
+#[derive(Debug, Clone)]
+pub struct EventClock(Arc<AtomicI64>);
+
+impl Default for EventClock {
+    fn default() -> Self {
+        Self(Arc::new(AtomicI64::new(i64::MIN)))
+    }
+}
+
+impl EventClock {
+    pub fn now(&self) -> Option<i64> {
+        Some(self.0.load(Ordering::Acquire)).filter(|&t| t != i64::MIN)
+    }
+
+    fn advance(&self, times: &ArrayRef) {
+        if let Some(t) = latest_time(times) {
+            self.0.fetch_max(t, Ordering::AcqRel);
+        }
+    }
+}
+
+/// The latest of `times` (any timestamp type) in microseconds.
+fn latest_time(times: &ArrayRef) -> Option<i64> {
+    let micros = cast(times, &DataType::Timestamp(TimeUnit::Microsecond, None)).ok()?;
+    max(micros.as_primitive::<TimestampMicrosecondType>())
 }
 
 impl PartitionStream for KafkaPartition {
@@ -73,8 +111,16 @@ impl PartitionStream for KafkaPartition {
                 let _ = tx.send(Err(e)).await;
             }
         });
-        let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
-            .map(|r| r.map_err(|e: EngineError| DataFusionError::External(Box::new(e))));
+        let clock = self.event_clock.clone();
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |r| {
+            // Advanced here, in the task that runs the query's plan, not in
+            // the consumer task: the clock then never runs ahead of the
+            // batches the plan has been handed.
+            if let (Ok(batch), Some((column, clock))) = (&r, &clock) {
+                clock.advance(batch.column(*column));
+            }
+            r.map_err(|e: EngineError| DataFusionError::External(Box::new(e)))
+        });
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
     }
 }

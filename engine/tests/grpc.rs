@@ -699,6 +699,68 @@ async fn tumbling_windows_emit_final_one_row_per_key() {
     assert_eq!(emitted, expected);
 }
 
+/// Windows close when the stream's event time passes their end, not when
+/// an event the WHERE clause lets through does: here the only such events
+/// are the test's own, all in one window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emit_final_closes_windows_on_the_streams_event_time() {
+    let (node, mut client) = node_with(4, 200).await;
+    let bootstrap = node.kafka_bootstrap.clone().unwrap();
+    let stream = client
+        .execute_query(request(
+            "SELECT symbol, COUNT(*) AS n, window_start FROM kafka://trades \
+             WHERE symbol IN ('ZZA', 'ZZB') GROUP BY symbol WINDOW TUMBLING(ts, 1s) EMIT FINAL",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (running, started) = tokio::sync::oneshot::channel();
+    let producer = tokio::spawn(async move {
+        // Once the query is running (it heartbeats while nothing matches),
+        // produce events into a window two seconds ahead of the demo's.
+        started.await.unwrap();
+        let now = chrono::Utc::now().timestamp_micros();
+        let window = (now / 1_000_000 + 2) * 1_000_000;
+        let events: Vec<String> = [
+            ("ZZA", 100),
+            ("ZZA", 200),
+            ("ZZB", 300),
+            ("ZZA", 900),
+            ("ZZB", 950),
+        ]
+        .iter()
+        .map(|(symbol, ms)| {
+            let ts = timestamp_literal(window + ms * 1000);
+            format!(r#"{{"symbol":"{symbol}","price":"1.00","volume":1,"ts":"{ts}"}}"#)
+        })
+        .collect();
+        produce(&bootstrap, &events).await;
+        window
+    });
+    let out = tokio::time::timeout(
+        Duration::from_secs(10),
+        collect_with(
+            stream,
+            |o| o.rows() >= 2,
+            move || {
+                let _ = running.send(());
+            },
+        ),
+    )
+    .await
+    .expect("the window closed within 10 s");
+    let window = producer.await.unwrap();
+    let mut rows = keyed_counts(&out.batches);
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("ZZA".to_string(), 3, window),
+            ("ZZB".to_string(), 2, window)
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_describe_views_and_health() {
     let (_node, mut client) = node_with(4, 10).await;
