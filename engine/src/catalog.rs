@@ -15,7 +15,7 @@ use datafusion::prelude::{
 use crate::config::{StreamConfig, TableConfig};
 use crate::dialect::{self, QueryText, Statement, WindowKind, WindowSpec};
 use crate::error::{EngineError, Result};
-use crate::kafka::{self, KafkaPartition, ReadMode};
+use crate::kafka::{self, EventClock, KafkaPartition, ReadMode};
 
 pub struct Catalog {
     default_bootstrap: Option<String>,
@@ -266,6 +266,17 @@ impl Catalog {
     /// A DataFusion context for one query: the query's URIs, every named
     /// stream/table and every view registered, streams read in `mode`.
     pub async fn context(&self, q: &QueryText, mode: ReadMode) -> Result<SessionContext> {
+        self.context_with_clock(q, mode, None).await
+    }
+
+    /// `context`, the Kafka scans of a windowed query advancing `clock` to
+    /// the event time they read.
+    pub async fn context_with_clock(
+        &self,
+        q: &QueryText,
+        mode: ReadMode,
+        clock: Option<EventClock>,
+    ) -> Result<SessionContext> {
         // Named as the gateway's database, so tools' three-part names
         // ("velostream"."public"."trades", as dbt writes them) resolve.
         let mut config = SessionConfig::new()
@@ -286,6 +297,7 @@ impl Catalog {
             ctx: &ctx,
             mode,
             window: q.window.clone(),
+            clock,
             raw_count: 0,
         };
         for s in &self.streams {
@@ -343,6 +355,7 @@ struct Registrar<'a> {
     ctx: &'a SessionContext,
     mode: ReadMode,
     window: Option<WindowSpec>,
+    clock: Option<EventClock>,
     raw_count: usize,
 }
 
@@ -386,23 +399,31 @@ impl Registrar<'_> {
         schema: SchemaRef,
         event_time: Option<&str>,
     ) -> Result<()> {
+        let time_column = match &self.window {
+            Some(window) => Some(window_time_column(window, event_time, &schema, name)?),
+            None => None,
+        };
+        let event_clock = match (&time_column, &self.clock) {
+            (Some(column), Some(clock)) => schema.index_of(column).ok().map(|i| (i, clock.clone())),
+            _ => None,
+        };
         let partition = KafkaPartition {
             bootstrap: bootstrap.into(),
             topic: topic.into(),
             schema: schema.clone(),
             mode: self.mode,
+            event_clock,
         };
         // Marked bounded even when tailing: the continuous driver never runs a
         // pipeline-breaking operator over it, and DataFusion would refuse to plan.
         let table = StreamingTable::try_new(schema.clone(), vec![Arc::new(partition)])
             .map_err(|e| EngineError::Execution(e.to_string()))?;
-        let Some(window) = self.window.clone() else {
+        let (Some(window), Some(time_column)) = (self.window.clone(), time_column) else {
             return self.register(name, Arc::new(table));
         };
         self.raw_count += 1;
         let raw = format!("__raw_{}", self.raw_count);
         self.register(&raw, Arc::new(table))?;
-        let time_column = window_time_column(&window, event_time, &schema, name)?;
         let sql = windowed_view_sql(&raw, &time_column, &window);
         let plan = self
             .ctx

@@ -4,11 +4,17 @@
 //! consumer; dropping the stream stops it.
 
 use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::json::reader::{infer_json_schema_from_iterator, Decoder, ReaderBuilder};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::array::{ArrayRef, AsArray};
+use datafusion::arrow::compute::{cast, kernels::aggregate::max};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
+};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -16,6 +22,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use futures::StreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
@@ -27,6 +34,9 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 /// client promptly at low rates.
 const TAIL_LINGER: Duration = Duration::from_millis(50);
 const MAX_BATCH_ROWS: usize = 8192;
+/// How often a snapshot checks whether retention has deleted all that is
+/// left of a partition it is stuck on.
+const STALL_CHECK: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadMode {
@@ -43,6 +53,39 @@ pub struct KafkaPartition {
     pub topic: String,
     pub schema: SchemaRef,
     pub mode: ReadMode,
+    /// The event-time column (by index) and the clock to advance to the
+    /// latest time it holds, as each batch enters the query's plan.
+    pub event_clock: Option<(usize, EventClock)>,
+}
+
+/// The latest event time (microseconds) the Kafka scans of one continuous
+/// query have handed to its plan, before any filter: windows close on it
+/// even when the query's WHERE clause lets few events through.
+#[derive(Debug, Clone)]
+pub struct EventClock(Arc<AtomicI64>);
+
+impl Default for EventClock {
+    fn default() -> Self {
+        Self(Arc::new(AtomicI64::new(i64::MIN)))
+    }
+}
+
+impl EventClock {
+    pub fn now(&self) -> Option<i64> {
+        Some(self.0.load(Ordering::Acquire)).filter(|&t| t != i64::MIN)
+    }
+
+    fn advance(&self, times: &ArrayRef) {
+        if let Some(t) = latest_time(times) {
+            self.0.fetch_max(t, Ordering::AcqRel);
+        }
+    }
+}
+
+/// The latest of `times` (any timestamp type) in microseconds.
+fn latest_time(times: &ArrayRef) -> Option<i64> {
+    let micros = cast(times, &DataType::Timestamp(TimeUnit::Microsecond, None)).ok()?;
+    max(micros.as_primitive::<TimestampMicrosecondType>())
 }
 
 impl PartitionStream for KafkaPartition {
@@ -68,8 +111,16 @@ impl PartitionStream for KafkaPartition {
                 let _ = tx.send(Err(e)).await;
             }
         });
-        let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
-            .map(|r| r.map_err(|e: EngineError| DataFusionError::External(Box::new(e))));
+        let clock = self.event_clock.clone();
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |r| {
+            // Advanced here, in the task that runs the query's plan, not in
+            // the consumer task: the clock then never runs ahead of the
+            // batches the plan has been handed.
+            if let (Ok(batch), Some((column, clock))) = (&r, &clock) {
+                clock.advance(batch.column(*column));
+            }
+            r.map_err(|e: EngineError| DataFusionError::External(Box::new(e)))
+        });
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
     }
 }
@@ -85,60 +136,242 @@ type Tx = mpsc::Sender<Result<RecordBatch, EngineError>>;
 
 impl Scan {
     async fn run(self, tx: &Tx) -> Result<(), EngineError> {
-        let consumer: Arc<StreamConsumer> = Arc::new(consumer_config(&self.bootstrap).create()?);
-        let (assignment, mut remaining) = {
+        let consumer: Arc<StreamConsumer> = Arc::new(self.consumer_config().create()?);
+        let (assignment, ranges) = {
             let (consumer, topic, mode) = (consumer.clone(), self.topic.clone(), self.mode);
             tokio::task::spawn_blocking(move || plan_assignment(consumer.as_ref(), &topic, mode))
                 .await
                 .map_err(|e| EngineError::Execution(e.to_string()))??
         };
-        if self.mode == ReadMode::Snapshot && remaining.is_empty() {
-            return Ok(());
+        self.read(consumer, &assignment, ranges, tx)
+            .await
+            .map(|_| ())
+    }
+
+    fn consumer_config(&self) -> ClientConfig {
+        let mut config = consumer_config(&self.bootstrap);
+        if self.mode == ReadMode::Snapshot {
+            // Retention may delete offsets a snapshot has not read yet (its
+            // start offset even before the first fetch). Go on from the new
+            // start of the log, as Kafka consumers do, instead of jumping to
+            // the end and never reaching the stop offsets; and learn about
+            // reaching a partition's end even when no message is at the stop
+            // offset (all deleted, or a transaction marker).
+            config
+                .set("auto.offset.reset", "earliest")
+                .set("enable.partition.eof", "true");
         }
-        consumer.assign(&assignment)?;
+        config
+    }
+
+    /// Reads the assigned partitions; a snapshot stops at the end of each
+    /// range in `ranges`. Returns how many of those offsets retention deleted
+    /// before they could be read.
+    async fn read(
+        &self,
+        consumer: Arc<StreamConsumer>,
+        assignment: &TopicPartitionList,
+        ranges: HashMap<i32, Range<i64>>,
+        tx: &Tx,
+    ) -> Result<u64, EngineError> {
+        let mut snapshot = SnapshotProgress::new(ranges);
+        if self.mode == ReadMode::Snapshot && snapshot.is_done() {
+            return Ok(0);
+        }
+        consumer.assign(assignment)?;
         let mut decoder = new_decoder(&self.schema)?;
         let linger = match self.mode {
             ReadMode::Snapshot => Duration::from_secs(3600),
             ReadMode::Tail { .. } => TAIL_LINGER,
         };
         let mut deadline = None;
+        let mut stall_check =
+            tokio::time::interval_at(tokio::time::Instant::now() + STALL_CHECK, STALL_CHECK);
+        stall_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let flush_at = deadline.unwrap_or_else(|| tokio::time::Instant::now() + linger);
             tokio::select! {
-                message = consumer.recv() => {
-                    let message = message?;
-                    let (partition, offset) = (message.partition(), message.offset());
-                    if self.mode == ReadMode::Snapshot {
-                        match remaining.get(&partition) {
-                            Some(&high) if offset < high => {}
-                            _ => continue,
+                message = consumer.recv() => match message {
+                    Err(KafkaError::PartitionEOF(partition)) => snapshot.end_of_partition(partition),
+                    Err(e) => return Err(e.into()),
+                    Ok(message) => {
+                        let (partition, offset) = (message.partition(), message.offset());
+                        let wanted = self.mode != ReadMode::Snapshot || snapshot.accept(partition, offset);
+                        if let Some(payload) = message.payload().filter(|_| wanted) {
+                            if let Err(e) = decoder.decode(payload) {
+                                tracing::warn!(topic = %self.topic, partition, offset, "skipping malformed message: {e}");
+                                decoder = new_decoder(&self.schema)?;
+                            }
+                            deadline.get_or_insert(tokio::time::Instant::now() + linger);
                         }
                     }
-                    if let Some(payload) = message.payload() {
-                        if let Err(e) = decoder.decode(payload) {
-                            tracing::warn!(topic = %self.topic, partition, offset, "skipping malformed message: {e}");
-                            decoder = new_decoder(&self.schema)?;
-                        }
-                    }
-                    deadline.get_or_insert(tokio::time::Instant::now() + linger);
-                    if self.mode == ReadMode::Snapshot && remaining.get(&partition).is_some_and(|&h| offset + 1 >= h) {
-                        remaining.remove(&partition);
-                        if remaining.is_empty() {
-                            send(tx, decoder.flush()?).await;
-                            return Ok(());
-                        }
-                    }
-                    if decoder.len() >= MAX_BATCH_ROWS {
-                        send(tx, decoder.flush()?).await;
-                        deadline = None;
-                    }
-                }
+                },
                 _ = tokio::time::sleep_until(flush_at), if deadline.is_some() => {
                     send(tx, decoder.flush()?).await;
                     deadline = None;
                 }
+                // When retention deletes faster than the consumer's fetches
+                // (backed off after each "offset out of range") reach the
+                // new start of the log, no message and no end of partition
+                // ever arrives; the log's start passing the stop offset
+                // ends the partition instead.
+                _ = stall_check.tick(), if self.mode == ReadMode::Snapshot => {
+                    for partition in snapshot.stalled() {
+                        if let Ok(low) = log_start(&consumer, &self.topic, partition).await {
+                            snapshot.log_starts_at(partition, low);
+                        }
+                    }
+                }
+            }
+            if self.mode == ReadMode::Snapshot && snapshot.is_done() {
+                send(tx, decoder.flush()?).await;
+                return Ok(self.report_deleted(consumer, snapshot).await);
+            }
+            if decoder.len() >= MAX_BATCH_ROWS {
+                send(tx, decoder.flush()?).await;
+                deadline = None;
             }
         }
+    }
+
+    /// Logs how many offsets the finished snapshot skipped because retention
+    /// had deleted them, and returns that number. Only offsets below the
+    /// log's current start count: other gaps are transaction markers or
+    /// compaction, not lost events.
+    async fn report_deleted(
+        &self,
+        consumer: Arc<StreamConsumer>,
+        snapshot: SnapshotProgress,
+    ) -> u64 {
+        let mut total = 0;
+        for (partition, missing) in snapshot.missing_by_partition() {
+            let Ok(low) = log_start(&consumer, &self.topic, partition).await else {
+                tracing::warn!(topic = %self.topic, partition, "a snapshot found offsets missing and could not look up the log's start to tell whether retention deleted them");
+                continue;
+            };
+            let deleted: u64 = missing
+                .iter()
+                .map(|r| (r.end.min(low) - r.start).max(0) as u64)
+                .sum();
+            if deleted > 0 {
+                tracing::warn!(
+                    topic = %self.topic,
+                    partition,
+                    deleted,
+                    "a snapshot lost {deleted} events that retention deleted before they were read; it went on from the new start of the log"
+                );
+            }
+            total += deleted;
+        }
+        total
+    }
+}
+
+/// The first offset still in `partition`'s log.
+async fn log_start(
+    consumer: &Arc<StreamConsumer>,
+    topic: &str,
+    partition: i32,
+) -> Result<i64, EngineError> {
+    let (consumer, topic) = (consumer.clone(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        consumer.fetch_watermarks(&topic, partition, METADATA_TIMEOUT)
+    })
+    .await
+    .map_err(|e| EngineError::Execution(e.to_string()))?
+    .map(|(low, _)| low)
+    .map_err(EngineError::from)
+}
+
+/// Where a snapshot stands: for each partition still being read, the next
+/// offset it expects up to the offset it stops before (the high watermark
+/// when the query started); and the offset ranges that were not there.
+#[derive(Debug)]
+struct SnapshotProgress {
+    pending: HashMap<i32, Range<i64>>,
+    missing: Vec<(i32, Range<i64>)>,
+    /// Each pending partition's next offset at the last `stalled` call.
+    last_seen: HashMap<i32, i64>,
+}
+
+impl SnapshotProgress {
+    fn new(ranges: HashMap<i32, Range<i64>>) -> Self {
+        let pending = ranges.into_iter().filter(|(_, r)| !r.is_empty()).collect();
+        Self {
+            pending,
+            missing: Vec::new(),
+            last_seen: HashMap::new(),
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Whether the message at `offset` of `partition` is part of the
+    /// snapshot. Offsets jumped over on the way (deleted by retention, or
+    /// transaction markers) are recorded as missing; a message at or past the
+    /// stop offset ends the partition.
+    fn accept(&mut self, partition: i32, offset: i64) -> bool {
+        let Some(range) = self.pending.get_mut(&partition) else {
+            return false;
+        };
+        if offset < range.start {
+            return false; // already read
+        }
+        if offset > range.start {
+            let to = offset.min(range.end);
+            self.missing.push((partition, range.start..to));
+        }
+        if offset >= range.end {
+            self.pending.remove(&partition);
+            return false;
+        }
+        range.start = offset + 1;
+        if range.is_empty() {
+            self.pending.remove(&partition);
+        }
+        true
+    }
+
+    /// The consumer reached the end of `partition`'s log (the high watermark,
+    /// at or past the stop offset; or the last stable offset while a
+    /// transaction is open): the rest of its range will not come.
+    fn end_of_partition(&mut self, partition: i32) {
+        if let Some(range) = self.pending.remove(&partition) {
+            self.missing.push((partition, range));
+        }
+    }
+
+    /// The pending partitions that have not moved since the last call.
+    fn stalled(&mut self) -> Vec<i32> {
+        let now: HashMap<i32, i64> = self.pending.iter().map(|(p, r)| (*p, r.start)).collect();
+        let stalled = now
+            .iter()
+            .filter(|(p, next)| self.last_seen.get(p) == Some(next))
+            .map(|(p, _)| *p)
+            .collect();
+        self.last_seen = now;
+        stalled
+    }
+
+    /// `partition`'s log now starts at `low`: if that is at or past the stop
+    /// offset, nothing of the rest of its range is left to read.
+    fn log_starts_at(&mut self, partition: i32, low: i64) {
+        if self.pending.get(&partition).is_some_and(|r| low >= r.end) {
+            self.end_of_partition(partition);
+        }
+    }
+
+    fn missing_by_partition(&self) -> HashMap<i32, Vec<Range<i64>>> {
+        let mut by_partition: HashMap<i32, Vec<Range<i64>>> = HashMap::new();
+        for (partition, range) in &self.missing {
+            by_partition
+                .entry(*partition)
+                .or_default()
+                .push(range.clone());
+        }
+        by_partition
     }
 }
 
@@ -163,22 +396,21 @@ fn consumer_config(bootstrap: &str) -> ClientConfig {
     config
 }
 
-/// Partitions to assign, and for snapshots each partition's end offset.
+/// Partitions to assign, and for snapshots each partition's offsets to read
+/// (low to high watermark now).
 fn plan_assignment(
     consumer: &impl Consumer,
     topic: &str,
     mode: ReadMode,
-) -> Result<(TopicPartitionList, HashMap<i32, i64>), EngineError> {
+) -> Result<(TopicPartitionList, HashMap<i32, Range<i64>>), EngineError> {
     let partitions = topic_partitions(consumer, topic)?;
     let mut list = TopicPartitionList::new();
-    let mut ends = HashMap::new();
+    let mut ranges = HashMap::new();
     for p in partitions {
         let offset = match mode {
             ReadMode::Snapshot => {
                 let (low, high) = consumer.fetch_watermarks(topic, p, METADATA_TIMEOUT)?;
-                if high > low {
-                    ends.insert(p, high);
-                }
+                ranges.insert(p, low..high);
                 Offset::Offset(low)
             }
             ReadMode::Tail {
@@ -191,7 +423,7 @@ fn plan_assignment(
         };
         list.add_partition_offset(topic, p, offset)?;
     }
-    Ok((list, ends))
+    Ok((list, ranges))
 }
 
 fn topic_partitions(consumer: &impl Consumer, topic: &str) -> Result<Vec<i32>, EngineError> {
@@ -327,6 +559,145 @@ fn is_timestamp(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    #[test]
+    fn snapshot_progress_ends_each_partition_at_its_stop_offset() {
+        let mut s = SnapshotProgress::new(HashMap::from([(0, 10..13), (1, 5..5)]));
+        assert!(s.accept(0, 10) && s.accept(0, 11) && !s.is_done());
+        assert!(!s.accept(0, 11), "already read");
+        assert!(!s.accept(1, 5), "nothing to read on partition 1");
+        assert!(s.accept(0, 12) && s.is_done());
+        assert!(s.missing.is_empty());
+    }
+
+    #[test]
+    fn snapshot_progress_records_what_was_not_there() {
+        let mut s = SnapshotProgress::new(HashMap::from([(0, 10..20), (1, 0..8), (2, 3..9)]));
+        // Partition 0 went on from a new log start at 15.
+        assert!(s.accept(0, 15) && s.accept(0, 16));
+        // Partition 1's log now starts past the stop offset.
+        assert!(!s.accept(1, 30));
+        // Partition 2 was read up to 5, then its end was reached.
+        assert!(s.accept(2, 3) && s.accept(2, 4));
+        s.end_of_partition(2);
+        assert!(!s.is_done());
+        s.end_of_partition(0);
+        assert!(s.is_done());
+        assert_eq!(s.missing, [(0, 10..15), (1, 0..8), (2, 5..9), (0, 17..20)]);
+        assert_eq!(s.missing_by_partition()[&0], [10..15, 17..20]);
+    }
+
+    #[test]
+    fn snapshot_progress_ends_a_stalled_partition_once_retention_passed_its_stop_offset() {
+        let mut s = SnapshotProgress::new(HashMap::from([(0, 10..20), (1, 0..5)]));
+        assert!(s.stalled().is_empty(), "no earlier look to compare with");
+        assert!(s.accept(0, 10));
+        assert_eq!(s.stalled(), [1]);
+        s.log_starts_at(1, 4);
+        assert!(!s.is_done(), "offset 4 is still to be read");
+        s.log_starts_at(1, 5);
+        assert_eq!(s.missing, [(1, 0..5)]);
+        assert_eq!(s.stalled(), [0]);
+        s.log_starts_at(0, 25);
+        assert!(s.is_done());
+        assert_eq!(s.missing, [(1, 0..5), (0, 11..20)]);
+    }
+
+    /// Produces messages `{"n": i}` for `ids`, each padded to 200 kB and sent
+    /// on its own, so that the mock cluster's retention (hard-wired to 5 MiB
+    /// per partition) deletes the oldest one for each new one once full.
+    async fn produce_big(producer: &FutureProducer, ids: Range<i64>) {
+        let pad = "x".repeat(200_000);
+        for n in ids {
+            let payload = format!(r#"{{"n":{n},"pad":"{pad}"}}"#);
+            producer
+                .send(
+                    FutureRecord::<(), _>::to("t").payload(&payload),
+                    Duration::from_secs(5),
+                )
+                .await
+                .expect("delivered");
+        }
+    }
+
+    /// Reads a planned snapshot to its end (or fails after 20 s): the `n`
+    /// values read, and how many offsets retention deleted from under it.
+    async fn read_snapshot(
+        scan: &Scan,
+        consumer: Arc<StreamConsumer>,
+        (assignment, ranges): (TopicPartitionList, HashMap<i32, Range<i64>>),
+    ) -> (Vec<i64>, u64) {
+        let (tx, mut rx) = mpsc::channel(2);
+        let reading = async {
+            let tx = tx;
+            scan.read(consumer, &assignment, ranges, &tx).await
+        };
+        let collecting = async {
+            let mut ns = Vec::new();
+            while let Some(batch) = rx.recv().await {
+                let batch = batch.expect("batch");
+                ns.extend(batch.column(0).as_primitive::<Int64Type>().values());
+            }
+            ns
+        };
+        let (deleted, ns) = tokio::time::timeout(Duration::from_secs(20), async {
+            tokio::join!(reading, collecting)
+        })
+        .await
+        .expect("the snapshot ends");
+        (ns, deleted.expect("the snapshot succeeds"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn snapshot_goes_on_from_the_new_log_start_when_retention_deletes_its_offsets() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("t", 1, 1).unwrap();
+        let bootstrap = cluster.bootstrap_servers();
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .unwrap();
+        let scan = Scan {
+            bootstrap,
+            topic: "t".into(),
+            schema: Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)])),
+            mode: ReadMode::Snapshot,
+        };
+        let low = |c: &StreamConsumer| c.fetch_watermarks("t", 0, METADATA_TIMEOUT).unwrap().0;
+        produce_big(&producer, 0..40).await;
+        let mut sent = 40;
+
+        // Retention deletes the first offsets the snapshot planned to read
+        // before it reads anything.
+        let consumer: Arc<StreamConsumer> = Arc::new(scan.consumer_config().create().unwrap());
+        let plan = plan_assignment(consumer.as_ref(), "t", ReadMode::Snapshot).unwrap();
+        let planned = plan.1[&0].clone();
+        assert!(planned.start > 0, "retention is deleting: {planned:?}");
+        produce_big(&producer, sent..sent + 5).await;
+        sent += 5;
+        let new_start = low(&consumer);
+        assert!(planned.start < new_start && new_start < planned.end);
+        let (ns, deleted) = read_snapshot(&scan, consumer, plan).await;
+        assert_eq!(ns, (new_start..planned.end).collect::<Vec<_>>());
+        assert_eq!(deleted, (new_start - planned.start) as u64);
+
+        // Retention deletes everything the snapshot planned to read.
+        let consumer: Arc<StreamConsumer> = Arc::new(scan.consumer_config().create().unwrap());
+        let plan = plan_assignment(consumer.as_ref(), "t", ReadMode::Snapshot).unwrap();
+        let planned = plan.1[&0].clone();
+        while low(&consumer) <= planned.end {
+            produce_big(&producer, sent..sent + 1).await;
+            sent += 1;
+            assert!(sent < 200, "retention stopped deleting");
+        }
+        let (ns, deleted) = read_snapshot(&scan, consumer, plan).await;
+        assert_eq!(ns, Vec::<i64>::new());
+        assert_eq!(deleted, (planned.end - planned.start) as u64);
+    }
 
     #[test]
     fn decimal_and_timestamp_strings() {

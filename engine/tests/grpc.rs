@@ -1,11 +1,12 @@
 //! The engine contract through a real gRPC socket against a real node with
 //! the in-process Kafka (librdkafka's mock cluster).
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray};
 use arrow::buffer::Buffer;
-use arrow::datatypes::{DataType, Int64Type, TimeUnit};
+use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
 use arrow::ipc::reader::StreamDecoder;
 use arrow::record_batch::RecordBatch;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -353,6 +354,69 @@ fn trade(symbol: &str, price: &str, volume: i64) -> String {
     format!(r#"{{"symbol":"{symbol}","price":"{price}","volume":{volume},"ts":"{ts}"}}"#)
 }
 
+/// Trades padded to 100 kB: librdkafka's mock cluster keeps 5 MiB per
+/// partition, so once it is full every new one makes retention delete the
+/// oldest messages of the topic.
+async fn produce_big_trades(producer: &FutureProducer, n: usize) {
+    let pad = "x".repeat(100_000);
+    for _ in 0..n {
+        let ts = chrono::Utc::now()
+            .naive_utc()
+            .format("%Y-%m-%dT%H:%M:%S%.6f");
+        let payload =
+            format!(r#"{{"symbol":"BIG","price":"1.00","volume":1,"ts":"{ts}","pad":"{pad}"}}"#);
+        producer
+            .send(
+                FutureRecord::<(), _>::to("trades").payload(&payload),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// Retention deletes the oldest messages of the topic many times a second,
+/// so snapshots keep finding their start offset (or the next one they
+/// fetch) gone: every one must still end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_end_while_retention_deletes_what_they_read() {
+    let (node, mut client) = node_with(4, 100).await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set(
+            "bootstrap.servers",
+            node.kafka_bootstrap.as_deref().unwrap(),
+        )
+        .create()
+        .unwrap();
+    // More than the 5 MiB retention keeps: from here on it deletes.
+    produce_big_trades(&producer, 60).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let churn = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            while !stop.is_cancelled() {
+                produce_big_trades(&producer, 1).await;
+            }
+        }
+    });
+    for i in 0..10 {
+        for sql in [
+            "SELECT COUNT(*) AS n FROM trades",
+            "SELECT * FROM kafka://trades LIMIT 5",
+        ] {
+            let out = tokio::time::timeout(Duration::from_secs(10), query(&mut client, sql))
+                .await
+                .unwrap_or_else(|_| panic!("snapshot {i} `{sql}` did not end in 10 s"));
+            assert!(out.error.is_none(), "{sql}: {:?}", out.error);
+            // LIMIT 5 may find fewer rows if retention deleted nearly all of
+            // what the snapshot set out to read; the point is that it ends.
+            assert!(out.complete.is_some(), "{sql}: {out:?}");
+        }
+    }
+    stop.cancel();
+    churn.await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emit_changes_aggregation_reflects_new_events() {
     let (node, mut client) = node().await;
@@ -546,6 +610,155 @@ async fn tumbling_windows_emit_final_once_closed() {
     }
     // Each window is emitted once, in order.
     assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:?}");
+}
+
+/// `(symbol, n, window_start)` rows of a query selecting those first.
+fn keyed_counts(batches: &[RecordBatch]) -> Vec<(String, i64, i64)> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let symbols = b.column(0).as_string::<i32>();
+            let counts = b.column(1).as_primitive::<Int64Type>();
+            let starts = b.column(2).as_primitive::<TimestampMicrosecondType>();
+            (0..b.num_rows()).map(move |i| {
+                (
+                    symbols.value(i).to_string(),
+                    counts.value(i),
+                    starts.value(i),
+                )
+            })
+        })
+        .collect()
+}
+
+fn timestamp_literal(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .unwrap()
+        .naive_utc()
+        .format("%Y-%m-%dT%H:%M:%S%.6f")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tumbling_windows_emit_final_one_row_per_key() {
+    let (_node, mut client) = node_with(4, 1000).await;
+    let stream = client
+        .execute_query(request(
+            "SELECT symbol, COUNT(*) AS n, window_start FROM kafka://trades \
+             GROUP BY symbol WINDOW TUMBLING(ts, 1s) EMIT FINAL",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let windows =
+        |o: &Outcome| -> BTreeSet<i64> { keyed_counts(&o.batches).iter().map(|r| r.2).collect() };
+    // The query starts during the first window; the second is whole.
+    let out = tokio::time::timeout(
+        Duration::from_secs(15),
+        collect(stream, |o| windows(o).len() >= 3),
+    )
+    .await
+    .expect("three windows closed within 15 s");
+    assert!(out.error.is_none(), "{:?}", out.error);
+    let rows = keyed_counts(&out.batches);
+    assert!(
+        rows.windows(2).all(|w| w[0].2 <= w[1].2),
+        "windows in order: {rows:?}"
+    );
+    let second = *windows(&out).iter().nth(1).unwrap();
+    let mut emitted: Vec<(String, i64)> = rows
+        .iter()
+        .filter(|r| r.2 == second)
+        .map(|r| (r.0.clone(), r.1))
+        .collect();
+    emitted.sort();
+    assert!(
+        emitted.len() >= 4 && emitted.windows(2).all(|w| w[0].0 < w[1].0),
+        "one row per symbol: {emitted:?}"
+    );
+    // A snapshot of the topic counts the same events in that window.
+    let snapshot = query(
+        &mut client,
+        &format!(
+            "SELECT symbol, COUNT(*) AS n FROM trades \
+             WHERE ts >= TIMESTAMP '{}' AND ts < TIMESTAMP '{}' GROUP BY symbol ORDER BY symbol",
+            timestamp_literal(second),
+            timestamp_literal(second + 1_000_000)
+        ),
+    )
+    .await;
+    let expected: Vec<(String, i64)> = snapshot
+        .batches
+        .iter()
+        .flat_map(|b| {
+            let symbols = b.column(0).as_string::<i32>();
+            let counts = b.column(1).as_primitive::<Int64Type>();
+            (0..b.num_rows()).map(move |i| (symbols.value(i).to_string(), counts.value(i)))
+        })
+        .collect();
+    assert_eq!(emitted, expected);
+}
+
+/// Windows close when the stream's event time passes their end, not when
+/// an event the WHERE clause lets through does: here the only such events
+/// are the test's own, all in one window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emit_final_closes_windows_on_the_streams_event_time() {
+    let (node, mut client) = node_with(4, 200).await;
+    let bootstrap = node.kafka_bootstrap.clone().unwrap();
+    let stream = client
+        .execute_query(request(
+            "SELECT symbol, COUNT(*) AS n, window_start FROM kafka://trades \
+             WHERE symbol IN ('ZZA', 'ZZB') GROUP BY symbol WINDOW TUMBLING(ts, 1s) EMIT FINAL",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (running, started) = tokio::sync::oneshot::channel();
+    let producer = tokio::spawn(async move {
+        // Once the query is running (it heartbeats while nothing matches),
+        // produce events into a window two seconds ahead of the demo's.
+        started.await.unwrap();
+        let now = chrono::Utc::now().timestamp_micros();
+        let window = (now / 1_000_000 + 2) * 1_000_000;
+        let events: Vec<String> = [
+            ("ZZA", 100),
+            ("ZZA", 200),
+            ("ZZB", 300),
+            ("ZZA", 900),
+            ("ZZB", 950),
+        ]
+        .iter()
+        .map(|(symbol, ms)| {
+            let ts = timestamp_literal(window + ms * 1000);
+            format!(r#"{{"symbol":"{symbol}","price":"1.00","volume":1,"ts":"{ts}"}}"#)
+        })
+        .collect();
+        produce(&bootstrap, &events).await;
+        window
+    });
+    let out = tokio::time::timeout(
+        Duration::from_secs(10),
+        collect_with(
+            stream,
+            |o| o.rows() >= 2,
+            move || {
+                let _ = running.send(());
+            },
+        ),
+    )
+    .await
+    .expect("the window closed within 10 s");
+    let window = producer.await.unwrap();
+    let mut rows = keyed_counts(&out.batches);
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("ZZA".to_string(), 3, window),
+            ("ZZB".to_string(), 2, window)
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

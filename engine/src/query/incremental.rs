@@ -4,9 +4,15 @@
 //! aggregate function works) and sends the groups that batch changed — or,
 //! with `EMIT FINAL`, the windows it closed — through the part above it
 //! (projection, HAVING, ORDER BY). State is kept, never recomputed.
+//!
+//! Windows close when the watermark passes their end. The watermark is the
+//! latest event time read: the latest window start among the rows that
+//! reach the aggregation, and, when the query's Kafka scans report to an
+//! [`EventClock`], the latest event time they read before any filter.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::task::Poll;
 
 use datafusion::arrow::array::{ArrayRef, AsArray, UInt32Array};
 use datafusion::arrow::compute::{cast, kernels::aggregate::max, take};
@@ -15,11 +21,13 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::execution::TaskContext;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
-use datafusion::physical_plan::{collect, execute_stream, ExecutionPlan, PhysicalExpr};
+use datafusion::physical_plan::{
+    collect, execute_stream, ExecutionPlan, ExecutionPlanProperties, PhysicalExpr,
+};
 use datafusion::scalar::ScalarValue;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -27,6 +35,7 @@ use tokio::sync::mpsc;
 
 use crate::dialect::{Emit, WindowSpec};
 use crate::error::{EngineError, Result};
+use crate::kafka::EventClock;
 
 fn df_err(e: impl Into<datafusion::error::DataFusionError>) -> EngineError {
     EngineError::from_datafusion(e.into(), "")
@@ -37,12 +46,16 @@ pub fn run(
     agg_plan: Arc<dyn ExecutionPlan>,
     window: Option<WindowSpec>,
     emit: Emit,
+    clock: Option<EventClock>,
     task_ctx: Arc<TaskContext>,
 ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
     let mut groups = Groups::new(&agg_plan, window.as_ref(), emit)?;
     let agg = agg_plan
         .downcast_ref::<AggregateExec>()
         .expect("found as an AggregateExec");
+    // See `next_input`: the clock is safe to close windows on only if the
+    // plan below runs as one stream in this task.
+    let clock = clock.filter(|_| window.is_some() && one_stream(agg.input()));
     let mut input = execute_stream(agg.input().clone(), task_ctx.clone()).map_err(df_err)?;
     let upper = Upper {
         root,
@@ -53,17 +66,19 @@ pub fn run(
     tokio::spawn(async move {
         loop {
             let next = tokio::select! {
-                next = input.next() => next,
+                next = next_input(&mut input, clock.as_ref(), groups.watermark) => next,
                 _ = tx.closed() => return,
             };
-            let result = match next {
-                None => return,
-                Some(Err(e)) => Err(df_err(e)),
-                Some(Ok(batch)) => match groups.update(&batch) {
-                    Ok(Some(changed)) => upper.run(changed).await,
-                    Ok(None) => Ok(Vec::new()),
-                    Err(e) => Err(e),
-                },
+            let emitted = match next {
+                Input::End => return,
+                Input::Batch(Err(e)) => Err(df_err(e)),
+                Input::Batch(Ok(batch)) => groups.update(&batch),
+                Input::EventTime(t) => groups.advance(t),
+            };
+            let result = match emitted {
+                Ok(Some(rows)) => upper.run(rows).await,
+                Ok(None) => Ok(Vec::new()),
+                Err(e) => Err(e),
             };
             match result {
                 Ok(batches) => {
@@ -81,6 +96,42 @@ pub fn run(
         }
     });
     Ok(tokio_stream::wrappers::ReceiverStream::new(rx).boxed())
+}
+
+enum Input {
+    Batch(datafusion::error::Result<RecordBatch>),
+    /// No batch is ready, and the sources have read up to this event time,
+    /// past the watermark (the plan filtered out what they read).
+    EventTime(i64),
+    End,
+}
+
+/// The next input batch; or, when none is ready and the clock has passed
+/// `watermark`, the clock's time. With no batch ready, every batch the
+/// sources handed over has been all the way through the input plan (one
+/// stream, polled here), so no row of theirs can still arrive for a window
+/// the clock closes.
+async fn next_input(
+    input: &mut SendableRecordBatchStream,
+    clock: Option<&EventClock>,
+    watermark: i64,
+) -> Input {
+    futures::future::poll_fn(|cx| match input.poll_next_unpin(cx) {
+        Poll::Ready(Some(batch)) => Poll::Ready(Input::Batch(batch)),
+        Poll::Ready(None) => Poll::Ready(Input::End),
+        Poll::Pending => match clock.and_then(EventClock::now) {
+            Some(t) if t > watermark => Poll::Ready(Input::EventTime(t)),
+            _ => Poll::Pending,
+        },
+    })
+    .await
+}
+
+/// Whether `plan` runs as a single stream (one partition all the way down):
+/// then it runs in the task polling it, with no batches buffered between
+/// tasks.
+fn one_stream(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.output_partitioning().partition_count() == 1 && plan.children().into_iter().all(one_stream)
 }
 
 /// The plan above the aggregation, re-run over each batch of changed groups.
@@ -132,6 +183,8 @@ struct Groups {
     free: Vec<usize>,
     /// Position of `window_start` among the group keys, and the window size.
     window: Option<(usize, i64)>,
+    /// The latest event time read (microseconds); windows that end at or
+    /// before it are closed.
     watermark: i64,
     emit_final: bool,
 }
@@ -302,9 +355,40 @@ impl Groups {
         let Some(starts) = starts else {
             return self.output(&touched).map(Some);
         };
+        // A window start is a lower bound of its events' times.
         if let Some(m) = max(starts) {
             self.watermark = self.watermark.max(m);
         }
+        let closed = self.closed_windows();
+        let out = if self.emit_final {
+            self.output(&closed)?
+        } else {
+            self.output(&touched)?
+        };
+        self.evict(&closed);
+        Ok(Some(out))
+    }
+
+    /// Moves the watermark to `event_time`, closing the windows it passes;
+    /// returns the rows to emit (`EMIT FINAL`), if any.
+    fn advance(&mut self, event_time: i64) -> Result<Option<RecordBatch>> {
+        if self.window.is_none() || event_time <= self.watermark {
+            return Ok(None);
+        }
+        self.watermark = event_time;
+        let closed = self.closed_windows();
+        let out = if self.emit_final && !closed.is_empty() {
+            Some(self.output(&closed)?)
+        } else {
+            None
+        };
+        self.evict(&closed);
+        Ok(out)
+    }
+
+    /// The groups whose window the watermark has passed, oldest first.
+    fn closed_windows(&self) -> Vec<usize> {
+        let size = self.window.map_or(0, |(_, s)| s);
         let mut closed: Vec<usize> = self
             .slots
             .iter()
@@ -316,19 +400,17 @@ impl Groups {
             })
             .collect();
         closed.sort_by_key(|&i| self.slots[i].as_ref().map_or(0, |g| g.window_start));
-        let out = if self.emit_final {
-            self.output(&closed)?
-        } else {
-            self.output(&touched)?
-        };
-        for slot in closed {
+        closed
+    }
+
+    fn evict(&mut self, slots: &[usize]) {
+        for &slot in slots {
             if let Some(g) = self.slots[slot].take() {
                 let bytes: &[u8] = g.key.as_ref().map_or(&[], |k| k.row().data());
                 self.index.remove(bytes);
                 self.free.push(slot);
             }
         }
-        Ok(Some(out))
     }
 
     fn output(&mut self, slots: &[usize]) -> Result<RecordBatch> {

@@ -22,7 +22,7 @@ use futures::StreamExt;
 use crate::catalog::{locate_error, Catalog};
 use crate::dialect::{Emit, QueryText};
 use crate::error::{EngineError, Result};
-use crate::kafka::ReadMode;
+use crate::kafka::{EventClock, ReadMode};
 
 /// A query that has been planned and started.
 pub struct RunningQuery {
@@ -75,7 +75,11 @@ pub async fn start(
     params: Vec<ScalarValue>,
     from_earliest: bool,
 ) -> Result<RunningQuery> {
-    let ctx = catalog.context(q, read_mode(q.emit, from_earliest)).await?;
+    // Continuous windows close on the event time their Kafka sources read.
+    let clock = (q.emit != Emit::Snapshot && q.window.is_some()).then(EventClock::default);
+    let ctx = catalog
+        .context_with_clock(q, read_mode(q.emit, from_earliest), clock.clone())
+        .await?;
     let df = plan(&ctx, q, params).await?;
     let task_ctx = Arc::new(df.task_ctx());
     let physical = df
@@ -93,7 +97,7 @@ pub async fn start(
     let batches: BoxStream<'static, Result<RecordBatch>> = match (q.emit, find_aggregate(&physical))
     {
         (Emit::Changes | Emit::Final, Some(agg)) => {
-            incremental::run(physical, agg, q.window.clone(), q.emit, task_ctx)?
+            incremental::run(physical, agg, q.window.clone(), q.emit, clock, task_ctx)?
         }
         _ => {
             let stream = execute_stream(physical, task_ctx).map_err(|e| locate_error(e, q))?;
