@@ -22,6 +22,8 @@ mod config;
 mod error;
 mod frontend;
 mod metrics;
+#[cfg(test)]
+mod mutate;
 mod pg;
 mod server;
 mod session;

@@ -336,4 +336,48 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.sqlstate(), "22008");
     }
+
+    #[test]
+    fn hostile_parameters_are_sql_errors_never_panics() {
+        let mut numeric = Vec::new();
+        super::super::binary::write_numeric(&mut numeric, -1234567, 3);
+        let seeds: &[&[u8]] = &[
+            &numeric,
+            b"2024-01-02 03:04:05.5+02",
+            b"\\x0102ff",
+            b"-12.345",
+            b"true",
+            &[0, 0, 0, 0, 0, 0, 0, 1],
+        ];
+        let oids = [
+            oid::BOOL,
+            oid::INT2,
+            oid::INT4,
+            oid::INT8,
+            oid::FLOAT4,
+            oid::FLOAT8,
+            oid::BYTEA,
+            oid::DATE,
+            oid::TIMESTAMP,
+            oid::TIMESTAMPTZ,
+            oid::NUMERIC,
+            oid::TEXT,
+            oid::JSONB,
+        ];
+        for (i, input) in crate::mutate::mutations(seeds, 20_000)
+            .into_iter()
+            .enumerate()
+        {
+            let bytes = Bytes::from(input);
+            let type_oid = oids[i % oids.len()];
+            for binary in [false, true] {
+                if let Err(e) = decode_parameter(type_oid, binary, Some(&bytes)) {
+                    assert!(
+                        ["22P02", "22P03", "22008", "0A000"].contains(&e.sqlstate()),
+                        "{type_oid} {binary}: {e:?}"
+                    );
+                }
+            }
+        }
+    }
 }

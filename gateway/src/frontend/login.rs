@@ -130,4 +130,22 @@ mod tests {
         assert!(sasl_initial_response(b"SCRAM").is_err());
         assert!(sasl_initial_response(b"SCRAM\0\0\0").is_err());
     }
+
+    #[test]
+    fn hostile_sasl_messages_are_protocol_errors() {
+        let mut seed = b"SCRAM-SHA-256\0".to_vec();
+        seed.extend_from_slice(&11i32.to_be_bytes());
+        seed.extend_from_slice(b"n,,n=,r=abc");
+        for input in crate::mutate::mutations(&[&seed], 20_000) {
+            match sasl_initial_response(&input) {
+                Ok((mechanism, data)) => assert!(mechanism.len() + data.len() < input.len()),
+                Err(e) => assert_eq!(e.sqlstate(), "08P01"),
+            }
+            // The SCRAM exchange takes whatever the client sent as its
+            // first and final messages without panicking.
+            if let Ok((exchange, _)) = ScramExchange::start(None, vec![1; 16], &input) {
+                assert!(exchange.finish(&input).is_none());
+            }
+        }
+    }
 }

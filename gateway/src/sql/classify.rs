@@ -366,7 +366,13 @@ fn declare(text: &str) -> Result<Declare, GatewayError> {
         .get(1)
         .cloned()
         .ok_or_else(|| GatewayError::Syntax("syntax error: DECLARE needs a cursor name".into()))?;
-    let Some(cursor_at) = words.iter().position(|w| w == "cursor") else {
+    // CURSOR after the name (`DECLARE cursor CURSOR FOR` names it "cursor").
+    let Some(cursor_at) = words
+        .iter()
+        .skip(2)
+        .position(|w| w == "cursor")
+        .map(|i| i + 2)
+    else {
         return Err(GatewayError::Syntax("syntax error: expected CURSOR".into()));
     };
     let holdable = words[cursor_at..]
@@ -545,6 +551,12 @@ mod tests {
             classify("FETCH PRIOR c"),
             Statement::Invalid(GatewayError::Unsupported(_))
         ));
+        // Found by the mutation test below: this once sliced words[2..1].
+        assert!(matches!(classify("DECLARE cursor"), Statement::Invalid(_)));
+        assert!(matches!(
+            classify("DECLARE cursor CURSOR FOR SELECT 1"),
+            Statement::Declare(d) if d.name == "cursor"
+        ));
     }
 
     #[test]
@@ -569,5 +581,38 @@ mod tests {
             classify("COPY (SELECT 1) TO STDOUT BINARY"),
             Statement::Invalid(_)
         ));
+    }
+
+    #[test]
+    fn hostile_statements_classify_without_panicking() {
+        let seeds: &[&[u8]] = &[
+            b"SELECT 1, 'a' AS \"b\"",
+            b"DECLARE c CURSOR WITH HOLD FOR SELECT 'for' FROM t",
+            b"COPY (SELECT ')' FROM t) TO STDOUT WITH (FORMAT csv, HEADER)",
+            b"SET SESSION search_path TO 'a', \"B\", c",
+            b"FETCH FORWARD 10 FROM c; MOVE 2 IN c",
+            b"BEGIN; SHOW transaction isolation level; ROLLBACK TO s",
+            b"select $q$ ; $q$, E'\\'' /* /* */ */ -- x",
+        ];
+        for input in crate::mutate::mutations(seeds, 20_000) {
+            let text = String::from_utf8_lossy(&input);
+            let pieces = crate::sql::split(&text);
+            let mut previous = None;
+            for piece in &pieces {
+                // Pieces are substrings of the input, in order.
+                if !piece.text.is_empty() {
+                    let start = piece.text.as_ptr() as usize - text.as_ptr() as usize;
+                    assert!(text[start..].starts_with(piece.text));
+                }
+                assert!(previous.is_none_or(|p| p <= piece.offset));
+                previous = Some(piece.offset);
+                if let Ok(statement) = piece.checked() {
+                    let classified = classify(statement);
+                    if let Statement::Invalid(e) = classified {
+                        assert!(["42601", "0A000"].contains(&e.sqlstate()), "{e:?}");
+                    }
+                }
+            }
+        }
     }
 }

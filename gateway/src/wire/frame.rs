@@ -95,4 +95,25 @@ mod tests {
             Frame::Invalid { length: -1 }
         );
     }
+
+    #[test]
+    fn hostile_headers_never_claim_past_their_limits() {
+        let seeds: &[&[u8]] = &[
+            b"Q\0\0\0\x09abcd",
+            b"\0\0\0\x08\x04\xd2\x16\x2f",
+            b"p\0\0\0\x04",
+        ];
+        for input in crate::mutate::mutations(seeds, 20_000) {
+            for startup in [false, true] {
+                match frame(&input, startup, 100) {
+                    Frame::Message { size } => {
+                        assert!(size <= if startup { PRE_LOGIN_LIMIT } else { 100 });
+                        assert!(size >= if startup { MIN_STARTUP_PACKET } else { 5 });
+                    }
+                    Frame::TooLarge { size, .. } => assert!(!startup && size > 100),
+                    Frame::Header | Frame::Invalid { .. } => {}
+                }
+            }
+        }
+    }
 }
