@@ -5,6 +5,7 @@
 //! row limits, skip-until-Sync, failed transactions, cursors, cancel and a
 //! client that vanishes mid-stream.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -342,6 +343,59 @@ async fn a_client_vanishing_mid_stream_frees_its_engine_slot() {
         .await;
     assert_eq!(sqlstate(&got), None, "{got:?}");
     assert_eq!(rows(&got).len(), 3);
+}
+
+/// COPY of a windowed `EMIT FINAL` aggregation sends each window's rows
+/// once it closes: from the demo's 1,000 events/s, one closed window holds
+/// a row for each of several symbols well within the deadline.
+#[tokio::test]
+async fn copy_of_emit_final_sends_each_closed_window() {
+    let gw = gateway(|_| {}).await;
+    let mut c = Client::connect(gw.addrs[0]).await;
+    c.send(F::Query(Query::new(
+        "COPY (SELECT symbol, COUNT(*) AS n, window_start FROM kafka://trades \
+         GROUP BY symbol WINDOW TUMBLING(ts, 1s) EMIT FINAL) TO STDOUT"
+            .into(),
+    )))
+    .await;
+    // window_start -> (symbol, n), as the text COPY lines carry them.
+    let mut windows: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
+    let whole = timeout(Duration::from_secs(10), async {
+        loop {
+            match c.recv().await.expect("server still there") {
+                B::CopyOutResponse(_) | B::NoticeResponse(_) => {}
+                B::CopyData(data) => {
+                    let text = std::str::from_utf8(&data.data).expect("UTF-8");
+                    for line in text.lines() {
+                        let fields: Vec<&str> = line.split('\t').collect();
+                        let [symbol, n, start] = fields[..] else {
+                            panic!("three columns: {line:?}");
+                        };
+                        let n: i64 = n.parse().expect("a count");
+                        windows
+                            .entry(start.to_string())
+                            .or_default()
+                            .push((symbol.to_string(), n));
+                    }
+                    if let Some((start, rows)) = windows.iter().find(|(_, rows)| rows.len() >= 2) {
+                        return (start.clone(), rows.clone());
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    })
+    .await;
+    let Ok((start, rows)) = whole else {
+        panic!("no closed window with two symbols within 10 s; rows so far: {windows:?}");
+    };
+    assert!(rows.iter().all(|(_, n)| *n > 0), "{start}: {rows:?}");
+    let symbols: BTreeSet<&str> = rows.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        symbols.len(),
+        rows.len(),
+        "one row per symbol in {start}: {rows:?}"
+    );
 }
 
 #[tokio::test]
