@@ -13,14 +13,15 @@ use velo_integration::{hash_password, run_script, Gateway};
 /// Memory a test's hostile client may add to the gateway, at most.
 const RSS_BOUND_KIB: u64 = 24 * 1024;
 
-/// Another session's `SELECT 1` answers within a second.
+/// Another session's `SELECT 1` answers within two seconds (a blocked gateway would take
+/// many times that; the margin is for a loaded 2-core CI machine).
 fn others_still_served(gw: &Gateway) {
     let started = Instant::now();
     let (mut other, _, _) = Raw::startup(gw);
     let reply = other.query("SELECT 1");
     assert!(reply.iter().any(|m| m.0 == b'D'), "{reply:?}");
     assert!(
-        started.elapsed() < Duration::from_secs(1),
+        started.elapsed() < Duration::from_secs(2),
         "another session waited {:?}",
         started.elapsed()
     );
