@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::pg::server_info::TIMEOUT_SETTINGS;
 use crate::pg::units::{parse_duration, TimeUnit};
 
 /// Everything the gateway is told at start (see the module doc).
@@ -202,13 +203,14 @@ impl GatewayConfig {
 
     /// Session settings every session starts from (RESET returns to them).
     pub fn session_defaults(&self) -> [(&'static str, &str); 3] {
+        let [statement, idle_in_transaction, idle_session] = TIMEOUT_SETTINGS;
         [
-            ("statement_timeout", &self.statement_timeout),
+            (statement, &self.statement_timeout),
             (
-                "idle_in_transaction_session_timeout",
+                idle_in_transaction,
                 &self.idle_in_transaction_session_timeout,
             ),
-            ("idle_session_timeout", &self.idle_session_timeout),
+            (idle_session, &self.idle_session_timeout),
         ]
     }
 

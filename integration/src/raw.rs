@@ -58,9 +58,7 @@ impl Raw {
 
     pub fn startup(gw: &Gateway) -> (Self, i32, i32) {
         let mut raw = Self::connect(gw);
-        let mut body = 196608i32.to_be_bytes().to_vec();
-        body.extend_from_slice(b"user\0alice\0database\0velostream\0\0");
-        raw.send_untyped(&body);
+        raw.send_untyped(&startup_body("alice"));
         let msgs = raw.until_ready();
         let key = msgs.iter().find(|m| m.0 == b'K').expect("BackendKeyData");
         let pid = i32::from_be_bytes(key.1[0..4].try_into().unwrap());
@@ -103,4 +101,14 @@ pub fn cstr(s: &str) -> Vec<u8> {
     let mut v = s.as_bytes().to_vec();
     v.push(0);
     v
+}
+
+/// A StartupMessage body (protocol 3.0) for `user` on database velostream.
+pub fn startup_body(user: &str) -> Vec<u8> {
+    let mut body = 196608i32.to_be_bytes().to_vec();
+    for field in ["user", user, "database", "velostream"] {
+        body.extend(cstr(field));
+    }
+    body.push(0);
+    body
 }

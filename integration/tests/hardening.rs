@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use velo_integration::raw::{cancel, cstr, sqlstate, Msg, Raw};
+use velo_integration::raw::{cancel, cstr, sqlstate, startup_body, Msg, Raw};
 use velo_integration::{hash_password, run_script, Gateway};
 
 /// Memory a test's hostile client may add to the gateway, at most.
@@ -62,16 +62,6 @@ fn accepted(gw: &Gateway) -> u64 {
         .find_map(|l| l.strip_prefix("velo_gateway_connections_accepted_total "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
-}
-
-fn startup_body(user: &str) -> Vec<u8> {
-    let mut body = 196608i32.to_be_bytes().to_vec();
-    body.extend(cstr("user"));
-    body.extend(cstr(user));
-    body.extend(cstr("database"));
-    body.extend(cstr("velostream"));
-    body.push(0);
-    body
 }
 
 /// A gateway with password authentication (alice's password: secret);

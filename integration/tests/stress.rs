@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use velo_integration::raw::{cstr, Raw};
+use velo_integration::raw::{cstr, startup_body, Raw};
 use velo_integration::{run_script, Gateway};
 
 fn env(name: &str, default: u64) -> u64 {
@@ -21,10 +21,7 @@ fn env(name: &str, default: u64) -> u64 {
 }
 
 fn startup_packet(user: &str) -> Vec<u8> {
-    let mut body = 196608i32.to_be_bytes().to_vec();
-    body.extend(cstr("user"));
-    body.extend(cstr(user));
-    body.push(0);
+    let body = startup_body(user);
     let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
     packet.extend(body);
     packet

@@ -8,7 +8,6 @@ use pgwire::messages::PgWireFrontendMessage as F;
 
 use crate::error::GatewayError;
 use crate::metrics::ConnectionState;
-use crate::pg::Severity;
 use crate::session::Session;
 use crate::wire::Connection;
 
@@ -50,10 +49,7 @@ pub async fn run(conn: &mut Connection, session: &mut Session) {
             }
             Err(e) => {
                 // Framing is lost: say why and close.
-                let mut response = e.response();
-                response.severity = Severity::Fatal;
-                conn.send(response.into_message());
-                let _ = conn.flush().await;
+                super::send_fatal(conn, &e).await;
                 return;
             }
         };

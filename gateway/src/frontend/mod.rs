@@ -6,10 +6,9 @@ mod login;
 mod machine;
 mod startup;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pgwire::messages::startup::{
@@ -26,7 +25,7 @@ use crate::cancel::CancelRegistry;
 use crate::error::GatewayError;
 use crate::metrics::METRICS;
 use crate::pg::server_info::REPORTED;
-use crate::session::{Login, Quotas, Session, Settings};
+use crate::session::{Login, Quotas, Session, Settings, UserCounts};
 use crate::wire::Connection;
 
 /// What every connection needs from the gateway: how to log clients in,
@@ -42,7 +41,7 @@ pub struct Frontend {
     /// Set when the gateway drains: new sessions are refused.
     pub draining: Arc<AtomicBool>,
     connections: AtomicUsize,
-    per_user: Mutex<HashMap<String, usize>>,
+    per_user: UserCounts,
 }
 
 /// What one connection may do, from the configuration.
@@ -76,13 +75,7 @@ struct UserSession {
 
 impl Drop for UserSession {
     fn drop(&mut self) {
-        let mut per_user = self.frontend.per_user.lock().expect("per-user counts");
-        if let Some(n) = per_user.get_mut(&self.user) {
-            *n -= 1;
-            if *n == 0 {
-                per_user.remove(&self.user);
-            }
-        }
+        self.frontend.per_user.remove(&self.user);
     }
 }
 
@@ -105,7 +98,7 @@ impl Frontend {
             quotas,
             draining: Arc::default(),
             connections: AtomicUsize::new(0),
-            per_user: Mutex::default(),
+            per_user: UserCounts::default(),
         }
     }
 
@@ -116,14 +109,8 @@ impl Frontend {
     }
 
     fn admit_user(self: &Arc<Self>, user: &str) -> Option<UserSession> {
-        let mut per_user = self.per_user.lock().expect("per-user counts");
-        let n = per_user.entry(user.to_string()).or_default();
         let limit = self.limits.max_connections_per_user;
-        if limit > 0 && *n >= limit {
-            return None;
-        }
-        *n += 1;
-        Some(UserSession {
+        self.per_user.try_add(user, limit).then(|| UserSession {
             frontend: self.clone(),
             user: user.to_string(),
         })
@@ -172,6 +159,12 @@ async fn reject(conn: &mut Connection, reason: &str, e: GatewayError) {
         .connections_rejected
         .with_label_values(&[reason])
         .inc();
+    send_fatal(conn, &e).await;
+}
+
+/// Sends `e` as FATAL, whatever its usual severity: the connection ends
+/// after it.
+async fn send_fatal(conn: &mut Connection, e: &GatewayError) {
     let mut response = e.response();
     response.severity = crate::pg::Severity::Fatal;
     conn.send(response.into_message());

@@ -59,3 +59,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("max_identifier_length", "63"),
     ("velostream.offset_reset", "latest"),
 ];
+
+/// The timeout settings (a bare number is milliseconds; 0 is off).
+pub const TIMEOUT_SETTINGS: [&str; 3] = [
+    "statement_timeout",
+    "idle_in_transaction_session_timeout",
+    "idle_session_timeout",
+];

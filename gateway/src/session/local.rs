@@ -15,7 +15,7 @@ use pgwire::messages::PgWireBackendMessage as B;
 use super::Session;
 use crate::codec::{binary_columns, row_description_with_formats, RowEncoder};
 use crate::error::GatewayError;
-use crate::pg::server_info::version_string;
+use crate::pg::server_info::{version_string, TIMEOUT_SETTINGS};
 use crate::pg::units::{parse_duration, TimeUnit};
 use crate::sql::{LocalValue, SelectItem, Set, Statement};
 use crate::wire::Connection;
@@ -179,10 +179,7 @@ impl Session {
                 "invalid value for parameter \"velostream.offset_reset\": \"{value}\" (latest or earliest)"
             )));
         }
-        let is_timeout = matches!(
-            lower.as_str(),
-            "statement_timeout" | "idle_in_transaction_session_timeout" | "idle_session_timeout"
-        );
+        let is_timeout = TIMEOUT_SETTINGS.contains(&lower.as_str());
         if is_timeout
             && !value.eq_ignore_ascii_case("default")
             && parse_duration(value, TimeUnit::Milliseconds).is_none()

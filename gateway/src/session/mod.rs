@@ -34,7 +34,7 @@ use crate::sql::{self, Piece, Statement};
 use crate::wire::Connection;
 use cursor::Cursor;
 use local::Local;
-pub use quotas::Quotas;
+pub use quotas::{Quotas, UserCounts};
 use rows::{Interrupt, RowPump, Sink};
 pub use settings::Settings;
 pub use transaction::TxState;

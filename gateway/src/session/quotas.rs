@@ -13,7 +13,42 @@ pub struct Quotas {
     max_per_session: usize,
     /// 0: no per-user bound.
     max_per_user: usize,
-    per_user: Mutex<HashMap<String, usize>>,
+    per_user: UserCounts,
+}
+
+/// How many of something each user holds; a user at zero has no entry,
+/// so the map is as large as the users holding something.
+#[derive(Default)]
+pub struct UserCounts(Mutex<HashMap<String, usize>>);
+
+impl UserCounts {
+    /// Counts one more for `user`, unless it holds `limit` already (0: no
+    /// limit).
+    pub fn try_add(&self, user: &str, limit: usize) -> bool {
+        let mut counts = self.0.lock().expect("per-user counts");
+        match counts.get_mut(user) {
+            Some(n) if limit > 0 && *n >= limit => false,
+            Some(n) => {
+                *n += 1;
+                true
+            }
+            None => {
+                counts.insert(user.to_string(), 1);
+                true
+            }
+        }
+    }
+
+    /// Counts one less for `user` (after a successful `try_add`).
+    pub fn remove(&self, user: &str) {
+        let mut counts = self.0.lock().expect("per-user counts");
+        if let Some(n) = counts.get_mut(user) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(user);
+            }
+        }
+    }
 }
 
 /// One open query, counted for its session and its user until dropped.
@@ -26,13 +61,7 @@ pub struct QueryPermit {
 impl Drop for QueryPermit {
     fn drop(&mut self) {
         self.session.fetch_sub(1, Ordering::Relaxed);
-        let mut per_user = self.quotas.per_user.lock().expect("per-user queries");
-        if let Some(n) = per_user.get_mut(&self.user) {
-            *n -= 1;
-            if *n == 0 {
-                per_user.remove(&self.user);
-            }
-        }
+        self.quotas.per_user.remove(&self.user);
     }
 }
 
@@ -41,7 +70,7 @@ impl Quotas {
         Self {
             max_per_session,
             max_per_user,
-            per_user: Mutex::default(),
+            per_user: UserCounts::default(),
         }
     }
 
@@ -58,15 +87,12 @@ impl Quotas {
                 self.max_per_session
             )));
         }
-        let mut per_user = self.per_user.lock().expect("per-user queries");
-        let n = per_user.entry(user.to_string()).or_default();
-        if self.max_per_user > 0 && *n >= self.max_per_user {
+        if !self.per_user.try_add(user, self.max_per_user) {
             return Err(GatewayError::TooBusy(format!(
                 "too many open queries for role \"{user}\" (limit {})",
                 self.max_per_user
             )));
         }
-        *n += 1;
         session.fetch_add(1, Ordering::Relaxed);
         Ok(QueryPermit {
             quotas: self.clone(),

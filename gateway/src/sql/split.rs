@@ -39,7 +39,15 @@ struct CharCounter<'a> {
     chars: usize,
 }
 
-impl CharCounter<'_> {
+impl<'a> CharCounter<'a> {
+    fn new(input: &'a str) -> Self {
+        Self {
+            input,
+            byte: 0,
+            chars: 0,
+        }
+    }
+
     fn at(&mut self, byte: usize) -> u32 {
         self.chars += self.input[self.byte..byte].chars().count();
         self.byte = byte;
@@ -92,11 +100,7 @@ const EMPTY: Piece<'static> = Piece {
 /// with no tokens (`;;`, `-- ping`) are dropped unless nothing else is
 /// there, when the message is one empty statement (EmptyQueryResponse).
 pub fn split(sql: &str) -> Vec<Piece<'_>> {
-    let mut counter = CharCounter {
-        input: sql,
-        byte: 0,
-        chars: 0,
-    };
+    let mut counter = CharCounter::new(sql);
     let mut pieces = Vec::new();
     let mut extent = Extent::default();
     for token in Lexer::new(sql) {
@@ -121,11 +125,7 @@ pub fn single(sql: &str) -> Piece<'_> {
     for token in Lexer::new(sql) {
         extent.add(sql, token);
     }
-    let mut counter = CharCounter {
-        input: sql,
-        byte: 0,
-        chars: 0,
-    };
+    let mut counter = CharCounter::new(sql);
     extent.piece(sql, &mut counter).unwrap_or(EMPTY)
 }
 
