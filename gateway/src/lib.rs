@@ -17,18 +17,14 @@ mod admin;
 mod auth;
 mod backend;
 mod cancel;
-mod codec;
 mod config;
-mod error;
 mod frontend;
 mod metrics;
-#[cfg(test)]
-mod mutate;
-mod pg;
 mod server;
 mod session;
-mod sql;
 mod wire;
+
+use velo_pgproto::{codec, error, pg, sql};
 
 pub use auth::{md5_users_file_secret, scram_users_file_secret};
 pub use config::GatewayConfig;

@@ -2,10 +2,10 @@
 //! (PostgreSQL's format) or MD5 hashes, never plaintext.
 
 pub mod md5;
-pub mod scram;
 pub mod users;
 
 pub use users::{Secret, Users};
+pub use velo_pgproto::scram::{self, constant_time_eq};
 
 /// A users-file secret for `password`: a SCRAM-SHA-256 verifier with a
 /// fresh salt (what `velo-gateway hash-password` prints).
@@ -26,9 +26,4 @@ pub enum AuthMethod {
     Trust,
     /// SCRAM-SHA-256, falling back to MD5 for users stored with an MD5 hash.
     Password,
-}
-
-/// Compares secrets without an early exit.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

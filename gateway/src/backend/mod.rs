@@ -15,7 +15,7 @@ use velo_proto::v1::{DescribeQueryRequest, ExecuteQueryRequest, SessionSettings,
 pub use catalog::{Catalog, SessionInfo};
 pub use engine::{CancelHandle, EnginePool, EngineSource, PoolOptions, ResultSchema, StreamEvent};
 
-use crate::codec::logical_oid;
+use crate::codec::{logical_oid, IpcDecoder};
 use crate::error::GatewayError;
 use crate::metrics::Route;
 use engine::QueryStream;
@@ -130,10 +130,9 @@ impl Backend {
             .map(|t| logical_oid(*t))
             .collect();
         let schema = match response.schema {
-            Some(s) if !s.columns.is_empty() => Some(engine::decode_schema(
-                &mut arrow::ipc::reader::StreamDecoder::new(),
-                &s.arrow_ipc_schema,
-            )?),
+            Some(s) if !s.columns.is_empty() => {
+                Some(IpcDecoder::default().schema(&s.arrow_ipc_schema)?)
+            }
             _ => None,
         };
         Ok((params, schema))

@@ -4,10 +4,8 @@
 
 use std::io;
 
-use bytes::{Buf, BytesMut};
-use pgwire::messages::{
-    DecodeContext, PgWireBackendMessage, PgWireFrontendMessage, SslNegotiationMetaMessage,
-};
+use bytes::BytesMut;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -18,17 +16,12 @@ use crate::metrics::METRICS;
 
 type Socket = Either<TcpStream, Box<TlsStream<TcpStream>>>;
 
-use super::frame::{frame, Frame, PRE_LOGIN_LIMIT};
+use super::frame::MessageReader;
 
 /// Flush early when this much output is buffered.
 const FLUSH_AT: usize = 256 * 1024;
 /// Input read ahead while a statement runs, at most.
 const READ_AHEAD: usize = 64 * 1024;
-/// A message up to this many times the limit is skipped (54000) and the
-/// connection goes on; a larger claim is taken as an attack and ends it.
-const SKIPPABLE_OVER_LIMIT: usize = 64;
-/// A read buffer larger than this is given back after its message.
-const READ_BUFFER_KEEP: usize = 64 * 1024;
 
 /// One client socket: messages in, buffered replies out. Replies leave on
 /// `flush`, which the session calls when a client needs what it has so far
@@ -36,15 +29,8 @@ const READ_BUFFER_KEEP: usize = 64 * 1024;
 pub struct Connection {
     /// `None` only while the TLS handshake owns the socket.
     socket: Option<Socket>,
-    read: BytesMut,
+    input: MessageReader,
     write: BytesMut,
-    decode: DecodeContext,
-    /// Regular messages may be this large (after login).
-    max_message: usize,
-    logged_in: bool,
-    /// Bytes of an oversized message still to discard, and its error.
-    skip: usize,
-    skipped: Option<GatewayError>,
     eof: bool,
     /// Rows queued since the last flush (counted into metrics there, not
     /// per row).
@@ -58,13 +44,8 @@ impl Connection {
             socket: Some(Either::Left(socket)),
             // Small to start: idle connections should cost little; they grow
             // with what a client actually sends and receives.
-            read: BytesMut::with_capacity(1024),
+            input: MessageReader::default(),
             write: BytesMut::with_capacity(1024),
-            decode: DecodeContext::default(),
-            max_message: PRE_LOGIN_LIMIT,
-            logged_in: false,
-            skip: 0,
-            skipped: None,
             eof: false,
             rows_pending: 0,
         }
@@ -73,18 +54,17 @@ impl Connection {
     /// The SSL negotiation is over (refused, done, or never asked):
     /// what follows is a StartupMessage.
     pub fn ssl_negotiated(&mut self) {
-        self.decode.awaiting_frontend_ssl = false;
+        self.input.ssl_negotiated();
     }
 
     /// The StartupMessage arrived: regular messages follow.
     pub fn startup_done(&mut self) {
-        self.decode.awaiting_frontend_startup = false;
+        self.input.startup_done();
     }
 
     /// Login succeeded: messages up to `max_message_size` are accepted.
     pub fn logged_in(&mut self, max_message_size: usize) {
-        self.logged_in = true;
-        self.max_message = max_message_size;
+        self.input.logged_in(max_message_size);
     }
 
     pub fn is_tls(&self) -> bool {
@@ -104,7 +84,7 @@ impl Connection {
         &mut self,
         acceptor: &tokio_rustls::TlsAcceptor,
     ) -> Result<(), GatewayError> {
-        if !self.read.is_empty() {
+        if self.input.buffered() > 0 {
             return Err(GatewayError::Protocol(
                 "received unencrypted data after SSL request".into(),
             ));
@@ -128,22 +108,11 @@ impl Connection {
         }
     }
 
-    /// The next message, or `None` when the client has gone. Each message
-    /// is decoded from exactly the bytes its header declares; a message
-    /// over the limit is skipped unread and answered with 54000 (after
-    /// login) or ends the connection (before it).
+    /// The next message, or `None` when the client has gone (see
+    /// `MessageReader` for the limits).
     pub async fn read_message(&mut self) -> Result<Option<PgWireFrontendMessage>, GatewayError> {
         loop {
-            if self.skip > 0 {
-                let n = self.skip.min(self.read.len());
-                self.read.advance(n);
-                self.skip -= n;
-                if self.skip == 0 {
-                    if let Some(e) = self.skipped.take() {
-                        return Err(e);
-                    }
-                }
-            } else if let Some(msg) = self.next_frame()? {
+            if let Some(msg) = self.input.next_message()? {
                 return Ok(Some(msg));
             }
             if self.eof {
@@ -152,89 +121,16 @@ impl Connection {
             let Some(socket) = self.socket.as_mut() else {
                 return Ok(None);
             };
-            match socket.read_buf(&mut self.read).await {
+            match socket.read_buf(self.input.buffer()).await {
                 Ok(0) | Err(_) => {
                     self.eof = true;
-                    if self.read.is_empty() {
+                    if self.input.buffered() == 0 {
                         return Ok(None);
                     }
                 }
                 Ok(_) => {}
             }
         }
-    }
-
-    /// Decodes the message at the front of the buffer when it is complete.
-    fn next_frame(&mut self) -> Result<Option<PgWireFrontendMessage>, GatewayError> {
-        let startup = self.decode.awaiting_frontend_ssl || self.decode.awaiting_frontend_startup;
-        let limit = if self.logged_in {
-            self.max_message
-        } else {
-            PRE_LOGIN_LIMIT
-        };
-        let size = match frame(&self.read, startup, limit) {
-            Frame::Header => return Ok(None),
-            Frame::Message { size } if self.read.len() < size => {
-                self.read.reserve(size - self.read.len());
-                return Ok(None);
-            }
-            Frame::Message { size } => size,
-            Frame::TooLarge { message_type, size }
-                if self.logged_in && size / SKIPPABLE_OVER_LIMIT <= limit =>
-            {
-                self.skip = size;
-                self.skipped = Some(GatewayError::MessageTooLarge {
-                    message_type,
-                    size,
-                    limit,
-                });
-                return Ok(None);
-            }
-            Frame::TooLarge { size, .. } => {
-                return Err(GatewayError::Protocol(format!(
-                    "invalid message length {size} (limit {limit})"
-                )))
-            }
-            Frame::Invalid { length } => {
-                return Err(GatewayError::Protocol(format!(
-                    "invalid message length {length}"
-                )))
-            }
-        };
-        let mut message = self.read.split_to(size);
-        // The decoders index into the message by lengths it declares: a
-        // lie must be an error for this connection, never a panic.
-        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            PgWireFrontendMessage::decode(&mut message, &self.decode)
-        }));
-        let msg = match decoded {
-            Ok(Ok(Some(msg))) => msg,
-            Ok(Err(e)) => {
-                return Err(GatewayError::Protocol(format!(
-                    "invalid frontend message: {e}"
-                )))
-            }
-            Ok(Ok(None)) | Err(_) => {
-                return Err(GatewayError::Protocol("malformed frontend message".into()))
-            }
-        };
-        if let PgWireFrontendMessage::SslNegotiation(SslNegotiationMetaMessage::None) = msg {
-            // Not an SSL request: the same bytes are the startup packet.
-            message.unsplit(std::mem::take(&mut self.read));
-            self.read = message;
-            return Ok(Some(msg));
-        }
-        if !message.is_empty() {
-            return Err(GatewayError::Protocol(format!(
-                "message length does not match its contents ({} bytes left over)",
-                message.len()
-            )));
-        }
-        // Give a large message's buffer back once it is decoded.
-        if self.read.capacity() > READ_BUFFER_KEEP && self.read.len() < READ_BUFFER_KEEP {
-            self.read = BytesMut::from(&self.read[..]);
-        }
-        Ok(Some(msg))
     }
 
     /// Resolves only when the client closes its socket. What it sends
@@ -246,13 +142,13 @@ impl Connection {
             if self.eof {
                 return;
             }
-            if self.read.len() >= READ_AHEAD {
+            if self.input.buffered() >= READ_AHEAD {
                 std::future::pending::<()>().await;
             }
             let Some(socket) = self.socket.as_mut() else {
                 return;
             };
-            match socket.read_buf(&mut self.read).await {
+            match socket.read_buf(self.input.buffer()).await {
                 Ok(0) | Err(_) => {
                     self.eof = true;
                     return;

@@ -2,7 +2,7 @@
 //! TLS). Knows framing, not meaning.
 
 mod connection;
-mod frame;
 pub mod tls;
 
 pub use connection::Connection;
+use velo_pgproto::frame;

@@ -7,7 +7,7 @@
 
 mod stream;
 
-pub use stream::{decode_schema, CancelHandle, QueryStream, ResultSchema, StreamEvent};
+pub use stream::{CancelHandle, QueryStream, ResultSchema, StreamEvent};
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};

@@ -5,8 +5,34 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ring::{digest, hmac, pbkdf2, rand::SecureRandom};
 
+use crate::error::GatewayError;
+
+/// Compares secrets without an early exit.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 pub const MECHANISM: &str = "SCRAM-SHA-256";
 const DEFAULT_ITERATIONS: u32 = 4096;
+
+/// SASLInitialResponse: mechanism name (C string), then the length of the
+/// client-first message (-1 for none) and the message, exactly.
+pub fn sasl_initial_response(body: &[u8]) -> Result<(&[u8], &[u8]), GatewayError> {
+    let bad = || GatewayError::Protocol("malformed SASLInitialResponse message".into());
+    let nul = body.iter().position(|&b| b == 0).ok_or_else(bad)?;
+    let (mechanism, rest) = (&body[..nul], &body[nul + 1..]);
+    let length: [u8; 4] = rest
+        .get(..4)
+        .ok_or_else(bad)?
+        .try_into()
+        .map_err(|_| bad())?;
+    let data = &rest[4..];
+    match i32::from_be_bytes(length) {
+        -1 if data.is_empty() => Ok((mechanism, data)),
+        n if usize::try_from(n).is_ok_and(|n| n == data.len()) => Ok((mechanism, data)),
+        _ => Err(bad()),
+    }
+}
 
 #[derive(Debug, Clone)]
 /// What the users file stores for a SCRAM user (PostgreSQL's format):
@@ -175,7 +201,7 @@ impl ScramExchange {
         }
         let client_key: Vec<u8> = proof.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
         let stored = digest::digest(&digest::SHA256, &client_key);
-        let ok = super::constant_time_eq(stored.as_ref(), &self.verifier.stored_key);
+        let ok = constant_time_eq(stored.as_ref(), &self.verifier.stored_key);
         if !ok || !self.real_user {
             return None;
         }
@@ -213,5 +239,40 @@ mod tests {
         );
         let tampered = b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=AHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
         assert!(ex.finish(tampered).is_none());
+    }
+
+    #[test]
+    fn sasl_initial_responses_are_parsed_from_exactly_their_bytes() {
+        let mut ok = b"SCRAM-SHA-256\0".to_vec();
+        ok.extend_from_slice(&3i32.to_be_bytes());
+        ok.extend_from_slice(b"abc");
+        assert_eq!(
+            sasl_initial_response(&ok).unwrap(),
+            (&b"SCRAM-SHA-256"[..], &b"abc"[..])
+        );
+        let mut lying = b"SCRAM-SHA-256\0".to_vec();
+        lying.extend_from_slice(&1000i32.to_be_bytes());
+        lying.extend_from_slice(b"abc");
+        assert!(sasl_initial_response(&lying).is_err());
+        assert!(sasl_initial_response(b"SCRAM").is_err());
+        assert!(sasl_initial_response(b"SCRAM\0\0\0").is_err());
+    }
+
+    #[test]
+    fn hostile_sasl_messages_are_protocol_errors() {
+        let mut seed = b"SCRAM-SHA-256\0".to_vec();
+        seed.extend_from_slice(&11i32.to_be_bytes());
+        seed.extend_from_slice(b"n,,n=,r=abc");
+        for input in crate::mutate::mutations(&[&seed], 20_000) {
+            match sasl_initial_response(&input) {
+                Ok((mechanism, data)) => assert!(mechanism.len() + data.len() < input.len()),
+                Err(e) => assert_eq!(e.sqlstate(), "08P01"),
+            }
+            // The SCRAM exchange takes whatever the client sent as its
+            // first and final messages without panicking.
+            if let Ok((exchange, _)) = ScramExchange::start(None, vec![1; 16], &input) {
+                assert!(exchange.finish(&input).is_none());
+            }
+        }
     }
 }

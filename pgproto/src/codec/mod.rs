@@ -4,6 +4,7 @@
 
 mod binary;
 mod copy;
+mod ipc;
 mod params;
 mod text;
 
@@ -17,6 +18,7 @@ use crate::pg::oid;
 use text::ColumnText;
 
 pub use copy::csv_header;
+pub use ipc::IpcDecoder;
 pub use params::{decode_parameter, logical_oid};
 
 /// The PostgreSQL type of an Arrow field: (oid, typlen, typmod).
