@@ -51,6 +51,10 @@ pub struct GatewayConfig {
     pub idle_in_transaction_session_timeout: String,
     pub idle_session_timeout: String,
     pub max_queries_per_node: usize,
+    /// An engine node that sends nothing (no row, no heartbeat; nodes send
+    /// one every second) for this long is taken as failed: its queries
+    /// end with 58030 and it gets no new ones until a health check passes.
+    pub engine_heartbeat_timeout: String,
     pub queue_limit: usize,
     pub queue_timeout_ms: u64,
     /// On SIGTERM: stop accepting, report not ready, and wait this long for
@@ -82,6 +86,7 @@ impl Default for GatewayConfig {
             max_queries_per_session: 64,
             max_message_size: 8 << 20,
             authentication_timeout: "60s".into(),
+            engine_heartbeat_timeout: "5s".into(),
             statement_timeout: "0".into(),
             idle_in_transaction_session_timeout: "0".into(),
             idle_session_timeout: "0".into(),
@@ -175,6 +180,12 @@ impl GatewayConfig {
             "authentication_timeout: {:?} is not a positive duration (e.g. 60s)",
             self.authentication_timeout
         );
+        ensure!(
+            self.engine_heartbeat_timeout()
+                .is_some_and(|d| !d.is_zero()),
+            "engine_heartbeat_timeout: {:?} is not a positive duration (e.g. 5s)",
+            self.engine_heartbeat_timeout
+        );
         for (name, value) in self.session_defaults() {
             ensure!(
                 parse_duration(value, TimeUnit::Milliseconds).is_some(),
@@ -199,6 +210,10 @@ impl GatewayConfig {
 
     pub fn authentication_timeout(&self) -> Option<Duration> {
         parse_duration(&self.authentication_timeout, TimeUnit::Seconds)
+    }
+
+    pub fn engine_heartbeat_timeout(&self) -> Option<Duration> {
+        parse_duration(&self.engine_heartbeat_timeout, TimeUnit::Seconds)
     }
 
     /// Session settings every session starts from (RESET returns to them).

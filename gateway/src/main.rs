@@ -55,6 +55,9 @@ struct Args {
     /// Largest protocol message after login, in bytes.
     #[arg(long, env = "VELO_GATEWAY_MAX_MESSAGE_SIZE")]
     max_message_size: Option<usize>,
+    /// Silence after which an engine node is taken as failed (e.g. 5s).
+    #[arg(long, env = "VELO_GATEWAY_ENGINE_HEARTBEAT_TIMEOUT")]
+    engine_heartbeat_timeout: Option<String>,
     /// Time to finish login (e.g. 60s).
     #[arg(long, env = "VELO_GATEWAY_AUTHENTICATION_TIMEOUT")]
     authentication_timeout: Option<String>,
@@ -123,6 +126,10 @@ impl Args {
         );
         set(&mut c.max_message_size, &self.max_message_size);
         set(&mut c.authentication_timeout, &self.authentication_timeout);
+        set(
+            &mut c.engine_heartbeat_timeout,
+            &self.engine_heartbeat_timeout,
+        );
         set(&mut c.statement_timeout, &self.statement_timeout);
         set(
             &mut c.idle_in_transaction_session_timeout,

@@ -113,6 +113,9 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
             max_queries_per_node: config.max_queries_per_node,
             queue_limit: config.queue_limit,
             queue_timeout: Duration::from_millis(config.queue_timeout_ms),
+            heartbeat_timeout: config
+                .engine_heartbeat_timeout()
+                .expect("validated engine_heartbeat_timeout"),
             ..Default::default()
         },
     )

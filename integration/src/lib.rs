@@ -130,8 +130,13 @@ pub struct Engine {
 
 impl Engine {
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_at("127.0.0.1:0", extra)
+    }
+
+    /// A node on a given address (to restart one where it was).
+    pub fn start_at(listen: &str, extra: &[&str]) -> Self {
         let mut cmd = Command::new(binary("velo-engine"));
-        cmd.args(["--listen", "127.0.0.1:0", "--demo", "--demo-rate", "500"])
+        cmd.args(["--listen", listen, "--demo", "--demo-rate", "500"])
             .args(extra)
             .env("RUST_LOG", "warn");
         let proc = Proc::spawn(cmd);
@@ -142,6 +147,82 @@ impl Engine {
             .expect("engine prints its address");
         let addr = address_from(&line, " on ").expect("address");
         Self { proc, addr }
+    }
+}
+
+impl Engine {
+    /// The SQL text of every query this node is running (its SHOW JOBS),
+    /// asked over gRPC directly, not through a gateway.
+    pub async fn jobs(&self) -> Vec<String> {
+        engine_jobs(&self.addr).await
+    }
+}
+
+/// The SQL text of every query the engine node at `addr` runs (but this
+/// SHOW JOBS).
+pub async fn engine_jobs(addr: &str) -> Vec<String> {
+    use arrow::array::{Array, StringArray};
+    use velo_proto::v1::{execute_query_response::Event, ExecuteQueryRequest};
+    let call = async {
+        let mut client = velo_proto::EngineServiceClient::connect(format!("http://{addr}")).await?;
+        let mut stream = client
+            .execute_query(ExecuteQueryRequest {
+                query_id: format!("jobs-{}", rand::random::<u64>()),
+                sql: "SHOW JOBS".into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let mut decoder = arrow::ipc::reader::StreamDecoder::new();
+        let mut sql = Vec::new();
+        while let Some(msg) = stream.message().await? {
+            let ipc = match msg.event {
+                Some(Event::Schema(s)) => s.arrow_ipc_schema,
+                Some(Event::Batch(b)) => b.arrow_ipc,
+                _ => continue,
+            };
+            let mut buf = arrow::buffer::Buffer::from(ipc);
+            while !buf.is_empty() {
+                if let Some(batch) = decoder.decode(&mut buf)? {
+                    let column = batch.column_by_name("sql").expect("sql column");
+                    let texts = column.as_any().downcast_ref::<StringArray>().expect("text");
+                    sql.extend(
+                        (0..texts.len())
+                            .map(|i| texts.value(i))
+                            .filter(|text| *text != "SHOW JOBS")
+                            .map(str::to_string),
+                    );
+                }
+            }
+        }
+        anyhow::Ok(sql)
+    };
+    tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("SHOW JOBS answers within 10 s")
+        .expect("SHOW JOBS")
+}
+
+/// The value of one exposition line, e.g. `velo_gateway_rows_sent_total`
+/// or `velo_gateway_queries_total{route="engine",sqlstate_class="42"}`
+/// (labels in the order the exposition prints them). A series that is not
+/// exported fails the test: it is never read as 0.
+pub fn metric(body: &str, series: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("metric {series} is not exported"))
+}
+
+/// Waits up to `timeout` for `ok`, checking every 20 ms.
+pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -205,6 +286,12 @@ impl Gateway {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// One series of the gateway's /metrics (see `metric`).
+    pub fn metric(&self, series: &str) -> f64 {
+        let (_, body) = http_get(&self.admin, "/metrics").expect("/metrics");
+        metric(&body, series)
     }
 
     /// The gateway's process id.

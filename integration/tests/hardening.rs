@@ -56,12 +56,7 @@ fn until_closed(raw: &mut Raw, within: Duration) -> Vec<Msg> {
 
 /// Connections the gateway has accepted, from its metrics.
 fn accepted(gw: &Gateway) -> u64 {
-    let (_, metrics) = velo_integration::http_get(&gw.admin, "/metrics").unwrap();
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("velo_gateway_connections_accepted_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    gw.metric("velo_gateway_connections_accepted_total") as u64
 }
 
 /// A gateway with password authentication (alice's password: secret);

@@ -6,30 +6,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use velo_integration::{
-    binary, hash_password, http_get, psql_command, run_script, Engine, Gateway, Proc,
+    binary, hash_password, http_get, metric, psql_command, run_script, wait_until, Engine, Gateway,
+    Proc,
 };
 
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// The value of one exposition line, e.g. `velo_gateway_rows_sent_total`
-/// or `velo_gateway_queries_total{route="engine",sqlstate_class="42"}`
-/// (labels in the order the exposition prints them). A series that is not
-/// exported fails the test: it is never read as 0.
-fn metric(body: &str, series: &str) -> f64 {
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("metric {series} is not exported"))
-}
-
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -20,6 +20,7 @@ use velo_proto::v1::TypedValue;
 
 use super::local::Local;
 use super::rows::{RowPump, Sink};
+use super::Framing;
 use super::{Session, TxState};
 use crate::backend::Described;
 use crate::codec::{binary_columns, decode_parameter, row_description_with_formats};
@@ -108,7 +109,9 @@ impl Session {
         parsed: &Parsed,
         declared: &[u32],
     ) -> Result<Described, GatewayError> {
-        if parsed.statement.is_local() {
+        // COPY takes no parameters and describes no rows (its data goes
+        // in CopyData), as in PostgreSQL.
+        if parsed.statement.is_local() || matches!(parsed.statement, Statement::Copy(_)) {
             return Ok((declared.to_vec(), None));
         }
         let (inferred, schema) = match self.backend.route(&parsed.text)? {
@@ -302,10 +305,17 @@ impl Session {
                     portal.finished = true;
                     return self.fetch(conn, fetch, false, &portal.formats).await;
                 }
-                Statement::Copy(_) => {
-                    return Err(GatewayError::Unsupported(
-                        "COPY is supported only in the simple query protocol".into(),
-                    ))
+                Statement::Copy(copy) => {
+                    // As in PostgreSQL: the whole COPY, whatever the row
+                    // limit, then CommandComplete.
+                    portal.finished = true;
+                    let framing = Framing::Copy {
+                        csv: copy.csv,
+                        header: copy.header,
+                    };
+                    return self
+                        .run_query(conn, &copy.query, copy.query_offset, framing)
+                        .await;
                 }
                 Statement::Query => {
                     let pump = self

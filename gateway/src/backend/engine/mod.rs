@@ -50,6 +50,8 @@ pub struct PoolOptions {
     /// How long a query waits for a slot.
     pub queue_timeout: Duration,
     pub health_interval: Duration,
+    /// A running query's node that sends nothing for this long has failed.
+    pub heartbeat_timeout: Duration,
 }
 
 impl Default for PoolOptions {
@@ -59,6 +61,7 @@ impl Default for PoolOptions {
             queue_limit: 256,
             queue_timeout: Duration::from_secs(10),
             health_interval: Duration::from_secs(2),
+            heartbeat_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -73,6 +76,18 @@ struct Node {
 }
 
 impl Node {
+    /// Takes the node out of rotation until its next health check passes
+    /// (a stream broke, or it went silent).
+    fn failed(&self, why: &str) {
+        METRICS
+            .engine_node_up
+            .with_label_values(&[&self.addr])
+            .set(0);
+        if self.healthy.swap(false, Ordering::Relaxed) {
+            tracing::warn!(node = %self.addr, "engine node failed: {why}");
+        }
+    }
+
     fn new(addr: &str, options: &PoolOptions) -> anyhow::Result<Arc<Self>> {
         let uri = if addr.contains("://") {
             addr.to_string()
@@ -347,35 +362,40 @@ impl EnginePool {
             let node = slot.node.clone();
             tried.push(node.addr.clone());
             let mut client = node.client.clone();
-            match client.execute_query(request.clone()).await {
-                Ok(response) => {
-                    let mut stream = response.into_inner();
-                    match stream.message().await {
-                        Ok(Some(msg)) => {
-                            return Ok(QueryStream::new(
-                                request.query_id.clone(),
-                                stream,
-                                msg.event,
-                                slot,
-                                started,
-                            ))
-                        }
-                        Ok(None) => {
-                            last_error =
-                                Some(unavailable(&node.addr, "stream ended before any event"))
-                        }
-                        Err(status) => {
-                            node.healthy.store(false, Ordering::Relaxed);
-                            last_error = Some(unavailable(&node.addr, status.message()));
-                        }
-                    }
+            // Until its first event a node gets the unary deadline: planning
+            // sends no heartbeats.
+            let first = tokio::time::timeout(RPC_TIMEOUT, async {
+                let mut stream = client.execute_query(request.clone()).await?.into_inner();
+                let first = stream.message().await?;
+                Ok::<_, tonic::Status>((stream, first))
+            });
+            match first.await {
+                Ok(Ok((stream, Some(msg)))) => {
+                    return Ok(QueryStream::new(
+                        request.query_id.clone(),
+                        stream,
+                        msg.event,
+                        slot,
+                        started,
+                        self.options.heartbeat_timeout,
+                    ))
                 }
-                Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                Ok(Ok((_, None))) => {
+                    last_error = Some(unavailable(&node.addr, "stream ended before any event"))
+                }
+                Ok(Err(status)) if status.code() == tonic::Code::ResourceExhausted => {
                     last_error = Some(GatewayError::TooBusy(status.message().to_string()));
                 }
-                Err(status) => {
-                    node.healthy.store(false, Ordering::Relaxed);
+                Ok(Err(status)) => {
+                    node.failed(status.message());
                     last_error = Some(unavailable(&node.addr, status.message()));
+                }
+                Err(_) => {
+                    node.failed("no answer to ExecuteQuery");
+                    last_error = Some(unavailable(
+                        &node.addr,
+                        format!("no answer within {RPC_TIMEOUT:?}"),
+                    ));
                 }
             }
         }

@@ -46,6 +46,7 @@ pub struct QueryStream {
     _streaming: StreamingQuery,
     started: Instant,
     awaiting_first_row: bool,
+    heartbeat_timeout: Duration,
 }
 
 /// Cancels a query from elsewhere (the cancel-request path), while the
@@ -76,6 +77,7 @@ impl QueryStream {
         first: Option<Event>,
         slot: Slot,
         started: Instant,
+        heartbeat_timeout: Duration,
     ) -> Self {
         Self {
             node: slot.node.addr.clone(),
@@ -87,6 +89,7 @@ impl QueryStream {
             _streaming: StreamingQuery::start(),
             started,
             awaiting_first_row: true,
+            heartbeat_timeout,
         }
     }
 
@@ -103,20 +106,30 @@ impl QueryStream {
         loop {
             let event = match self.first.take() {
                 Some(first) => Some(first),
-                None => match self.stream.message().await {
-                    Ok(Some(msg)) => msg.event,
-                    Ok(None) => {
+                None => match tokio::time::timeout(self.heartbeat_timeout, self.stream.message())
+                    .await
+                {
+                    Ok(Ok(Some(msg))) => msg.event,
+                    Ok(Ok(None)) => {
                         return Err(GatewayError::EngineUnavailable(format!(
                             "engine node {} ended the query without completing it",
                             self.node
                         )))
                     }
-                    Err(status) => {
+                    Ok(Err(status)) => {
+                        self.slot.node.failed(status.message());
                         return Err(GatewayError::EngineUnavailable(format!(
                             "lost the engine node {} mid-query: {}",
                             self.node,
                             status.message()
-                        )))
+                        )));
+                    }
+                    Err(_) => {
+                        self.slot.node.failed("no heartbeat");
+                        return Err(GatewayError::EngineUnavailable(format!(
+                            "engine node {} sent nothing for {:?} (not even a heartbeat)",
+                            self.node, self.heartbeat_timeout
+                        )));
                     }
                 },
             };
