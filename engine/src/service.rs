@@ -27,6 +27,7 @@ use velo_proto::v1::{
 };
 
 use crate::catalog::{Catalog, RelationKind};
+use crate::catalog_log::CatalogLog;
 use crate::dialect::{self, Emit, Statement};
 use crate::error::{EngineError, Result};
 use crate::query::{self, types};
@@ -43,6 +44,7 @@ struct Job {
 
 pub struct EngineNode {
     catalog: Arc<Catalog>,
+    ddl: Arc<CatalogLog>,
     jobs: Arc<Mutex<HashMap<String, Job>>>,
     permits: Arc<Semaphore>,
     max_concurrent: usize,
@@ -51,9 +53,10 @@ pub struct EngineNode {
 }
 
 impl EngineNode {
-    pub fn new(catalog: Catalog, max_concurrent: usize, node_id: String) -> Self {
+    pub fn new(ddl: CatalogLog, max_concurrent: usize, node_id: String) -> Self {
         Self {
-            catalog: Arc::new(catalog),
+            catalog: ddl.catalog().clone(),
+            ddl: Arc::new(ddl),
             jobs: Arc::default(),
             permits: Arc::new(Semaphore::new(max_concurrent)),
             max_concurrent,
@@ -128,6 +131,7 @@ impl v1::engine_service_server::EngineService for EngineNode {
         };
         let (tx, rx) = mpsc::channel(4);
         let catalog = self.catalog.clone();
+        let ddl = self.ddl.clone();
         let jobs = self.jobs.clone();
         tokio::spawn(async move {
             let _guard = guard;
@@ -139,6 +143,7 @@ impl v1::engine_service_server::EngineService for EngineNode {
                 .map_or(Duration::MAX, Duration::from_millis);
             let run = Run {
                 catalog: &catalog,
+                ddl: &ddl,
                 jobs: &jobs,
                 tx: &tx,
                 rows: &rows,
@@ -282,6 +287,7 @@ impl v1::engine_service_server::EngineService for EngineNode {
 /// One statement's execution.
 struct Run<'a> {
     catalog: &'a Catalog,
+    ddl: &'a CatalogLog,
     jobs: &'a Mutex<HashMap<String, Job>>,
     tx: &'a Tx,
     rows: &'a AtomicU64,
@@ -315,17 +321,15 @@ impl Run<'_> {
                 or_replace,
                 definition,
             } => {
-                self.catalog
-                    .create_view(&name, or_replace, &definition)
-                    .await?;
+                self.ddl.create_view(&name, or_replace, &definition).await?;
                 self.command(tag).await
             }
             Statement::RenameView { from, to } => {
-                self.catalog.rename_view(&from, &to)?;
+                self.ddl.rename_view(&from, &to).await?;
                 self.command(tag).await
             }
             Statement::DropView { name, if_exists } => {
-                self.catalog.drop_view(&name, if_exists)?;
+                self.ddl.drop_view(&name, if_exists).await?;
                 self.command(tag).await
             }
             Statement::DropTable { name, if_exists } => {
