@@ -21,9 +21,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use velo_proto::v1::{
     self, execute_query_response::Event, typed_value::Value, CancelQueryRequest,
-    CancelQueryResponse, CompletionReason, DescribeQueryRequest, DescribeQueryResponse, EmitMode,
-    ExecuteQueryRequest, ExecuteQueryResponse, ListRelationsRequest, ListRelationsResponse,
-    NodeInfoRequest, NodeInfoResponse, OffsetReset,
+    CancelQueryResponse, CancelSessionRequest, CancelSessionResponse, CompletionReason,
+    DescribeQueryRequest, DescribeQueryResponse, EmitMode, ExecuteQueryRequest,
+    ExecuteQueryResponse, ListRelationsRequest, ListRelationsResponse, NodeInfoRequest,
+    NodeInfoResponse, OffsetReset,
 };
 
 use crate::catalog::{Catalog, RelationKind};
@@ -37,6 +38,8 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
 struct Job {
     sql: String,
+    /// The client session's id (ExecuteQueryRequest.session_id); may be empty.
+    session_id: String,
     started: SystemTime,
     cancel: CancellationToken,
     rows: Arc<AtomicU64>,
@@ -118,6 +121,7 @@ impl v1::engine_service_server::EngineService for EngineNode {
                 id.clone(),
                 Job {
                     sql: req.sql.clone(),
+                    session_id: req.session_id.clone(),
                     started: SystemTime::now(),
                     cancel: cancel.clone(),
                     rows: rows.clone(),
@@ -225,6 +229,23 @@ impl v1::engine_service_server::EngineService for EngineNode {
             None => false,
         };
         Ok(Response::new(CancelQueryResponse { cancelled }))
+    }
+
+    async fn cancel_session(
+        &self,
+        request: Request<CancelSessionRequest>,
+    ) -> Result<Response<CancelSessionResponse>, Status> {
+        let id = request.into_inner().session_id;
+        let mut cancelled = 0;
+        if !id.is_empty() {
+            for job in self.jobs.lock().expect("jobs lock").values() {
+                if job.session_id == id {
+                    job.cancel.cancel();
+                    cancelled += 1;
+                }
+            }
+        }
+        Ok(Response::new(CancelSessionResponse { cancelled }))
     }
 
     async fn list_relations(
@@ -499,6 +520,10 @@ impl Run<'_> {
                         .map(|(_, j)| j.rows.load(Ordering::Relaxed) as i64)
                         .collect::<Vec<_>>(),
                 )),
+                strings(
+                    list.iter()
+                        .map(|(_, j)| Some(j.session_id.clone()).filter(|s| !s.is_empty())),
+                ),
             ],
         )
     }
@@ -572,6 +597,7 @@ fn show_jobs_schema() -> SchemaRef {
         false,
     ));
     fields.push(Field::new("rows_sent", DataType::Int64, false));
+    fields.push(Field::new("session_id", DataType::Utf8, true));
     Arc::new(Schema::new(fields))
 }
 

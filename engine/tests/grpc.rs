@@ -14,9 +14,9 @@ use rdkafka::ClientConfig;
 use tonic::transport::Channel;
 use velo_engine::{NodeOptions, RunningNode};
 use velo_proto::v1::{
-    execute_query_response::Event, CancelQueryRequest, CompletionReason, DescribeQueryRequest,
-    ExecuteQueryRequest, ExecuteQueryResponse, ListRelationsRequest, LogicalType, NodeInfoRequest,
-    QueryError, RelationKind,
+    execute_query_response::Event, CancelQueryRequest, CancelSessionRequest, CompletionReason,
+    DescribeQueryRequest, ExecuteQueryRequest, ExecuteQueryResponse, ListRelationsRequest,
+    LogicalType, NodeInfoRequest, QueryError, RelationKind,
 };
 use velo_proto::EngineServiceClient;
 
@@ -1106,4 +1106,113 @@ async fn views_are_one_catalog_across_nodes() {
         .unwrap();
     assert!(views(&mut client_d).await.1.contains_key("mine"));
     assert!(!views(&mut client_a).await.1.contains_key("mine"));
+}
+
+/// The query ids SHOW JOBS lists, with their session ids.
+async fn jobs(client: &mut EngineServiceClient<Channel>) -> Vec<(String, Option<String>)> {
+    let out = query(client, "SHOW JOBS").await;
+    let schema = out.schema.unwrap();
+    assert_eq!(schema.columns.last().unwrap().name, "session_id");
+    out.batches
+        .iter()
+        .flat_map(|b| {
+            let ids = b.column(0).as_string::<i32>();
+            let sessions = b.column(4).as_string::<i32>();
+            (0..b.num_rows())
+                .map(|i| {
+                    let session = (!sessions.is_null(i)).then(|| sessions.value(i).to_string());
+                    (ids.value(i).to_string(), session)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_session_cancels_every_query_of_the_session() {
+    let (_node, mut client) = node_with(16, 500).await;
+    let start = |session: &str| {
+        let mut req = request("SELECT symbol, volume FROM trades EMIT CHANGES");
+        req.session_id = session.into();
+        req
+    };
+    let (a, b, c) = (start("s1"), start("s1"), start("s2"));
+    let ids = [a.query_id.clone(), b.query_id.clone(), c.query_id.clone()];
+    let a = client.execute_query(a).await.unwrap().into_inner();
+    let b = client.execute_query(b).await.unwrap().into_inner();
+    let mut c = client.execute_query(c).await.unwrap().into_inner();
+    let ended = |stream| tokio::spawn(collect(stream, |_| false));
+    let (a, b) = (ended(a), ended(b));
+    // The s2 query: rows received so far, and its error if it gets one.
+    let (rows_tx, mut rows) = tokio::sync::watch::channel(0u64);
+    let s2 = tokio::spawn(async move {
+        while let Some(msg) = c.message().await.expect("grpc status") {
+            match msg.event.expect("event") {
+                Event::Batch(b) => {
+                    rows_tx.send_modify(|n| *n += b.num_rows);
+                }
+                Event::Error(e) => return Some(e),
+                _ => {}
+            }
+        }
+        None
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = jobs(&mut client).await;
+        if ids.iter().all(|id| listed.iter().any(|(j, _)| j == id)) {
+            let session = |id: &String| listed.iter().find(|(j, _)| j == id).unwrap().1.clone();
+            assert_eq!(session(&ids[0]).as_deref(), Some("s1"));
+            assert_eq!(session(&ids[2]).as_deref(), Some("s2"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "queries never ran: {listed:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let canceller = client.clone();
+    let cancel = |id: &str| {
+        let mut client = canceller.clone();
+        let id = id.to_string();
+        async move {
+            client
+                .cancel_session(CancelSessionRequest { session_id: id })
+                .await
+                .unwrap()
+                .into_inner()
+                .cancelled
+        }
+    };
+    assert_eq!(cancel("").await, 0, "an empty id cancels nothing");
+    assert_eq!(cancel("nope").await, 0);
+    let asked = Instant::now();
+    assert_eq!(cancel("s1").await, 2);
+    for out in [a.await.unwrap(), b.await.unwrap()] {
+        assert_eq!(out.error.expect("cancelled").sqlstate, "57014");
+    }
+    let deadline = asked + Duration::from_secs(1);
+    loop {
+        let listed = jobs(&mut client).await;
+        let gone = !listed.iter().any(|(j, _)| *j == ids[0] || *j == ids[1]);
+        if gone {
+            assert!(listed.iter().any(|(j, _)| *j == ids[2]), "{listed:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still listed: {listed:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(cancel("s1").await, 0, "idempotent");
+
+    // The s2 query goes on streaming.
+    let before = *rows.borrow_and_update();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        rows.wait_for(|&n| n >= before + 50),
+    )
+    .await
+    .expect("the s2 query keeps streaming")
+    .unwrap();
+    assert!(!s2.is_finished());
+    assert_eq!(cancel("s2").await, 1);
+    assert_eq!(s2.await.unwrap().expect("cancelled").sqlstate, "57014");
 }
