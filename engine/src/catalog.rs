@@ -1,6 +1,11 @@
 //! The node's catalog: named streams and tables from the config, views created
 //! by clients, and a version that changes whenever any of them does. Every
 //! query gets a fresh DataFusion context with the catalog registered in it.
+//!
+//! Views change only through [`ViewCommand`]s: checked first against the
+//! current state (`check_*`), then applied (`apply`). With a command topic
+//! (see `catalog_log`) every node applies the same commands in the same
+//! order, so `apply` depends on nothing but the views and the command.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -11,6 +16,7 @@ use datafusion::common::TableReference;
 use datafusion::prelude::{
     CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::config::{StreamConfig, TableConfig};
 use crate::dialect::{self, QueryText, Statement, WindowKind, WindowSpec};
@@ -27,8 +33,68 @@ pub struct Catalog {
 
 #[derive(Default)]
 struct Views {
-    by_name: BTreeMap<String, String>,
+    by_name: BTreeMap<String, View>,
     version: u64,
+}
+
+struct View {
+    definition: String,
+    /// Offset of the command that defined it on the command topic (with a
+    /// node-local catalog: the version it was defined at).
+    defined_at: i64,
+}
+
+/// The catalog version before any command of the command topic is applied;
+/// after the command at offset `o` it is `o + 2`.
+pub const VERSION_BASE: u64 = 1;
+
+/// A change to the views, as the command topic carries it (JSON, tagged by
+/// `op`). Every variant names the view it is keyed by on the topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ViewCommand {
+    /// CREATE [OR REPLACE] VIEW. Refused if the name is a view and not
+    /// `or_replace`.
+    CreateView {
+        name: String,
+        definition: String,
+        #[serde(default)]
+        or_replace: bool,
+    },
+    /// ALTER VIEW from RENAME TO to, keyed by `to` and carrying the
+    /// definition, so the record alone restores the view. Refused if `to`
+    /// is a view; `from` is removed if it is there.
+    RenameView {
+        from: String,
+        to: String,
+        definition: String,
+    },
+    /// DROP VIEW; on the topic a tombstone (null value). Refused if there is
+    /// no such view.
+    DropView { name: String },
+    /// Written after a rename under the old name, so that compaction can
+    /// discard the old name's records: removes `name` unless it was defined
+    /// again after the rename (then refused).
+    ForgetView { name: String, renamed_at: i64 },
+    /// The whole state of one name: written by the node whose command was
+    /// refused, so that the last record of every name tells its state.
+    SetView {
+        name: String,
+        definition: Option<String>,
+    },
+}
+
+impl ViewCommand {
+    /// The view name the command is keyed by.
+    pub fn key(&self) -> &str {
+        match self {
+            Self::CreateView { name, .. }
+            | Self::DropView { name }
+            | Self::ForgetView { name, .. }
+            | Self::SetView { name, .. } => name,
+            Self::RenameView { to, .. } => to,
+        }
+    }
 }
 
 /// What kind of relation a name is.
@@ -82,19 +148,37 @@ impl Catalog {
         self.views.read().expect("views lock").version
     }
 
+    /// The definition of view `name`, if it is one.
+    pub fn view(&self, name: &str) -> Option<String> {
+        self.views
+            .read()
+            .expect("views lock")
+            .by_name
+            .get(name)
+            .map(|v| v.definition.clone())
+    }
+
     pub fn streams(&self) -> &[StreamConfig] {
         &self.streams
     }
 
     fn views_snapshot(&self) -> BTreeMap<String, String> {
-        self.views.read().expect("views lock").by_name.clone()
+        self.views
+            .read()
+            .expect("views lock")
+            .by_name
+            .iter()
+            .map(|(name, v)| (name.clone(), v.definition.clone()))
+            .collect()
     }
 
     fn name_taken(&self, name: &str) -> bool {
         self.streams.iter().any(|s| s.name == name) || self.tables.iter().any(|t| t.name == name)
     }
 
-    pub async fn create_view(&self, name: &str, or_replace: bool, definition: &str) -> Result<()> {
+    /// Whether CREATE VIEW may run: the definition plans and the name is
+    /// free (or a view, with OR REPLACE).
+    pub async fn check_create(&self, name: &str, or_replace: bool, definition: &str) -> Result<()> {
         // The definition must plan before it is stored.
         let Statement::Query(q) = dialect::parse(definition)? else {
             return Err(EngineError::Unsupported(
@@ -106,44 +190,119 @@ impl Catalog {
             .create_logical_plan(&q.sql)
             .await
             .map_err(|e| locate_error(e, &q))?;
-        if self.name_taken(name) {
+        if self.name_taken(name) || (!or_replace && self.view(name).is_some()) {
             return Err(EngineError::Duplicate(name.into()));
         }
-        let mut views = self.views.write().expect("views lock");
-        if views.by_name.contains_key(name) && !or_replace {
-            return Err(EngineError::Duplicate(name.into()));
-        }
-        views.by_name.insert(name.into(), definition.into());
-        views.version += 1;
         Ok(())
     }
 
-    pub fn rename_view(&self, from: &str, to: &str) -> Result<()> {
-        let mut views = self.views.write().expect("views lock");
-        if views.by_name.contains_key(to) || self.name_taken(to) {
+    /// Whether ALTER VIEW from RENAME TO to may run; the view's definition.
+    pub fn check_rename(&self, from: &str, to: &str) -> Result<String> {
+        if self.view(to).is_some() || self.name_taken(to) {
             return Err(EngineError::Duplicate(to.into()));
         }
-        let definition =
-            views
-                .by_name
-                .remove(from)
-                .ok_or_else(|| EngineError::UnknownRelation {
-                    name: from.into(),
-                    position: 0,
-                })?;
-        views.by_name.insert(to.into(), definition);
-        views.version += 1;
-        Ok(())
+        self.view(from).ok_or_else(|| EngineError::UnknownRelation {
+            name: from.into(),
+            position: 0,
+        })
     }
 
-    pub fn drop_view(&self, name: &str, if_exists: bool) -> Result<()> {
-        let mut views = self.views.write().expect("views lock");
-        if views.by_name.remove(name).is_some() {
-            views.version += 1;
-            Ok(())
+    /// Whether DROP VIEW may run: false when there is nothing to drop
+    /// (fine with IF EXISTS).
+    pub fn check_drop(&self, name: &str, if_exists: bool) -> Result<bool> {
+        if self.view(name).is_some() {
+            Ok(true)
         } else {
-            drop_missing(name, if_exists)
+            drop_missing(name, if_exists).map(|_| false)
         }
+    }
+
+    /// Applies `command`: the command topic's record at `offset`, or, with
+    /// a node-local catalog (`None`), right away. The outcome depends only on
+    /// the views and the command, so every node that applies the same
+    /// commands in the same order reaches the same views; a refused command
+    /// changes nothing. With an offset the version becomes
+    /// `VERSION_BASE + offset + 1` whatever the outcome.
+    pub fn apply(&self, command: &ViewCommand, offset: Option<i64>) -> Result<()> {
+        let mut views = self.views.write().expect("views lock");
+        let defined_at = offset.unwrap_or(views.version as i64 + 1);
+        let by_name = &mut views.by_name;
+        let outcome = match command {
+            ViewCommand::CreateView {
+                name,
+                definition,
+                or_replace,
+            } => {
+                if by_name.contains_key(name) && !or_replace {
+                    Err(EngineError::Duplicate(name.clone()))
+                } else {
+                    let definition = definition.clone();
+                    by_name.insert(
+                        name.clone(),
+                        View {
+                            definition,
+                            defined_at,
+                        },
+                    );
+                    Ok(true)
+                }
+            }
+            ViewCommand::RenameView {
+                from,
+                to,
+                definition,
+            } => {
+                if by_name.contains_key(to) {
+                    Err(EngineError::Duplicate(to.clone()))
+                } else {
+                    by_name.remove(from);
+                    let definition = definition.clone();
+                    by_name.insert(
+                        to.clone(),
+                        View {
+                            definition,
+                            defined_at,
+                        },
+                    );
+                    Ok(true)
+                }
+            }
+            ViewCommand::DropView { name } => match by_name.remove(name) {
+                Some(_) => Ok(true),
+                None => drop_missing(name, false).map(|_| false),
+            },
+            ViewCommand::ForgetView { name, renamed_at } => match by_name.get(name) {
+                Some(v) if v.defined_at > *renamed_at => Err(EngineError::Duplicate(name.clone())),
+                Some(_) => Ok(by_name.remove(name).is_some()),
+                None => Ok(false),
+            },
+            ViewCommand::SetView { name, definition } => match definition {
+                Some(definition) => {
+                    let definition = definition.clone();
+                    by_name.insert(
+                        name.clone(),
+                        View {
+                            definition,
+                            defined_at,
+                        },
+                    );
+                    Ok(true)
+                }
+                None => Ok(by_name.remove(name).is_some()),
+            },
+        };
+        match offset {
+            Some(offset) => views.version = VERSION_BASE + offset as u64 + 1,
+            None if outcome == Ok(true) => views.version += 1,
+            None => {}
+        }
+        outcome.map(|_| ())
+    }
+
+    /// A command topic record that is not a command (skipped on every node):
+    /// only the version moves.
+    pub fn skip(&self, offset: i64) {
+        self.views.write().expect("views lock").version = VERSION_BASE + offset as u64 + 1;
     }
 
     /// DROP TABLE: streams and tables are defined by the configuration, so

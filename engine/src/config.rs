@@ -16,6 +16,8 @@ pub const LOGICAL_TYPE_KEY: &str = "velostream.logical_type";
 pub struct ConfigFile {
     pub listen: Option<String>,
     pub kafka_bootstrap: Option<String>,
+    /// The cluster's catalog command topic; empty: a node-local catalog.
+    pub catalog_topic: Option<String>,
     pub max_concurrent_queries: Option<usize>,
     #[serde(default)]
     pub streams: Vec<StreamConfig>,

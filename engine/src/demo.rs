@@ -44,7 +44,9 @@ pub struct Demo {
 
 impl Demo {
     /// Starts the cluster and a generator producing `rate` events per second.
-    pub fn start(rate: u32) -> anyhow::Result<Self> {
+    /// `topics` are created too, with one partition each (the mock cluster
+    /// has no CreateTopics request).
+    pub fn start(rate: u32, topics: Vec<String>) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread_stop = stop.clone();
@@ -55,6 +57,9 @@ impl Demo {
                 let started = (|| -> anyhow::Result<_> {
                     let cluster = MockCluster::new(1)?;
                     cluster.create_topic(TOPIC, 1, 1)?;
+                    for topic in &topics {
+                        cluster.create_topic(topic, 1, 1)?;
+                    }
                     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
                         .set("bootstrap.servers", cluster.bootstrap_servers())
                         .set("linger.ms", "5")

@@ -3,6 +3,7 @@
 //! gateways talk to it.
 
 pub mod catalog;
+pub mod catalog_log;
 pub mod config;
 pub mod demo;
 pub mod dialect;

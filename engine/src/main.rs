@@ -14,16 +14,24 @@ struct Args {
     /// Address to serve gRPC on.
     #[arg(long, env = "VELO_ENGINE_LISTEN", default_value = "127.0.0.1:50051")]
     listen: String,
-    /// Kafka bootstrap servers for `kafka://topic` sources.
+    /// Kafka bootstrap servers for `kafka://topic` sources and the catalog
+    /// command topic.
     #[arg(long, env = "VELO_ENGINE_KAFKA_BOOTSTRAP")]
     kafka_bootstrap: Option<String>,
+    /// Compacted Kafka topic holding the cluster's views (created if
+    /// missing); every node with the same Kafka and topic shares them.
+    /// Empty: views are this node's own. [default: _velo_catalog]
+    #[arg(long, env = "VELO_ENGINE_CATALOG_TOPIC")]
+    catalog_topic: Option<String>,
     /// TOML file declaring named streams and tables.
     #[arg(long, env = "VELO_ENGINE_CONFIG")]
     config: Option<std::path::PathBuf>,
     /// Queries beyond this are refused with RESOURCE_EXHAUSTED.
     #[arg(long, env = "VELO_ENGINE_MAX_CONCURRENT_QUERIES", default_value_t = 64)]
     max_concurrent_queries: usize,
-    /// Start an in-process Kafka with a synthetic `trades` topic.
+    /// Serve the demo's `trades` stream: start an in-process Kafka with a
+    /// synthetic `trades` topic, or, with --kafka-bootstrap (another demo
+    /// node's), join that Kafka instead.
     #[arg(long, env = "VELO_ENGINE_DEMO")]
     demo: bool,
     /// Demo events per second.
@@ -55,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
         kafka_bootstrap: args.kafka_bootstrap,
         config_file: args.config,
         max_concurrent_queries: args.max_concurrent_queries,
+        catalog_topic: args.catalog_topic,
         demo: args.demo,
         demo_rate: args.demo_rate,
     })
@@ -62,6 +71,10 @@ async fn main() -> anyhow::Result<()> {
     println!("velo-engine serving velostream.engine.v1 on {}", node.addr);
     if let Some(b) = &node.kafka_bootstrap {
         println!("Kafka bootstrap servers: {b}");
+    }
+    match &node.catalog_topic {
+        Some(topic) => println!("Views: shared through the catalog topic {topic}"),
+        None => println!("Views: this node's own (no catalog topic)"),
     }
     tokio::signal::ctrl_c().await?;
     node.shutdown().await;

@@ -1,8 +1,10 @@
-//! Starting a node: catalog from config (+ demo), gRPC service with health,
-//! graceful shutdown.
+//! Starting a node: catalog from config (+ demo), the cluster's command topic
+//! replayed, gRPC service with health, graceful shutdown.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -10,6 +12,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use velo_proto::{EngineServiceServer, MAX_MESSAGE_BYTES};
 
 use crate::catalog::Catalog;
+use crate::catalog_log::{self, CatalogLog};
 use crate::config::ConfigFile;
 use crate::demo::{self, Demo};
 use crate::service::EngineNode;
@@ -21,7 +24,13 @@ pub struct NodeOptions {
     pub kafka_bootstrap: Option<String>,
     pub config_file: Option<PathBuf>,
     pub max_concurrent_queries: usize,
-    /// Start the in-process Kafka with the `trades` generator.
+    /// The cluster's catalog command topic (`_velo_catalog` unless given);
+    /// empty: a node-local catalog. Unused without Kafka.
+    pub catalog_topic: Option<String>,
+    /// Serve the demo's `trades` stream. Without Kafka bootstrap servers
+    /// (here or in the config file) the node starts the in-process Kafka with
+    /// the `trades` generator; with them it joins that Kafka (another demo
+    /// node's) and only declares the stream.
     pub demo: bool,
     /// Demo events per second.
     pub demo_rate: u32,
@@ -34,6 +43,7 @@ impl Default for NodeOptions {
             kafka_bootstrap: None,
             config_file: None,
             max_concurrent_queries: 64,
+            catalog_topic: None,
             demo: false,
             demo_rate: 1000,
         }
@@ -44,6 +54,8 @@ impl Default for NodeOptions {
 pub struct RunningNode {
     pub addr: SocketAddr,
     pub kafka_bootstrap: Option<String>,
+    /// The catalog command topic the node follows; `None`: node-local views.
+    pub catalog_topic: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     demo: Option<Demo>,
@@ -71,6 +83,9 @@ impl Drop for RunningNode {
     }
 }
 
+/// How long a starting node may take to replay the catalog command topic.
+const REPLAY_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
     let file = match &options.config_file {
         Some(path) => ConfigFile::load(path)?,
@@ -88,31 +103,51 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
         .unwrap_or(options.max_concurrent_queries)
         .max(1);
     let mut streams = file.streams.clone();
-    let demo = if options.demo {
+    let explicit_bootstrap = options
+        .kafka_bootstrap
+        .clone()
+        .or(file.kafka_bootstrap.clone());
+    let catalog_topic = options
+        .catalog_topic
+        .clone()
+        .or(file.catalog_topic.clone())
+        .unwrap_or_else(|| catalog_log::DEFAULT_TOPIC.into());
+    let demo = if options.demo && explicit_bootstrap.is_none() {
         let rate = options.demo_rate;
-        let demo = tokio::task::spawn_blocking(move || Demo::start(rate)).await??;
-        if !streams.iter().any(|s| s.name == demo::TOPIC) {
-            streams.insert(0, demo::trades_stream());
-        }
-        Some(demo)
+        let topics = [catalog_topic.clone()]
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .collect();
+        Some(tokio::task::spawn_blocking(move || Demo::start(rate, topics)).await??)
     } else {
         None
     };
-    let bootstrap = options
-        .kafka_bootstrap
-        .clone()
-        .or(file.kafka_bootstrap.clone())
-        .or_else(|| demo.as_ref().map(|d| d.bootstrap_servers().to_string()));
+    if options.demo && !streams.iter().any(|s| s.name == demo::TOPIC) {
+        streams.insert(0, demo::trades_stream());
+    }
+    let bootstrap =
+        explicit_bootstrap.or_else(|| demo.as_ref().map(|d| d.bootstrap_servers().to_string()));
     for s in &streams {
         s.schema()
             .map_err(|e| anyhow::anyhow!("stream {}: {e}", s.name))?;
     }
-    let catalog = Catalog::new(bootstrap.clone(), streams, file.tables.clone());
+    let catalog = Arc::new(Catalog::new(
+        bootstrap.clone(),
+        streams,
+        file.tables.clone(),
+    ));
+    let catalog_topic = Some(catalog_topic).filter(|t| !t.is_empty() && bootstrap.is_some());
+    let ddl = match (&bootstrap, &catalog_topic) {
+        (Some(bootstrap), Some(topic)) => {
+            CatalogLog::kafka(catalog, bootstrap, topic, REPLAY_TIMEOUT).await?
+        }
+        _ => CatalogLog::local(catalog),
+    };
     let listener = TcpListener::bind(&listen)
         .await
         .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
     let addr = listener.local_addr()?;
-    let node = EngineNode::new(catalog, max_concurrent, format!("velo-engine@{addr}"));
+    let node = EngineNode::new(ddl, max_concurrent, format!("velo-engine@{addr}"));
     let service = EngineServiceServer::new(node)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -137,6 +172,7 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
     Ok(RunningNode {
         addr,
         kafka_bootstrap: bootstrap,
+        catalog_topic,
         stop: Some(stop),
         task: Some(task),
         demo,

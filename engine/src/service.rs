@@ -21,12 +21,14 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use velo_proto::v1::{
     self, execute_query_response::Event, typed_value::Value, CancelQueryRequest,
-    CancelQueryResponse, CompletionReason, DescribeQueryRequest, DescribeQueryResponse, EmitMode,
-    ExecuteQueryRequest, ExecuteQueryResponse, ListRelationsRequest, ListRelationsResponse,
-    NodeInfoRequest, NodeInfoResponse, OffsetReset,
+    CancelQueryResponse, CancelSessionRequest, CancelSessionResponse, CompletionReason,
+    DescribeQueryRequest, DescribeQueryResponse, EmitMode, ExecuteQueryRequest,
+    ExecuteQueryResponse, ListRelationsRequest, ListRelationsResponse, NodeInfoRequest,
+    NodeInfoResponse, OffsetReset,
 };
 
 use crate::catalog::{Catalog, RelationKind};
+use crate::catalog_log::CatalogLog;
 use crate::dialect::{self, Emit, Statement};
 use crate::error::{EngineError, Result};
 use crate::query::{self, types};
@@ -36,6 +38,8 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
 struct Job {
     sql: String,
+    /// The client session's id (ExecuteQueryRequest.session_id); may be empty.
+    session_id: String,
     started: SystemTime,
     cancel: CancellationToken,
     rows: Arc<AtomicU64>,
@@ -43,6 +47,7 @@ struct Job {
 
 pub struct EngineNode {
     catalog: Arc<Catalog>,
+    ddl: Arc<CatalogLog>,
     jobs: Arc<Mutex<HashMap<String, Job>>>,
     permits: Arc<Semaphore>,
     max_concurrent: usize,
@@ -51,9 +56,10 @@ pub struct EngineNode {
 }
 
 impl EngineNode {
-    pub fn new(catalog: Catalog, max_concurrent: usize, node_id: String) -> Self {
+    pub fn new(ddl: CatalogLog, max_concurrent: usize, node_id: String) -> Self {
         Self {
-            catalog: Arc::new(catalog),
+            catalog: ddl.catalog().clone(),
+            ddl: Arc::new(ddl),
             jobs: Arc::default(),
             permits: Arc::new(Semaphore::new(max_concurrent)),
             max_concurrent,
@@ -115,6 +121,7 @@ impl v1::engine_service_server::EngineService for EngineNode {
                 id.clone(),
                 Job {
                     sql: req.sql.clone(),
+                    session_id: req.session_id.clone(),
                     started: SystemTime::now(),
                     cancel: cancel.clone(),
                     rows: rows.clone(),
@@ -128,6 +135,7 @@ impl v1::engine_service_server::EngineService for EngineNode {
         };
         let (tx, rx) = mpsc::channel(4);
         let catalog = self.catalog.clone();
+        let ddl = self.ddl.clone();
         let jobs = self.jobs.clone();
         tokio::spawn(async move {
             let _guard = guard;
@@ -139,6 +147,7 @@ impl v1::engine_service_server::EngineService for EngineNode {
                 .map_or(Duration::MAX, Duration::from_millis);
             let run = Run {
                 catalog: &catalog,
+                ddl: &ddl,
                 jobs: &jobs,
                 tx: &tx,
                 rows: &rows,
@@ -222,6 +231,23 @@ impl v1::engine_service_server::EngineService for EngineNode {
         Ok(Response::new(CancelQueryResponse { cancelled }))
     }
 
+    async fn cancel_session(
+        &self,
+        request: Request<CancelSessionRequest>,
+    ) -> Result<Response<CancelSessionResponse>, Status> {
+        let id = request.into_inner().session_id;
+        let mut cancelled = 0;
+        if !id.is_empty() {
+            for job in self.jobs.lock().expect("jobs lock").values() {
+                if job.session_id == id {
+                    job.cancel.cancel();
+                    cancelled += 1;
+                }
+            }
+        }
+        Ok(Response::new(CancelSessionResponse { cancelled }))
+    }
+
     async fn list_relations(
         &self,
         request: Request<ListRelationsRequest>,
@@ -282,6 +308,7 @@ impl v1::engine_service_server::EngineService for EngineNode {
 /// One statement's execution.
 struct Run<'a> {
     catalog: &'a Catalog,
+    ddl: &'a CatalogLog,
     jobs: &'a Mutex<HashMap<String, Job>>,
     tx: &'a Tx,
     rows: &'a AtomicU64,
@@ -315,17 +342,15 @@ impl Run<'_> {
                 or_replace,
                 definition,
             } => {
-                self.catalog
-                    .create_view(&name, or_replace, &definition)
-                    .await?;
+                self.ddl.create_view(&name, or_replace, &definition).await?;
                 self.command(tag).await
             }
             Statement::RenameView { from, to } => {
-                self.catalog.rename_view(&from, &to)?;
+                self.ddl.rename_view(&from, &to).await?;
                 self.command(tag).await
             }
             Statement::DropView { name, if_exists } => {
-                self.catalog.drop_view(&name, if_exists)?;
+                self.ddl.drop_view(&name, if_exists).await?;
                 self.command(tag).await
             }
             Statement::DropTable { name, if_exists } => {
@@ -495,6 +520,10 @@ impl Run<'_> {
                         .map(|(_, j)| j.rows.load(Ordering::Relaxed) as i64)
                         .collect::<Vec<_>>(),
                 )),
+                strings(
+                    list.iter()
+                        .map(|(_, j)| Some(j.session_id.clone()).filter(|s| !s.is_empty())),
+                ),
             ],
         )
     }
@@ -568,6 +597,7 @@ fn show_jobs_schema() -> SchemaRef {
         false,
     ));
     fields.push(Field::new("rows_sent", DataType::Int64, false));
+    fields.push(Field::new("session_id", DataType::Utf8, true));
     Arc::new(Schema::new(fields))
 }
 

@@ -14,9 +14,9 @@ use rdkafka::ClientConfig;
 use tonic::transport::Channel;
 use velo_engine::{NodeOptions, RunningNode};
 use velo_proto::v1::{
-    execute_query_response::Event, CancelQueryRequest, CompletionReason, DescribeQueryRequest,
-    ExecuteQueryRequest, ExecuteQueryResponse, ListRelationsRequest, LogicalType, NodeInfoRequest,
-    QueryError, RelationKind,
+    execute_query_response::Event, CancelQueryRequest, CancelSessionRequest, CompletionReason,
+    DescribeQueryRequest, ExecuteQueryRequest, ExecuteQueryResponse, ListRelationsRequest,
+    LogicalType, NodeInfoRequest, QueryError, RelationKind,
 };
 use velo_proto::EngineServiceClient;
 
@@ -934,4 +934,285 @@ async fn past_max_concurrent_queries_is_resource_exhausted() {
         .expect_err("second query refused");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted);
     assert!(status.message().contains("maximum of 1"));
+}
+
+/// A node joining the Kafka (and the catalog command topic) of `bootstrap`,
+/// serving the demo's `trades` stream.
+async fn joining_node(
+    bootstrap: &str,
+    catalog_topic: Option<&str>,
+) -> (RunningNode, EngineServiceClient<Channel>) {
+    let node = velo_engine::start(NodeOptions {
+        listen: "127.0.0.1:0".into(),
+        demo: true,
+        kafka_bootstrap: Some(bootstrap.into()),
+        catalog_topic: catalog_topic.map(str::to_string),
+        ..NodeOptions::default()
+    })
+    .await
+    .expect("node starts");
+    let client = EngineServiceClient::connect(format!("http://{}", node.addr))
+        .await
+        .expect("connects");
+    (node, client)
+}
+
+/// The node's catalog version and its views with their definitions.
+async fn views(
+    client: &mut EngineServiceClient<Channel>,
+) -> (u64, std::collections::BTreeMap<String, String>) {
+    let r = client
+        .list_relations(ListRelationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let views = r
+        .relations
+        .into_iter()
+        .filter(|r| r.kind == RelationKind::View as i32)
+        .map(|r| (r.name, r.source))
+        .collect();
+    (r.catalog_version, views)
+}
+
+/// Polls `client`'s views until `ok` holds, for at most `within`.
+async fn views_until(
+    client: &mut EngineServiceClient<Channel>,
+    within: Duration,
+    what: &str,
+    ok: impl Fn(&std::collections::BTreeMap<String, String>) -> bool,
+) -> u64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let (version, views) = views(client).await;
+        if ok(&views) {
+            return version;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {within:?}; views: {views:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_are_one_catalog_across_nodes() {
+    let (a, mut client_a) = node_with(8, 50).await;
+    let bootstrap = a.kafka_bootstrap.clone().unwrap();
+    let (_b, mut client_b) = joining_node(&bootstrap, None).await;
+    let second = Duration::from_secs(1);
+
+    // Created on A: B lists it and can query it within a second.
+    let out = query(
+        &mut client_a,
+        "CREATE VIEW big AS SELECT symbol, volume FROM trades WHERE volume > 500",
+    )
+    .await;
+    assert_eq!(out.complete.unwrap().command_tag, "CREATE VIEW");
+    let created = Instant::now();
+    let (version_a, on_a) = views(&mut client_a).await;
+    assert!(on_a.contains_key("big"), "read-your-writes on A: {on_a:?}");
+    let version_b = views_until(&mut client_b, second, "B sees A's view", |v| {
+        v.contains_key("big")
+    })
+    .await;
+    let out = query(&mut client_b, "SELECT COUNT(*) AS n FROM big").await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert!(created.elapsed() < second, "took {:?}", created.elapsed());
+    assert_eq!(version_a, version_b, "one catalog version for the cluster");
+
+    // Still checked before anything is written: 42P07 on either node.
+    for client in [&mut client_a, &mut client_b] {
+        let e = error_of(client, "CREATE VIEW big AS SELECT 1").await;
+        assert_eq!(e.sqlstate, "42P07");
+        let e = error_of(client, "CREATE VIEW trades AS SELECT 1").await;
+        assert_eq!(e.sqlstate, "42P07");
+    }
+    assert_eq!(views(&mut client_a).await.0, version_a, "nothing written");
+
+    // Renamed on B, then dropped on B: gone from A within a second.
+    query(
+        &mut client_a,
+        "CREATE VIEW small AS SELECT symbol FROM trades WHERE volume < 10",
+    )
+    .await
+    .complete
+    .unwrap();
+    views_until(&mut client_b, second, "B sees small", |v| {
+        v.contains_key("small")
+    })
+    .await;
+    query(&mut client_b, "ALTER VIEW small RENAME TO tiny")
+        .await
+        .complete
+        .unwrap();
+    query(&mut client_b, "DROP VIEW big")
+        .await
+        .complete
+        .unwrap();
+    let dropped = Instant::now();
+    let version_a = views_until(&mut client_a, second, "A sees B's drop and rename", |v| {
+        !v.contains_key("big") && !v.contains_key("small") && v.contains_key("tiny")
+    })
+    .await;
+    assert!(dropped.elapsed() < second);
+    let version_b = views_until(&mut client_b, second, "B is caught up", |_| true).await;
+    assert_eq!(version_a, version_b);
+    assert_eq!(
+        error_of(&mut client_a, "DROP VIEW big").await.sqlstate,
+        "42P01"
+    );
+    assert_eq!(
+        error_of(&mut client_a, "SELECT * FROM big").await.sqlstate,
+        "42P01"
+    );
+
+    // The same name created on both nodes at once: the command topic orders
+    // them, exactly one wins, and both nodes end with its definition.
+    let (x, y) = tokio::join!(
+        query(
+            &mut client_a,
+            "CREATE VIEW raced AS SELECT symbol FROM trades"
+        ),
+        query(
+            &mut client_b,
+            "CREATE VIEW raced AS SELECT volume FROM trades"
+        ),
+    );
+    let failed: Vec<_> = [&x, &y].iter().filter_map(|o| o.error.clone()).collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].sqlstate, "42P07");
+    let (va, views_a) = views(&mut client_a).await;
+    let vb = views_until(&mut client_b, second, "B agrees with A", |v| *v == views_a).await;
+    let va2 = views_until(&mut client_a, second, "A is caught up", |_| true).await;
+    assert!(va <= va2 && vb <= va2);
+
+    // A node started afterwards replays the topic before it serves.
+    let (_c, mut client_c) = joining_node(&bootstrap, None).await;
+    let (version_c, views_c) = views(&mut client_c).await;
+    let (version_a, views_a) = views(&mut client_a).await;
+    assert_eq!((version_c, &views_c), (version_a, &views_a));
+    assert!(views_c.contains_key("tiny") && views_c.contains_key("raced"));
+    let out = query(&mut client_c, "SELECT COUNT(*) FROM tiny").await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+
+    // Without a command topic a node keeps its views to itself.
+    let (_d, mut client_d) = joining_node(&bootstrap, Some("")).await;
+    assert!(views(&mut client_d).await.1.is_empty());
+    query(&mut client_d, "CREATE VIEW mine AS SELECT 1 AS one")
+        .await
+        .complete
+        .unwrap();
+    assert!(views(&mut client_d).await.1.contains_key("mine"));
+    assert!(!views(&mut client_a).await.1.contains_key("mine"));
+}
+
+/// The query ids SHOW JOBS lists, with their session ids.
+async fn jobs(client: &mut EngineServiceClient<Channel>) -> Vec<(String, Option<String>)> {
+    let out = query(client, "SHOW JOBS").await;
+    let schema = out.schema.unwrap();
+    assert_eq!(schema.columns.last().unwrap().name, "session_id");
+    out.batches
+        .iter()
+        .flat_map(|b| {
+            let ids = b.column(0).as_string::<i32>();
+            let sessions = b.column(4).as_string::<i32>();
+            (0..b.num_rows())
+                .map(|i| {
+                    let session = (!sessions.is_null(i)).then(|| sessions.value(i).to_string());
+                    (ids.value(i).to_string(), session)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_session_cancels_every_query_of_the_session() {
+    let (_node, mut client) = node_with(16, 500).await;
+    let start = |session: &str| {
+        let mut req = request("SELECT symbol, volume FROM trades EMIT CHANGES");
+        req.session_id = session.into();
+        req
+    };
+    let (a, b, c) = (start("s1"), start("s1"), start("s2"));
+    let ids = [a.query_id.clone(), b.query_id.clone(), c.query_id.clone()];
+    let a = client.execute_query(a).await.unwrap().into_inner();
+    let b = client.execute_query(b).await.unwrap().into_inner();
+    let mut c = client.execute_query(c).await.unwrap().into_inner();
+    let ended = |stream| tokio::spawn(collect(stream, |_| false));
+    let (a, b) = (ended(a), ended(b));
+    // The s2 query: rows received so far, and its error if it gets one.
+    let (rows_tx, mut rows) = tokio::sync::watch::channel(0u64);
+    let s2 = tokio::spawn(async move {
+        while let Some(msg) = c.message().await.expect("grpc status") {
+            match msg.event.expect("event") {
+                Event::Batch(b) => {
+                    rows_tx.send_modify(|n| *n += b.num_rows);
+                }
+                Event::Error(e) => return Some(e),
+                _ => {}
+            }
+        }
+        None
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = jobs(&mut client).await;
+        if ids.iter().all(|id| listed.iter().any(|(j, _)| j == id)) {
+            let session = |id: &String| listed.iter().find(|(j, _)| j == id).unwrap().1.clone();
+            assert_eq!(session(&ids[0]).as_deref(), Some("s1"));
+            assert_eq!(session(&ids[2]).as_deref(), Some("s2"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "queries never ran: {listed:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let canceller = client.clone();
+    let cancel = |id: &str| {
+        let mut client = canceller.clone();
+        let id = id.to_string();
+        async move {
+            client
+                .cancel_session(CancelSessionRequest { session_id: id })
+                .await
+                .unwrap()
+                .into_inner()
+                .cancelled
+        }
+    };
+    assert_eq!(cancel("").await, 0, "an empty id cancels nothing");
+    assert_eq!(cancel("nope").await, 0);
+    let asked = Instant::now();
+    assert_eq!(cancel("s1").await, 2);
+    for out in [a.await.unwrap(), b.await.unwrap()] {
+        assert_eq!(out.error.expect("cancelled").sqlstate, "57014");
+    }
+    let deadline = asked + Duration::from_secs(1);
+    loop {
+        let listed = jobs(&mut client).await;
+        let gone = !listed.iter().any(|(j, _)| *j == ids[0] || *j == ids[1]);
+        if gone {
+            assert!(listed.iter().any(|(j, _)| *j == ids[2]), "{listed:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still listed: {listed:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(cancel("s1").await, 0, "idempotent");
+
+    // The s2 query goes on streaming.
+    let before = *rows.borrow_and_update();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        rows.wait_for(|&n| n >= before + 50),
+    )
+    .await
+    .expect("the s2 query keeps streaming")
+    .unwrap();
+    assert!(!s2.is_finished());
+    assert_eq!(cancel("s2").await, 1);
+    assert_eq!(s2.await.unwrap().expect("cancelled").sqlstate, "57014");
 }

@@ -279,6 +279,7 @@ impl Session {
             parameters,
             settings: Some(self.settings.to_engine(&self.user, &self.database)),
             max_rows: 0,
+            session_id: String::new(),
         };
         RowPump::open(conn, interrupt, permit, self.backend.engine_query(request)).await
     }
