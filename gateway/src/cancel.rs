@@ -1,11 +1,20 @@
 //! Cancel keys: every connection registers a random key; a CancelRequest
 //! carrying a registered key (from any connection) cancels whatever that
 //! connection is running. Wrong keys do nothing, as in PostgreSQL.
+//!
+//! Behind a load balancer a CancelRequest may reach another gateway
+//! replica. Replicas do not know each other; instead each session's
+//! engine queries carry a session id derived from its cancel key, so the
+//! replica that receives a key it does not hold can ask every engine node
+//! to cancel that session's queries (`CancelSession`). The id is a one-way
+//! hash of the key: seeing it does not reveal the key, and a guessed key
+//! is no more useful than before.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use pgwire::messages::startup::SecretKey;
+use ring::digest;
 use tokio_util::sync::CancellationToken;
 
 /// The cancellation point of one connection's current statement.
@@ -34,6 +43,18 @@ impl CancelSlot {
 /// CancelRequest on a new socket finds the session it names.
 pub struct CancelRegistry {
     by_pid: Mutex<HashMap<i32, (i32, Arc<CancelSlot>)>>,
+}
+
+/// The engine-side id of the session holding cancel key (`pid`, `secret`).
+pub fn session_id(pid: i32, secret: i32) -> String {
+    let mut input = b"velo-gateway session".to_vec();
+    input.extend_from_slice(&pid.to_be_bytes());
+    input.extend_from_slice(&secret.to_be_bytes());
+    let hash = digest::digest(&digest::SHA256, &input);
+    hash.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Removes the registration when the connection ends.

@@ -312,3 +312,82 @@ async fn a_node_that_refuses_is_skipped() {
         next(rows, Duration::from_secs(5)).await.unwrap().unwrap();
     }
 }
+
+/// A TCP proxy that hands each new connection to the next of `backends`
+/// in turn, as a Kubernetes Service may.
+async fn round_robin_proxy(backends: Vec<String>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        for turn in 0.. {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            let backend = backends[turn % backends.len()].clone();
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+fn cancel_requests(gw: &Gateway, outcome: &str) -> f64 {
+    gw.metric(&format!(
+        "velo_gateway_cancel_requests_total{{outcome=\"{outcome}\"}}"
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_reaching_another_replica_cancels_through_the_engine() {
+    let engine = Engine::start(&[]);
+    let replicas = [
+        Gateway::start(&["--engine", &engine.addr]),
+        Gateway::start(&["--engine", &engine.addr]),
+    ];
+    let port = round_robin_proxy(
+        replicas
+            .iter()
+            .map(|gw| format!("{}:{}", gw.host, gw.port))
+            .collect(),
+    )
+    .await;
+
+    // psql's session lands on the first replica; its Ctrl+C opens the
+    // proxy's next connection, which goes to the second.
+    let mut cmd = velo_integration::psql_command("127.0.0.1", port, "alice", "velostream");
+    cmd.args(["-c", &continuous("across_replicas")]);
+    let psql = Proc::spawn(cmd);
+    within(
+        "the stream on the engine",
+        Duration::from_secs(10),
+        || async { runs(&engine.addr, "across_replicas").await },
+    )
+    .await;
+
+    // A wrong key, sent to the second replica directly, cancels nothing.
+    let second = &replicas[1];
+    velo_integration::raw::cancel(second, 12345, 67890);
+    within("the wrong key counted", Duration::from_secs(5), || async {
+        cancel_requests(second, "unmatched") == 1.0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        runs(&engine.addr, "across_replicas").await,
+        "a wrong key cancelled the stream"
+    );
+
+    psql.signal("INT");
+    stopped_on_engine(&engine.addr, "across_replicas").await;
+    let (status, stderr) = psql.finish(Duration::from_secs(5));
+    assert!(status.is_some(), "psql ends after Ctrl+C");
+    assert!(
+        stderr.contains("canceling statement due to user request"),
+        "{stderr}"
+    );
+    assert_eq!(cancel_requests(second, "unmatched"), 2.0);
+    assert_eq!(cancel_requests(&replicas[0], "matched"), 0.0);
+}

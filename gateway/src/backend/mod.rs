@@ -85,6 +85,12 @@ impl Backend {
         Ok((schema, ResultStream { source }))
     }
 
+    /// Asks every engine node, in the background, to cancel the queries
+    /// of session `session_id` (a cancel key this gateway does not hold).
+    pub fn cancel_session(&self, session_id: String) {
+        self.pool.cancel_session(session_id);
+    }
+
     /// Starts a query on an engine node and waits for its schema.
     pub async fn engine_query(
         &self,

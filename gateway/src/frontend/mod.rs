@@ -21,7 +21,7 @@ use tracing::{field::Empty, Instrument};
 
 use crate::auth::{AuthMethod, Users};
 use crate::backend::Backend;
-use crate::cancel::CancelRegistry;
+use crate::cancel::{session_id, CancelRegistry};
 use crate::error::GatewayError;
 use crate::metrics::METRICS;
 use crate::pg::server_info::REPORTED;
@@ -199,6 +199,7 @@ async fn serve(mut conn: Connection, frontend: Arc<Frontend>) {
         SecretKey::I32(registration.secret),
     )));
     login.pid = registration.pid;
+    login.session_id = session_id(registration.pid, registration.secret);
     let mut session = Session::new(
         login,
         frontend.backend.clone(),
@@ -219,7 +220,14 @@ async fn handshake(
     frontend: &Arc<Frontend>,
     over_limit: bool,
 ) -> Option<(Login, UserSession)> {
-    let startup = match startup::negotiate(conn, frontend.tls.as_ref(), &frontend.cancels).await {
+    let startup = match startup::negotiate(
+        conn,
+        frontend.tls.as_ref(),
+        &frontend.cancels,
+        &frontend.backend,
+    )
+    .await
+    {
         Ok(Some(s)) => s,
         Ok(None) => return None,
         Err(e) => {
@@ -313,5 +321,6 @@ async fn log_in(conn: &mut Connection, frontend: &Frontend, startup: &Startup) -
         database,
         settings,
         pid: 0, // assigned with the cancel key
+        session_id: String::new(),
     })
 }

@@ -8,7 +8,8 @@ use pgwire::messages::{
 };
 use tokio_rustls::TlsAcceptor;
 
-use crate::cancel::CancelRegistry;
+use crate::backend::Backend;
+use crate::cancel::{session_id, CancelRegistry};
 use crate::error::GatewayError;
 use crate::metrics::METRICS;
 use crate::wire::Connection;
@@ -19,6 +20,7 @@ pub async fn negotiate(
     conn: &mut Connection,
     tls: Option<&TlsAcceptor>,
     cancels: &CancelRegistry,
+    backend: &Backend,
 ) -> Result<Option<Startup>, GatewayError> {
     loop {
         match conn.read_message().await? {
@@ -40,6 +42,11 @@ pub async fn negotiate(
                     .with_label_values(&[if found { "matched" } else { "unmatched" }])
                     .inc();
                 tracing::info!(pid = c.pid, found, "cancel request");
+                if let (false, Some(secret)) = (found, c.secret_key.as_i32()) {
+                    // Perhaps a session on another replica: its engine
+                    // queries carry this id.
+                    backend.cancel_session(session_id(c.pid, secret));
+                }
                 return Ok(None);
             }
             Some(F::Startup(s)) => {

@@ -46,6 +46,8 @@ pub struct Login {
     pub settings: Settings,
     /// The BackendKeyData pid clients see (and `pg_backend_pid()`).
     pub pid: i32,
+    /// Sent with every engine query, for `CancelSession` (see `cancel`).
+    pub session_id: String,
 }
 
 /// The SQL state of one connection, driven by the frontend's message loop.
@@ -62,6 +64,7 @@ pub struct Session {
     open_queries: Arc<AtomicUsize>,
     query_seq: u64,
     pid: i32,
+    session_id: String,
     extended: extended::Extended,
     /// Where the current statement is being answered (for metrics).
     route: Route,
@@ -93,6 +96,7 @@ impl Session {
             open_queries: Arc::default(),
             query_seq: 0,
             pid: login.pid,
+            session_id: login.session_id,
             extended: extended::Extended::default(),
             route: Route::Local,
         }
@@ -279,7 +283,7 @@ impl Session {
             parameters,
             settings: Some(self.settings.to_engine(&self.user, &self.database)),
             max_rows: 0,
-            session_id: String::new(),
+            session_id: self.session_id.clone(),
         };
         RowPump::open(conn, interrupt, permit, self.backend.engine_query(request)).await
     }

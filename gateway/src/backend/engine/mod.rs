@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tonic::transport::{Channel, Endpoint};
 use velo_proto::v1::{
-    DescribeQueryRequest, DescribeQueryResponse, ExecuteQueryRequest, ListRelationsRequest,
-    ListRelationsResponse,
+    CancelSessionRequest, DescribeQueryRequest, DescribeQueryResponse, ExecuteQueryRequest,
+    ListRelationsRequest, ListRelationsResponse,
 };
 use velo_proto::{EngineServiceClient, MAX_MESSAGE_BYTES};
 
@@ -28,6 +28,8 @@ use crate::metrics::METRICS;
 const MAX_ATTEMPTS: usize = 2;
 /// The random pause before the retry, in milliseconds.
 const RETRY_PAUSE_MS: (u64, u64) = (10, 60);
+/// CancelSession broadcasts in flight at once.
+const MAX_SESSION_CANCELS: usize = 64;
 /// Unary engine calls (Describe, ListRelations) wait at most this long.
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -121,6 +123,8 @@ pub struct EnginePool {
     options: PoolOptions,
     waiting: Semaphore,
     released: Arc<Notify>,
+    /// Bounds the CancelSession broadcasts in flight.
+    session_cancels: Arc<Semaphore>,
 }
 
 /// A node slot held for the life of a query.
@@ -167,6 +171,7 @@ impl EnginePool {
             waiting: Semaphore::new(options.queue_limit),
             options,
             released: Arc::new(Notify::new()),
+            session_cancels: Arc::new(Semaphore::new(MAX_SESSION_CANCELS)),
         });
         pool.refresh_dns().await;
         let weak = Arc::downgrade(&pool);
@@ -402,6 +407,34 @@ impl EnginePool {
         Err(last_error.unwrap_or_else(|| {
             GatewayError::EngineUnavailable("no engine node is available".into())
         }))
+    }
+
+    /// Sends CancelSession to every node, in the background. Unmatched
+    /// cancel keys cost engine calls, so only so many are in flight; past
+    /// that a request is dropped (as a lost CancelRequest would be).
+    pub fn cancel_session(&self, session_id: String) {
+        let Ok(permit) = self.session_cancels.clone().try_acquire_owned() else {
+            tracing::warn!("too many session cancels in flight; dropping one");
+            return;
+        };
+        let nodes = self.nodes();
+        tokio::spawn(async move {
+            let calls = nodes.iter().map(|node| {
+                let mut client = node.client.clone();
+                let request = CancelSessionRequest {
+                    session_id: session_id.clone(),
+                };
+                async move {
+                    match tokio::time::timeout(RPC_TIMEOUT, client.cancel_session(request)).await {
+                        Ok(Ok(r)) => r.into_inner().cancelled,
+                        _ => 0,
+                    }
+                }
+            });
+            let cancelled: u32 = futures::future::join_all(calls).await.into_iter().sum();
+            tracing::info!(cancelled, "session cancel sent to engine nodes");
+            drop(permit);
+        });
     }
 
     fn any_client(&self) -> Result<EngineServiceClient<Channel>, GatewayError> {
