@@ -19,6 +19,9 @@ use crate::frontend::{serve_connection, Frontend, Limits};
 use crate::metrics::METRICS;
 use crate::session::Quotas;
 
+/// After a drain's timeout, how long sessions get to send their 57P01.
+const TERMINATE_GRACE: Duration = Duration::from_secs(2);
+
 /// A gateway serving in the background (dropping it does not stop it;
 /// `drain` does).
 pub struct RunningGateway {
@@ -34,7 +37,8 @@ pub struct RunningGateway {
 
 impl RunningGateway {
     /// Graceful shutdown: report not ready, stop accepting, and wait up to
-    /// `timeout` for open connections to end.
+    /// `timeout` for open connections to end; then end the rest (streams,
+    /// idle sessions) with 57P01 and give them a moment to say so.
     pub async fn drain(self, timeout: Duration) {
         self.frontend.draining.store(true, Ordering::Relaxed);
         for listener in &self.listeners {
@@ -42,7 +46,17 @@ impl RunningGateway {
         }
         self.connections.close();
         tracing::info!(open = self.connections.len(), ?timeout, "draining");
-        let _ = tokio::time::timeout(timeout, self.connections.wait()).await;
+        if tokio::time::timeout(timeout, self.connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                left = self.connections.len(),
+                "drain timeout: terminating sessions"
+            );
+            self.frontend.shutdown.cancel();
+            let _ = tokio::time::timeout(TERMINATE_GRACE, self.connections.wait()).await;
+        }
         tracing::info!(left = self.connections.len(), "drained");
     }
 

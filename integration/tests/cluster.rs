@@ -1,7 +1,8 @@
 //! Engine nodes seen from both sides: every way a client stops a query
-//! stops it on the node (asked with SHOW JOBS on the node itself), and a
-//! node that dies, freezes or refuses costs its own queries and nothing
-//! else.
+//! stops it on the node (asked with SHOW JOBS on the node itself), a node
+//! that dies, freezes or refuses costs its own queries and nothing else,
+//! a cancel finds its query from any gateway replica, and a draining
+//! gateway ends what is still open with 57P01.
 
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -390,4 +391,51 @@ async fn a_cancel_reaching_another_replica_cancels_through_the_engine() {
     );
     assert_eq!(cancel_requests(second, "unmatched"), 2.0);
     assert_eq!(cancel_requests(&replicas[0], "matched"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_ends_what_is_still_open_with_57p01_at_its_timeout() {
+    let engine = Engine::start(&[]);
+    let gw = Gateway::start(&["--engine", &engine.addr, "--drain-timeout-secs", "2"]);
+    let streaming = connect(&gw).await;
+    let mut rows = stream(&streaming, "drained").await;
+    // An idle session: its connection task reports how it ended.
+    let dsn = format!(
+        "host={} port={} user=alice dbname=velostream",
+        gw.host, gw.port
+    );
+    let (_idle, idle_connection) = tokio_postgres::connect(&dsn, NoTls).await.unwrap();
+    let idle_ended = tokio::spawn(idle_connection);
+
+    gw.proc.signal("TERM");
+    let drain_started = Instant::now();
+    within(
+        "not ready while draining",
+        Duration::from_secs(2),
+        || async { http_get(&gw.admin, "/readyz").is_ok_and(|r| r.0 == 503) },
+    )
+    .await;
+    // The stream goes on until the drain's timeout...
+    next(&mut rows, Duration::from_secs(2))
+        .await
+        .unwrap()
+        .unwrap();
+    // ...then ends with 57P01, as does the idle session.
+    let (code, message, _) = error_of(&mut rows, Duration::from_secs(5)).await;
+    let ended_after = drain_started.elapsed();
+    assert_eq!(code, SqlState::ADMIN_SHUTDOWN, "{message}");
+    assert!(
+        ended_after >= Duration::from_millis(1500) && ended_after < Duration::from_secs(4),
+        "stream ended {ended_after:?} into a 2 s drain"
+    );
+    let idle = tokio::time::timeout(Duration::from_secs(5), idle_ended)
+        .await
+        .expect("the idle session ends")
+        .unwrap()
+        .expect_err("with an error");
+    assert_eq!(idle.code(), Some(&SqlState::ADMIN_SHUTDOWN), "{idle}");
+    stopped_on_engine(&engine.addr, "drained").await;
+    let Gateway { proc, .. } = gw;
+    let (status, _) = proc.finish(Duration::from_secs(5));
+    assert!(status.is_some(), "the gateway exits after its drain");
 }

@@ -59,6 +59,9 @@ pub enum GatewayError {
     IdleSessionTimeout,
     #[error("the database system is shutting down")]
     ShuttingDown,
+    /// The gateway's drain ran out of time with this session still open.
+    #[error("terminating connection due to administrator command")]
+    AdminShutdown,
     #[error("{0}")]
     InvalidText(String),
     #[error("{0}")]
@@ -124,6 +127,7 @@ impl GatewayError {
             Self::InvalidAuthorization(_) => code::INVALID_AUTHORIZATION_SPECIFICATION,
             Self::Protocol(_) => code::PROTOCOL_VIOLATION,
             Self::ShuttingDown => code::CANNOT_CONNECT_NOW,
+            Self::AdminShutdown => code::ADMIN_SHUTDOWN,
             Self::InvalidText(_) => code::INVALID_TEXT_REPRESENTATION,
             Self::InvalidBinary(_) => code::INVALID_BINARY_REPRESENTATION,
             Self::OutOfRange(_) => code::DATETIME_FIELD_OVERFLOW,
@@ -151,7 +155,8 @@ impl GatewayError {
             | Self::AuthenticationTimeout
             | Self::IdleInTransactionTimeout
             | Self::IdleSessionTimeout
-            | Self::ShuttingDown => Severity::Fatal,
+            | Self::ShuttingDown
+            | Self::AdminShutdown => Severity::Fatal,
             _ => Severity::Error,
         }
     }

@@ -8,6 +8,7 @@ use pgwire::messages::PgWireFrontendMessage as F;
 
 use crate::error::GatewayError;
 use crate::metrics::ConnectionState;
+use crate::pg::Severity;
 use crate::session::Session;
 use crate::wire::Connection;
 
@@ -23,12 +24,20 @@ pub async fn run(conn: &mut Connection, session: &mut Session) {
     let mut activity = ConnectionState::idle();
     loop {
         activity.set_active(false);
-        let read = match session.idle_timeout() {
-            Some((after, e)) => match tokio::time::timeout(after, conn.read_message()).await {
-                Ok(read) => read,
-                Err(_) => Err(e),
-            },
-            None => conn.read_message().await,
+        let idle_limit = session.idle_timeout();
+        let read = async {
+            match idle_limit {
+                Some((after, e)) => match tokio::time::timeout(after, conn.read_message()).await {
+                    Ok(read) => read,
+                    Err(_) => Err(e),
+                },
+                None => conn.read_message().await,
+            }
+        };
+        let shutdown = session.shutdown().clone();
+        let read = tokio::select! {
+            read = read => read,
+            _ = shutdown.cancelled() => Err(GatewayError::AdminShutdown),
         };
         let msg = match read {
             Ok(Some(msg)) => msg,
@@ -129,6 +138,11 @@ async fn fail(
     extended: bool,
 ) -> Result<State, GatewayError> {
     if let GatewayError::ClientGone = e {
+        return Err(e);
+    }
+    if e.severity() == Severity::Fatal {
+        // A drain ran out of time mid-statement: the session ends here.
+        super::send_fatal(conn, &e).await;
         return Err(e);
     }
     session.fail(conn, &e);

@@ -17,6 +17,7 @@ use pgwire::messages::startup::{
 use pgwire::messages::PgWireBackendMessage as B;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 use tracing::{field::Empty, Instrument};
 
 use crate::auth::{AuthMethod, Users};
@@ -41,6 +42,9 @@ pub struct Frontend {
     pub quotas: Arc<Quotas>,
     /// Set when the gateway drains: new sessions are refused.
     pub draining: Arc<AtomicBool>,
+    /// Cancelled when a drain runs out of time: every session still open
+    /// ends with 57P01.
+    pub shutdown: CancellationToken,
     connections: AtomicUsize,
     per_user: UserCounts,
 }
@@ -98,6 +102,7 @@ impl Frontend {
             limits,
             quotas,
             draining: Arc::default(),
+            shutdown: CancellationToken::new(),
             connections: AtomicUsize::new(0),
             per_user: UserCounts::default(),
         }
@@ -205,6 +210,7 @@ async fn serve(mut conn: Connection, frontend: Arc<Frontend>) {
         frontend.backend.clone(),
         registration.slot.clone(),
         frontend.quotas.clone(),
+        frontend.shutdown.child_token(),
     );
     conn.send(session.ready_for_query());
     if conn.flush().await.is_err() {

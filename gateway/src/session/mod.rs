@@ -21,6 +21,7 @@ use pgwire::messages::copy::{CopyData, CopyDone, CopyOutResponse};
 use pgwire::messages::response::{CommandComplete, EmptyQueryResponse, ReadyForQuery};
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::PgWireBackendMessage as B;
+use tokio_util::sync::CancellationToken;
 use tracing::{field::Empty, Instrument};
 use velo_proto::v1::{ExecuteQueryRequest, TypedValue};
 
@@ -68,6 +69,7 @@ pub struct Session {
     extended: extended::Extended,
     /// Where the current statement is being answered (for metrics).
     route: Route,
+    shutdown: CancellationToken,
 }
 
 /// How a simple-protocol query's rows are framed.
@@ -83,6 +85,7 @@ impl Session {
         backend: Backend,
         cancel: Arc<CancelSlot>,
         quotas: Arc<Quotas>,
+        shutdown: CancellationToken,
     ) -> Self {
         Self {
             user: login.user,
@@ -99,7 +102,14 @@ impl Session {
             session_id: login.session_id,
             extended: extended::Extended::default(),
             route: Route::Local,
+            shutdown,
         }
+    }
+
+    /// Fires when the gateway's drain runs out of time: the session ends
+    /// with 57P01.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
     }
 
     pub fn ready_for_query(&self) -> B {
@@ -232,6 +242,7 @@ impl Session {
         Interrupt::new(
             self.cancel.begin_statement(),
             self.settings.timeout("statement_timeout"),
+            self.shutdown.clone(),
         )
     }
 

@@ -31,17 +31,23 @@ pub enum Sink<'a> {
 }
 
 /// What may interrupt a statement: the session's cancel token (a
-/// CancelRequest) and its statement_timeout.
+/// CancelRequest), its statement_timeout, and the end of a drain.
 pub struct Interrupt {
     pub token: CancellationToken,
     pub deadline: Option<Instant>,
+    pub shutdown: CancellationToken,
 }
 
 impl Interrupt {
-    pub fn new(token: CancellationToken, timeout: Option<Duration>) -> Self {
+    pub fn new(
+        token: CancellationToken,
+        timeout: Option<Duration>,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             token,
             deadline: timeout.map(|t| Instant::now() + t),
+            shutdown,
         }
     }
 
@@ -55,6 +61,7 @@ impl Interrupt {
         };
         tokio::select! {
             _ = self.token.cancelled() => GatewayError::Cancelled,
+            _ = self.shutdown.cancelled() => GatewayError::AdminShutdown,
             _ = deadline => GatewayError::StatementTimeout,
         }
     }

@@ -30,6 +30,7 @@ pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
 pub const STATEMENT_TOO_COMPLEX: &str = "54001";
 pub const QUERY_CANCELED: &str = "57014";
 pub const CANNOT_CONNECT_NOW: &str = "57P03";
+pub const ADMIN_SHUTDOWN: &str = "57P01";
 pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
 pub const IO_ERROR: &str = "58030";
 pub const INTERNAL_ERROR: &str = "XX000";
