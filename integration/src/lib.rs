@@ -151,17 +151,23 @@ impl Engine {
 }
 
 impl Engine {
-    /// The SQL text of every query this node is running (its SHOW JOBS),
-    /// asked over gRPC directly, not through a gateway.
-    pub async fn jobs(&self) -> Vec<String> {
+    /// The queries this node is running (its SHOW JOBS), asked over gRPC
+    /// directly, not through a gateway.
+    pub async fn jobs(&self) -> Vec<Job> {
         engine_jobs(&self.addr).await
     }
 }
 
-/// The SQL text of every query the engine node at `addr` runs (but this
-/// SHOW JOBS).
-pub async fn engine_jobs(addr: &str) -> Vec<String> {
-    use arrow::array::{Array, StringArray};
+/// One running query of an engine node.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub sql: String,
+    pub rows_sent: i64,
+}
+
+/// The queries the engine node at `addr` runs (but this SHOW JOBS).
+pub async fn engine_jobs(addr: &str) -> Vec<Job> {
+    use arrow::array::{Array, Int64Array, StringArray};
     use velo_proto::v1::{execute_query_response::Event, ExecuteQueryRequest};
     let call = async {
         let mut client = velo_proto::EngineServiceClient::connect(format!("http://{addr}")).await?;
@@ -174,7 +180,7 @@ pub async fn engine_jobs(addr: &str) -> Vec<String> {
             .await?
             .into_inner();
         let mut decoder = arrow::ipc::reader::StreamDecoder::new();
-        let mut sql = Vec::new();
+        let mut jobs = Vec::new();
         while let Some(msg) = stream.message().await? {
             let ipc = match msg.event {
                 Some(Event::Schema(s)) => s.arrow_ipc_schema,
@@ -184,18 +190,25 @@ pub async fn engine_jobs(addr: &str) -> Vec<String> {
             let mut buf = arrow::buffer::Buffer::from(ipc);
             while !buf.is_empty() {
                 if let Some(batch) = decoder.decode(&mut buf)? {
-                    let column = batch.column_by_name("sql").expect("sql column");
-                    let texts = column.as_any().downcast_ref::<StringArray>().expect("text");
-                    sql.extend(
-                        (0..texts.len())
-                            .map(|i| texts.value(i))
-                            .filter(|text| *text != "SHOW JOBS")
-                            .map(str::to_string),
+                    let sql = batch.column_by_name("sql").expect("sql").clone();
+                    let sql = sql.as_any().downcast_ref::<StringArray>().expect("text");
+                    let rows = batch
+                        .column_by_name("rows_sent")
+                        .expect("rows_sent")
+                        .clone();
+                    let rows = rows.as_any().downcast_ref::<Int64Array>().expect("int8");
+                    jobs.extend(
+                        (0..sql.len())
+                            .filter(|&i| sql.value(i) != "SHOW JOBS")
+                            .map(|i| Job {
+                                sql: sql.value(i).to_string(),
+                                rows_sent: rows.value(i),
+                            }),
                     );
                 }
             }
         }
-        anyhow::Ok(sql)
+        anyhow::Ok(jobs)
     };
     tokio::time::timeout(Duration::from_secs(10), call)
         .await

@@ -109,7 +109,7 @@ async fn runs(engine: &str, tag: &str) -> bool {
     engine_jobs(engine)
         .await
         .iter()
-        .any(|sql| sql.contains(tag))
+        .any(|job| job.sql.contains(tag))
 }
 
 async fn stopped_on_engine(engine: &str, tag: &str) {
