@@ -157,10 +157,10 @@ impl RowPump {
                     usize::try_from(l - sent).unwrap_or(usize::MAX)
                 });
                 let end = batch.num_rows().min(at.saturating_add(want));
-                write_rows(conn, &batch, at, end, &sink);
-                sent += (end - at) as u64;
-                if end < batch.num_rows() {
-                    self.pending = Some((batch, end));
+                let reached = write_rows(conn, &batch, at, end, &sink);
+                sent += (reached - at) as u64;
+                if reached < batch.num_rows() {
+                    self.pending = Some((batch, reached));
                 }
                 flush(conn, interrupt).await?;
                 continue;
@@ -204,27 +204,46 @@ impl RowPump {
     }
 }
 
-fn write_rows(conn: &mut Connection, batch: &RecordBatch, from: usize, to: usize, sink: &Sink<'_>) {
+/// Encodes rows `from..to` until about a flush's worth of output is
+/// buffered, and returns the row it stopped at. A batch's size in rows
+/// says nothing about its size as text (a zero-column batch can claim
+/// billions of rows), so output is bounded here, not by the batch.
+fn write_rows(
+    conn: &mut Connection,
+    batch: &RecordBatch,
+    from: usize,
+    to: usize,
+    sink: &Sink<'_>,
+) -> usize {
     if from == to {
-        return;
+        return to;
     }
     match sink {
         Sink::Rows(binary) => {
             let mut rows = RowEncoder::with_formats(batch, binary.to_vec());
-            for i in from..to {
+            let mut i = from;
+            while i < to && !conn.needs_flush() {
                 conn.send(B::DataRow(rows.data_row(i)));
+                i += 1;
             }
+            i
         }
         Sink::Copy { csv } => {
-            // One CopyData per batch: clients accept any chunking.
+            // One CopyData per chunk: clients accept any chunking.
             let mut rows = RowEncoder::new(batch);
-            let mut lines = Vec::with_capacity((to - from) * 32);
-            for i in from..to {
+            let mut lines = Vec::with_capacity(COPY_CHUNK.min((to - from).saturating_mul(32)));
+            let mut i = from;
+            while i < to && lines.len() < COPY_CHUNK {
                 rows.copy_line(i, *csv, &mut lines);
+                i += 1;
             }
             conn.send(B::CopyData(CopyData::new(lines.into())));
-            conn.count_copy_rows(to - from);
+            conn.count_copy_rows(i - from);
+            i
         }
-        Sink::Discard => {}
+        Sink::Discard => to,
     }
 }
+
+/// COPY data is sent in messages of about this size.
+const COPY_CHUNK: usize = 256 * 1024;

@@ -200,9 +200,14 @@ impl Connection {
         !self.write.is_empty()
     }
 
+    /// Enough output is buffered to send it before encoding more.
+    pub fn needs_flush(&self) -> bool {
+        self.write.len() >= FLUSH_AT
+    }
+
     /// Flushes only when a lot is buffered (mid-result).
     pub async fn maybe_flush(&mut self) -> io::Result<()> {
-        if self.write.len() >= FLUSH_AT {
+        if self.needs_flush() {
             self.flush().await?;
         }
         Ok(())
