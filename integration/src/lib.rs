@@ -1,6 +1,7 @@
 //! Helpers for end-to-end tests: real `velo-engine` and `velo-gateway`
 //! processes, real `psql`, and a real PostgreSQL 15 server to compare with.
 
+pub mod fake_engine;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};

@@ -98,18 +98,29 @@ pub async fn guarded<T>(
     }
 }
 
-/// Flushes, unless the statement is interrupted while the client is not
-/// reading: then part of a message may have gone out, the protocol
-/// stream cannot continue, and the connection ends.
+/// Flushes; an interrupt (cancel, statement_timeout, drain) that fires
+/// meanwhile is answered once the flush is through, between messages, so
+/// the session goes on. A client that does not take the rest within
+/// `FLUSH_GRACE` is not reading: part of a message may have gone out, the
+/// protocol stream cannot continue, and the connection ends.
 async fn flush(conn: &mut Connection, interrupt: &Interrupt) -> Result<(), GatewayError> {
-    tokio::select! {
-        result = conn.flush() => Ok(result?),
-        e = interrupt.fired() => {
+    let flushing = conn.flush();
+    tokio::pin!(flushing);
+    let e = tokio::select! {
+        result = &mut flushing => return Ok(result?),
+        e = interrupt.fired() => e,
+    };
+    match tokio::time::timeout(FLUSH_GRACE, flushing).await {
+        Ok(Ok(())) => Err(e),
+        _ => {
             tracing::info!("{e} while the client was not reading: closing the connection");
             Err(GatewayError::ClientGone)
         }
     }
 }
+
+/// How long an interrupted flush may take to finish.
+const FLUSH_GRACE: Duration = Duration::from_secs(2);
 
 impl RowPump {
     /// Opens a query: `start` yields its schema and stream; `permit`

@@ -57,6 +57,17 @@ impl IpcDecoder {
                 return Err(invalid("batch", "the decoder made no progress"));
             }
         }
+        if batch.is_none() {
+            // A message with an empty body (a batch of zero columns) is
+            // finished only when more bytes come: offer the end-of-stream
+            // marker, which a waiting empty body does not consume.
+            let mut end = Buffer::from(vec![0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+            batch = unwind_safe("batch", || {
+                self.decoder
+                    .decode(&mut end)
+                    .map_err(|e| invalid("batch", e))
+            })?;
+        }
         batch.ok_or_else(|| invalid("batch", "no batch in message"))
     }
 }
@@ -78,6 +89,7 @@ mod tests {
     use arrow::array::{Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field};
     use arrow::ipc::writer::StreamWriter;
+    use arrow::record_batch::RecordBatchOptions;
 
     /// A schema message and a batch message, as an engine node sends them.
     fn messages() -> (Vec<u8>, Vec<u8>) {
@@ -131,5 +143,24 @@ mod tests {
                 assert_eq!(e.sqlstate(), "58030");
             }
         }
+    }
+
+    #[test]
+    fn a_zero_column_batch_decodes_with_its_row_count() {
+        let schema = Arc::new(Schema::empty());
+        let batch = RecordBatch::try_new_with_options(
+            schema.clone(),
+            vec![],
+            &RecordBatchOptions::new().with_row_count(Some(7)),
+        )
+        .unwrap();
+        let mut writer = StreamWriter::try_new(Vec::new(), &schema).unwrap();
+        let schema_ipc = std::mem::take(writer.get_mut());
+        writer.write(&batch).unwrap();
+        let batch_ipc = std::mem::take(writer.get_mut());
+        let mut decoder = IpcDecoder::default();
+        assert!(decoder.schema(&schema_ipc).unwrap().fields().is_empty());
+        assert_eq!(decoder.batch(batch_ipc.clone()).unwrap().num_rows(), 7);
+        assert_eq!(decoder.batch(batch_ipc).unwrap().num_rows(), 7);
     }
 }
