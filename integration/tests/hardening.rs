@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use velo_integration::raw::{cancel, cstr, sqlstate, startup_body, Msg, Raw};
@@ -493,5 +494,80 @@ fn catalog_statements_are_bounded_in_rows_memory_and_time() {
         "{:?}",
         started.elapsed()
     );
+    others_still_served(&gw);
+}
+
+#[test]
+fn client_sockets_have_tcp_keepalive() {
+    let gw = Gateway::start(&[]);
+    let (_session, _, _) = Raw::startup(&gw);
+    // ss shows a keepalive timer on the gateway's end of the connection.
+    let out = Command::new("ss")
+        .args(["-tnoH", "state", "established"])
+        .arg(format!("( sport = :{} )", gw.port))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("timer:(keepalive"), "{text}");
+}
+
+/// CPU time (user + system) of a process so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) in parens.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Sets a process's soft limit on open files (the hard one stays).
+fn set_descriptor_limit(pid: u32, limit: usize) {
+    let status = Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--nofile={limit}:")])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
+    let engine = velo_integration::Engine::start(&[]);
+    let gw = Gateway::start(&["--engine", &engine.addr]);
+    let pid = gw.pid();
+    others_still_served(&gw);
+    let window = Duration::from_secs(2);
+    let quiet = {
+        let before = cpu_ticks(pid);
+        std::thread::sleep(window);
+        cpu_ticks(pid) - before
+    };
+    // No descriptor left for a new socket: connections wait in the
+    // listen backlog and every accept fails (EMFILE).
+    set_descriptor_limit(pid, open_descriptors(pid));
+    let waiting: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect((gw.host.as_str(), gw.port)).unwrap())
+        .collect();
+    let starved = {
+        let before = cpu_ticks(pid);
+        std::thread::sleep(window);
+        cpu_ticks(pid) - before
+    };
+    // Spinning would cost a whole core: 200 ticks in 2 s at 100 Hz.
+    assert!(
+        starved < quiet + 40,
+        "{starved} ticks out of descriptors, {quiet} quiet"
+    );
+    set_descriptor_limit(pid, 1024);
+    drop(waiting);
     others_still_served(&gw);
 }
