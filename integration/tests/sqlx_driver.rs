@@ -71,10 +71,14 @@ async fn sqlx_params_types_errors_streaming() {
         Some("42P01")
     );
 
-    // Rows of a continuous query arrive through `fetch` one by one.
+    // Rows of a continuous query arrive through `fetch` as they are
+    // produced: the 12th arrives long before the query's LIMIT ends it
+    // (the demo makes 500 events a second), which a gateway that buffered
+    // results would not do.
     let mut stream =
-        sqlx::query("SELECT symbol, volume FROM trades EMIT CHANGES LIMIT 12").fetch(&mut conn);
+        sqlx::query("SELECT symbol, volume FROM trades EMIT CHANGES LIMIT 600").fetch(&mut conn);
     let mut seen = 0;
+    let mut twelfth = None;
     while let Some(row) = tokio::time::timeout(Duration::from_secs(20), stream.try_next())
         .await
         .unwrap()
@@ -82,9 +86,17 @@ async fn sqlx_params_types_errors_streaming() {
     {
         assert!(row.get::<i64, _>("volume") > 0);
         seen += 1;
+        if seen == 12 {
+            twelfth = Some(std::time::Instant::now());
+        }
     }
+    let after_twelfth = twelfth.expect("12 rows").elapsed();
     drop(stream);
-    assert_eq!(seen, 12);
+    assert_eq!(seen, 600);
+    assert!(
+        after_twelfth > Duration::from_millis(300),
+        "the 12th row came only {after_twelfth:?} before the end"
+    );
 
     // The connection is still in a good state afterwards.
     let one: (i32,) = sqlx::query_as("SELECT 1")
