@@ -11,6 +11,29 @@ public class DriverTest {
         if (!ok) throw new AssertionError(what);
     }
 
+    /** Whether the engine runs a query whose SQL holds `fragment` (SHOW JOBS on its own connection). */
+    static boolean running(String url, String fragment) throws SQLException {
+        try (Connection w = DriverManager.getConnection(url, "alice", "");
+             Statement s = w.createStatement();
+             ResultSet rs = s.executeQuery("SHOW JOBS")) {
+            while (rs.next()) {
+                if (rs.getString("sql").contains(fragment)) return true;
+            }
+            return false;
+        }
+    }
+
+    /** Waits until the query is running (or, with `wanted` false, gone). */
+    static void waitUntil(String url, String fragment, boolean wanted, long millis) throws Exception {
+        long end = System.currentTimeMillis() + millis;
+        while (running(url, fragment) != wanted) {
+            if (System.currentTimeMillis() > end) {
+                throw new AssertionError(fragment + (wanted ? " never ran" : " still runs"));
+            }
+            Thread.sleep(20);
+        }
+    }
+
     public static void main(String[] args) throws Exception {
         String url = "jdbc:postgresql://" + args[0] + ":" + args[1] + "/velostream";
         Properties props = new Properties();
@@ -60,19 +83,26 @@ public class DriverTest {
             }
             c.rollback();
             c.setAutoCommit(true);
-            // Statement.cancel() from another thread.
+            // Statement.cancel() from another thread, once the engine runs
+            // the query (a cancel that lands before it starts is dropped).
             try (Statement s = c.createStatement()) {
                 Thread canceller = new Thread(() -> {
-                    try { Thread.sleep(500); s.cancel(); } catch (Exception ignored) { }
+                    try {
+                        waitUntil(url, "'jdbc'", true, 10_000);
+                        s.cancel();
+                    } catch (Exception e) {
+                        throw new RuntimeException(e);
+                    }
                 });
                 canceller.start();
                 try {
-                    s.executeQuery("SELECT symbol FROM trades WHERE volume < 0 EMIT CHANGES");
+                    s.executeQuery("SELECT symbol FROM trades WHERE volume < 0 AND symbol <> 'jdbc' EMIT CHANGES");
                     throw new AssertionError("not cancelled");
                 } catch (SQLException e) {
                     check("57014".equals(e.getSQLState()), "cancel sqlstate " + e.getSQLState());
                 }
                 canceller.join();
+                waitUntil(url, "'jdbc'", false, 2_000);
             }
             try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT 2")) {
                 check(rs.next() && rs.getInt(1) == 2, "usable after cancel");

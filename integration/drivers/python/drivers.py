@@ -6,6 +6,7 @@ import datetime
 import decimal
 import sys
 import threading
+import time
 
 import asyncpg
 import psycopg
@@ -15,6 +16,32 @@ import psycopg2.errors
 HOST, PORT = sys.argv[1], int(sys.argv[2])
 DSN = f"host={HOST} port={PORT} dbname=velostream user=alice connect_timeout=10"
 LIVE = "SELECT symbol, price, volume FROM trades EMIT CHANGES"
+
+
+def running(fragment):
+    """Whether the engine runs a query whose SQL holds `fragment` (asked
+    with SHOW JOBS on a connection of its own)."""
+    with psycopg.connect(DSN, autocommit=True) as w:
+        return any(fragment in row[1] for row in w.execute("SHOW JOBS").fetchall())
+
+
+def wait_until(condition, what, seconds=10):
+    end = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"not within {seconds} s: {what}")
+        time.sleep(0.02)
+
+
+def cancel_once_running(fragment, cancel):
+    """Cancels from another thread once the query is running: a cancel
+    that lands before the query starts would be dropped."""
+    def run():
+        wait_until(lambda: running(fragment), f"{fragment} running")
+        cancel()
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
 
 
 def check_trade(row):
@@ -55,12 +82,14 @@ def psycopg3():
                     break
         c.rollback()
         cur = c.cursor()
-        threading.Timer(0.5, c.cancel).start()
+        canceller = cancel_once_running("'psycopg3'", c.cancel)
         try:
-            cur.execute("SELECT symbol FROM trades WHERE volume < 0 EMIT CHANGES")
+            cur.execute("SELECT symbol FROM trades WHERE volume < 0 AND symbol <> 'psycopg3' EMIT CHANGES")
             raise AssertionError("not cancelled")
         except psycopg.errors.QueryCanceled as e:
             assert e.sqlstate == "57014"
+        canceller.join()
+        wait_until(lambda: not running("'psycopg3'"), "the cancelled query gone", 2)
     print("psycopg3 ok")
 
 
@@ -81,6 +110,15 @@ def psycopg2_named_cursor():
         check_trade(r)
     named.close()
     c.rollback()
+    canceller = cancel_once_running("'psycopg2'", c.cancel)
+    try:
+        cur.execute("SELECT symbol FROM trades WHERE volume < 0 AND symbol <> 'psycopg2' EMIT CHANGES")
+        raise AssertionError("not cancelled")
+    except psycopg2.errors.QueryCanceled as e:
+        assert e.pgcode == "57014", e.pgcode
+    canceller.join()
+    c.rollback()
+    wait_until(lambda: not running("'psycopg2'"), "the cancelled query gone", 2)
     try:
         cur.execute("SELECT nofunc(1)")
         raise AssertionError("no error")
@@ -111,13 +149,18 @@ async def asyncpg_checks():
             seen += 1
             if seen == 12:
                 break
-    task = asyncio.ensure_future(c.fetch("SELECT symbol FROM trades WHERE volume < 0 EMIT CHANGES"))
-    await asyncio.sleep(0.5)
+    # Cancelling the task sends a CancelRequest: the query must be gone
+    # from the engine, not only from the client's view.
+    task = asyncio.ensure_future(
+        c.fetch("SELECT symbol FROM trades WHERE volume < 0 AND symbol <> 'asyncpg' EMIT CHANGES"))
+    await asyncio.to_thread(wait_until, lambda: running("'asyncpg'"), "asyncpg's query running")
     task.cancel()
     try:
         await task
+        raise AssertionError("not cancelled")
     except asyncio.CancelledError:
         pass
+    await asyncio.to_thread(wait_until, lambda: not running("'asyncpg'"), "the cancelled query gone", 2)
     # The connection is usable after the cancel.
     assert await c.fetchval("SELECT 2") == 2
     await c.close()
