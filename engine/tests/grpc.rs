@@ -424,32 +424,47 @@ async fn emit_changes_aggregation_reflects_new_events() {
     let stream = client
         .execute_query(request(
             "SELECT symbol, COUNT(*) AS n, SUM(volume) AS v, AVG(price) AS avg_price \
-             FROM kafka://trades WHERE symbol = 'ZZTEST' GROUP BY symbol EMIT CHANGES",
+             FROM kafka://trades WHERE symbol IN ('ZZTEST', 'ZZOTHER') GROUP BY symbol EMIT CHANGES",
         ))
         .await
         .unwrap()
         .into_inner();
     let (running, started) = tokio::sync::oneshot::channel();
+    let (both_seen, second_round) = tokio::sync::oneshot::channel();
     let producer = tokio::spawn(async move {
-        // Once the query is running (it heartbeats while nothing matches), feed it.
+        // Once the query is running (it heartbeats while nothing matches),
+        // feed both groups; once both were emitted, change only one.
         started.await.unwrap();
         produce(
             &bootstrap,
-            &[trade("ZZTEST", "10.00", 5), trade("ZZTEST", "20.50", 7)],
+            &[
+                trade("ZZTEST", "10.00", 5),
+                trade("ZZTEST", "20.50", 7),
+                trade("ZZOTHER", "1.00", 1),
+            ],
         )
         .await;
+        second_round.await.unwrap();
         produce(&bootstrap, &[trade("ZZTEST", "30.00", 8)]).await;
     });
-    let last_count = |o: &Outcome| {
-        o.batches.last().map(|b| {
-            b.column(1)
-                .as_primitive::<Int64Type>()
-                .value(b.num_rows() - 1)
+    let count_of = |o: &Outcome, symbol: &str| {
+        o.batches.iter().rev().find_map(|b| {
+            (0..b.num_rows())
+                .find(|&i| b.column(0).as_string::<i32>().value(i) == symbol)
+                .map(|i| b.column(1).as_primitive::<Int64Type>().value(i))
         })
     };
+    let both_seen = std::sync::Mutex::new(Some(both_seen));
     let out = collect_with(
         stream,
-        |o| last_count(o) == Some(3),
+        |o| {
+            if count_of(o, "ZZTEST") == Some(2) && count_of(o, "ZZOTHER") == Some(1) {
+                if let Some(signal) = both_seen.lock().unwrap().take() {
+                    let _ = signal.send(());
+                }
+            }
+            count_of(o, "ZZTEST") == Some(3)
+        },
         move || {
             let _ = running.send(());
         },
@@ -458,17 +473,24 @@ async fn emit_changes_aggregation_reflects_new_events() {
     producer.await.unwrap();
     let schema = out.schema.as_ref().unwrap();
     assert!(!schema.bounded);
+    // A recomputation would emit ZZOTHER again, unchanged.
     let last = out.batches.last().unwrap();
     assert_eq!(last.num_rows(), 1, "only the changed group is emitted");
     assert_eq!(last.column(0).as_string::<i32>().value(0), "ZZTEST");
+    assert_eq!(last.column(1).as_primitive::<Int64Type>().value(0), 3);
     assert_eq!(last.column(2).as_primitive::<Int64Type>().value(0), 20);
     let avg = arrow::util::display::array_value_to_string(last.column(3), 0).unwrap();
     assert!(avg.starts_with("20.1666"), "{avg}");
-    // Earlier emissions carried the running state, not a recomputation.
+    // Every emission of a group carried its running state.
     let counts: Vec<i64> = out
         .batches
         .iter()
-        .map(|b| b.column(1).as_primitive::<Int64Type>().value(0))
+        .flat_map(|b| {
+            (0..b.num_rows())
+                .filter(|&i| b.column(0).as_string::<i32>().value(i) == "ZZTEST")
+                .map(|i| b.column(1).as_primitive::<Int64Type>().value(i))
+                .collect::<Vec<_>>()
+        })
         .collect();
     assert!(counts.windows(2).all(|w| w[0] < w[1]), "{counts:?}");
 }
