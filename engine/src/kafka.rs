@@ -215,10 +215,16 @@ impl Scan {
                 // new start of the log, no message and no end of partition
                 // ever arrives; the log's start passing the stop offset
                 // ends the partition instead.
+                // librdkafka's reset after "offset out of range" goes to a
+                // cached start of the log that retention may already have
+                // passed again, so a partition can stall for as long as
+                // retention keeps deleting: move it to the log's real start.
                 _ = stall_check.tick(), if self.mode == ReadMode::Snapshot => {
                     for partition in snapshot.stalled() {
                         if let Ok(low) = log_start(&consumer, &self.topic, partition).await {
-                            snapshot.log_starts_at(partition, low);
+                            if snapshot.log_starts_at(partition, low) {
+                                seek(&consumer, &self.topic, partition, low).await;
+                            }
                         }
                     }
                 }
@@ -264,6 +270,18 @@ impl Scan {
             total += deleted;
         }
         total
+    }
+}
+
+/// Moves the consumer's position in `partition` to `offset`.
+async fn seek(consumer: &Arc<StreamConsumer>, topic: &str, partition: i32, offset: i64) {
+    let (consumer, topic) = (consumer.clone(), topic.to_string());
+    let sought = tokio::task::spawn_blocking(move || {
+        consumer.seek(&topic, partition, Offset::Offset(offset), METADATA_TIMEOUT)
+    })
+    .await;
+    if let Ok(Err(e)) = sought {
+        tracing::warn!(partition, offset, "seeking past deleted offsets: {e}");
     }
 }
 
@@ -356,10 +374,17 @@ impl SnapshotProgress {
     }
 
     /// `partition`'s log now starts at `low`: if that is at or past the stop
-    /// offset, nothing of the rest of its range is left to read.
-    fn log_starts_at(&mut self, partition: i32, low: i64) {
-        if self.pending.get(&partition).is_some_and(|r| low >= r.end) {
-            self.end_of_partition(partition);
+    /// offset, nothing of the rest of its range is left to read. Returns
+    /// whether the partition should be read from `low` on (it is still
+    /// pending and `low` is past where it stands).
+    fn log_starts_at(&mut self, partition: i32, low: i64) -> bool {
+        match self.pending.get(&partition) {
+            Some(r) if low >= r.end => {
+                self.end_of_partition(partition);
+                false
+            }
+            Some(r) => low > r.start,
+            None => false,
         }
     }
 

@@ -379,6 +379,41 @@ async fn produce_big_trades(producer: &FutureProducer, n: usize) {
 /// so snapshots keep finding their start offset (or the next one they
 /// fetch) gone: every one must still end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_end_while_retention_deletes_continuously() {
+    // The demo stream at 5,000 events a second: after about ten seconds
+    // retention deletes as fast as events arrive, and a snapshot's start
+    // offset is gone before it is fetched, again and again.
+    let (node, mut client) = node_with(8, 5000).await;
+    let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set(
+            "bootstrap.servers",
+            node.kafka_bootstrap.as_deref().unwrap(),
+        )
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        use rdkafka::consumer::Consumer;
+        let (low, _) = consumer
+            .fetch_watermarks("trades", 0, Duration::from_secs(5))
+            .unwrap();
+        if low > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "retention never started");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for i in 0..8 {
+        let sql = "SELECT COUNT(*) AS n FROM trades";
+        let out = tokio::time::timeout(Duration::from_secs(15), query(&mut client, sql))
+            .await
+            .unwrap_or_else(|_| panic!("snapshot {i} did not end in 15 s"));
+        assert!(out.error.is_none(), "{:?}", out.error);
+        assert!(out.complete.is_some(), "{out:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_end_while_retention_deletes_what_they_read() {
     let (node, mut client) = node_with(4, 100).await;
     let producer: FutureProducer = ClientConfig::new()

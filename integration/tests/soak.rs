@@ -33,9 +33,11 @@ const EXPECTED: &[&str] = &["58030", "57014"];
 #[derive(Default)]
 struct Tally {
     done: BTreeMap<&'static str, u64>,
+    /// By kind and SQLSTATE.
     errors: BTreeMap<String, u64>,
     unexpected: Vec<String>,
-    hung: Vec<&'static str>,
+    /// Kind and seconds into the run.
+    hung: Vec<(&'static str, u64)>,
 }
 
 /// A client whose socket closes when it is dropped (a tokio-postgres
@@ -154,7 +156,7 @@ const KINDS: &[&str] = &[
     "reconnect",
 ];
 
-async fn session(dsn: Arc<String>, until: Instant, tally: Arc<Mutex<Tally>>) {
+async fn session(dsn: Arc<String>, started: Instant, until: Instant, tally: Arc<Mutex<Tally>>) {
     let mut client = None;
     while Instant::now() < until {
         let kind = KINDS[rand::rng().random_range(0..KINDS.len())];
@@ -168,7 +170,7 @@ async fn session(dsn: Arc<String>, until: Instant, tally: Arc<Mutex<Tally>>) {
         let mut tally = tally.lock().unwrap();
         match outcome {
             Err(_) => {
-                tally.hung.push(kind);
+                tally.hung.push((kind, started.elapsed().as_secs()));
                 client = None;
             }
             Ok(Ok(())) => *tally.done.entry(kind).or_default() += 1,
@@ -177,7 +179,7 @@ async fn session(dsn: Arc<String>, until: Instant, tally: Arc<Mutex<Tally>>) {
                 if !EXPECTED.contains(&code.as_str()) {
                     tally.unexpected.push(format!("{kind}: {e:?}"));
                 }
-                *tally.errors.entry(code).or_default() += 1;
+                *tally.errors.entry(format!("{kind} {code}")).or_default() += 1;
                 client = None; // the session may be broken; start afresh
             }
         }
@@ -189,9 +191,18 @@ async fn soak_with_an_engine_restart() {
     let seconds = env("SOAK_SECONDS", 60);
     let sessions = env("SOAK_SESSIONS", 24);
     let restarts = env("SOAK_RESTARTS", 1);
-    let mut engines = [Engine::start(&[]), Engine::start(&[])];
+    // Every session may hold a continuous query, all on one node while
+    // the other restarts: no admission limit may refuse them (53300).
+    let limit = (sessions + 16).to_string();
+    let engine_args = ["--max-concurrent-queries", limit.as_str()];
+    let mut engines = [Engine::start(&engine_args), Engine::start(&engine_args)];
     let addrs: Vec<String> = engines.iter().map(|e| e.addr.clone()).collect();
-    let gw = Gateway::start(&["--engine", &addrs.join(",")]);
+    let gw = Gateway::start(&[
+        "--engine",
+        &addrs.join(","),
+        "--max-queries-per-node",
+        &limit,
+    ]);
     let dsn = Arc::new(format!(
         "host={} port={} user=alice dbname=velostream connect_timeout=10",
         gw.host, gw.port
@@ -200,7 +211,7 @@ async fn soak_with_an_engine_restart() {
     let until = started + Duration::from_secs(seconds);
     let tally = Arc::new(Mutex::new(Tally::default()));
     let workers: Vec<_> = (0..sessions)
-        .map(|_| tokio::spawn(session(dsn.clone(), until, tally.clone())))
+        .map(|_| tokio::spawn(session(dsn.clone(), started, until, tally.clone())))
         .collect();
 
     // Memory every second; an engine node killed and restarted
@@ -215,7 +226,7 @@ async fn soak_with_an_engine_restart() {
             let i = (restarted % 2) as usize;
             engines[i].proc.signal("KILL");
             tokio::time::sleep(Duration::from_secs(1)).await;
-            engines[i] = Engine::start_at(&addrs[i], &[]);
+            engines[i] = Engine::start_at(&addrs[i], &engine_args);
             restarted += 1;
         }
     }
@@ -239,7 +250,12 @@ async fn soak_with_an_engine_restart() {
         tally.errors,
         tally.hung.len()
     );
-    assert!(tally.hung.is_empty(), "hung operations: {:?}", tally.hung);
+    assert!(
+        tally.hung.is_empty(),
+        "{} hung operations, the first: {:?}",
+        tally.hung.len(),
+        &tally.hung[..tally.hung.len().min(20)]
+    );
     assert!(
         tally.unexpected.is_empty(),
         "unexpected errors: {:#?}",
