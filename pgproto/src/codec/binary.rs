@@ -17,9 +17,12 @@ pub fn write(column: &ColumnText, row: usize, out: &mut Vec<u8>) {
         ColumnText::F64(a) => out.extend_from_slice(&a.value(row).to_be_bytes()),
         ColumnText::Text(a) => out.extend_from_slice(a.value(row).as_bytes()),
         ColumnText::Bytes(a) => out.extend_from_slice(a.value(row)),
-        ColumnText::Date(a) => out.extend_from_slice(&(a.value(row) - PG_EPOCH_DAYS).to_be_bytes()),
+        // Saturating: PostgreSQL's binary infinity is the extreme value.
+        ColumnText::Date(a) => {
+            out.extend_from_slice(&a.value(row).saturating_sub(PG_EPOCH_DAYS).to_be_bytes())
+        }
         ColumnText::Timestamp(a, _) => {
-            out.extend_from_slice(&(a.value(row) - PG_EPOCH_MICROS).to_be_bytes())
+            out.extend_from_slice(&a.value(row).saturating_sub(PG_EPOCH_MICROS).to_be_bytes())
         }
         ColumnText::Time(a) => out.extend_from_slice(&a.value(row).to_be_bytes()),
         ColumnText::Numeric(a, scale) => write_numeric(out, a.value(row), *scale),

@@ -277,11 +277,20 @@ fn write_ymd(out: &mut Vec<u8>, date: NaiveDate) -> bool {
     bc
 }
 
+/// Dates past what the calendar arithmetic can represent (about ±262,000
+/// years; only a misbehaving engine sends them) print as PostgreSQL's
+/// infinities.
 pub fn write_date(out: &mut Vec<u8>, days: i32) {
-    let date = epoch() + chrono::Duration::days(days as i64);
+    let Some(date) = epoch().checked_add_signed(chrono::Duration::days(days as i64)) else {
+        return write_infinity(out, days < 0);
+    };
     if write_ymd(out, date) {
         out.extend_from_slice(b" BC");
     }
+}
+
+fn write_infinity(out: &mut Vec<u8>, negative: bool) {
+    out.extend_from_slice(if negative { b"-infinity" } else { b"infinity" });
 }
 
 /// `v` as exactly `width` decimal digits, zero-padded (v < 10^width).
@@ -319,8 +328,7 @@ fn write_hms_micros(out: &mut Vec<u8>, h: u32, m: u32, s: u32, micros: u32) {
 /// `+00` for timestamptz (rendered in UTC).
 pub fn write_timestamp(out: &mut Vec<u8>, micros: i64, with_zone: bool) {
     let Some(dt) = DateTime::from_timestamp_micros(micros) else {
-        out.extend_from_slice(b"infinity");
-        return;
+        return write_infinity(out, micros < 0);
     };
     let dt = dt.naive_utc();
     let bc = write_ymd(out, dt.date());
@@ -341,6 +349,9 @@ pub fn write_timestamp(out: &mut Vec<u8>, micros: i64, with_zone: bool) {
 }
 
 fn write_time(out: &mut Vec<u8>, micros: i64) {
+    // A time of day is within one day; anything else came from a
+    // misbehaving engine and is folded into the day.
+    let micros = micros.rem_euclid(86_400_000_000);
     let secs = (micros / 1_000_000) as u32;
     let t = NaiveTime::from_num_seconds_from_midnight_opt(secs, 0).unwrap_or_default();
     write_hms_micros(
@@ -527,6 +538,21 @@ fn json_string(s: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_past_the_calendar_print_as_infinities() {
+        let text = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut out = Vec::new();
+            f(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(text(&|o| write_date(o, i32::MAX)), "infinity");
+        assert_eq!(text(&|o| write_date(o, i32::MIN)), "-infinity");
+        assert_eq!(text(&|o| write_date(o, 0)), "1970-01-01");
+        assert_eq!(text(&|o| write_timestamp(o, i64::MIN, false)), "-infinity");
+        assert_eq!(text(&|o| write_timestamp(o, i64::MAX, true)), "infinity");
+        assert_eq!(text(&|o| write_time(o, -1)), "23:59:59.999999");
+    }
 
     fn float(v: f64) -> String {
         let mut out = Vec::new();
