@@ -248,3 +248,42 @@ fn grafana_dashboard_queries_real_metrics() {
     }
     assert!(queried >= 16, "{queried}");
 }
+
+#[test]
+fn demo_values_install_the_engine_and_a_generated_user() {
+    let values = format!("{}/values-demo.yaml", chart());
+    ok(run(Command::new("helm").args(["lint", "--strict", &chart(), "-f", &values])));
+    let demo = ok(template(&["-f", &values]));
+    validate(&demo);
+    let engine = document(&demo, "StatefulSet", "velo-velo-gateway-engine");
+    assert!(engine.contains("--demo"), "{engine}");
+    let secret = document(&demo, "Secret", "velo-velo-gateway-demo-password");
+    let password_b64 = secret
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("password: "))
+        .expect("a generated password");
+    assert!(password_b64.len() >= 20, "{secret}");
+    let deployment = document(&demo, "Deployment", "velo-velo-gateway");
+    let command = deployment
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("- /usr/local/bin/velo-gateway hash-password"))
+        .expect("the init container hashes the password");
+
+    // The init container's command, run here against the built gateway,
+    // writes a users file the gateway accepts: the demo user logs in.
+    let dir = tempfile::tempdir().unwrap();
+    let password = "Demo-password-20chars";
+    std::fs::write(dir.path().join("password"), password).unwrap();
+    let script = format!("{} hash-password{command}", binary("velo-gateway").display())
+        .replace("/demo/", &format!("{}/", dir.path().display()))
+        .replace("/users/", &format!("{}/", dir.path().display()));
+    ok(run(Command::new("/bin/sh")
+        .args(["-c", &script])
+        .env("DEMO_USER", "demo")));
+    let users = dir.path().join("users");
+    let gw = Gateway::start(&["--users-file", users.to_str().unwrap()]);
+    let mut psql = velo_integration::psql_command(&gw.host, gw.port, "demo", "velostream");
+    psql.env("PGPASSWORD", password);
+    let out = run_script(psql, "SELECT 1;");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "{out:?}");
+}

@@ -39,9 +39,18 @@ app.kubernetes.io/component: engine
 {{- .Values.auth.existingSecret -}}
 {{- else if .Values.auth.users -}}
 {{- printf "%s-users" (include "velo.fullname" .) -}}
-{{- else -}}
-{{- fail "auth: set auth.users (lines from `velo-gateway hash-password`) or auth.existingSecret; the gateway refuses to serve non-loopback clients without password auth" -}}
+{{- else if not .Values.auth.demoUser -}}
+{{- fail "auth: set auth.users (lines from `velo-gateway hash-password`) or auth.existingSecret (or auth.demoUser for a demo); the gateway refuses to serve non-loopback clients without password auth" -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The users file comes from a Secret, unless only a demo user is asked for. */}}
+{{- define "velo.generatedUsers" -}}
+{{- and .Values.auth.demoUser (not .Values.auth.existingSecret) (not .Values.auth.users) -}}
+{{- end -}}
+
+{{- define "velo.demoPasswordSecret" -}}
+{{- printf "%s-demo-password" (include "velo.fullname" .) -}}
 {{- end -}}
 
 {{- define "velo.securityContext" -}}
