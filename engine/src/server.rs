@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
 use velo_proto::{EngineServiceServer, MAX_MESSAGE_BYTES};
 
 use crate::catalog::Catalog;
@@ -157,11 +158,19 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
         .await;
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
+        // `tcp_nodelay` applies only to sockets tonic accepts itself, not
+        // to an incoming stream it is given: set it on each accepted socket,
+        // or small responses wait for Nagle against the caller's delayed ACK.
+        let incoming = TcpListenerStream::new(listener).map(|socket| {
+            if let Ok(socket) = &socket {
+                let _ = socket.set_nodelay(true);
+            }
+            socket
+        });
         let result = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
             .add_service(health_service)
             .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             })
             .await;
