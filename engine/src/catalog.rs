@@ -22,6 +22,7 @@ use crate::config::{StreamConfig, TableConfig};
 use crate::dialect::{self, QueryText, Statement, WindowKind, WindowSpec};
 use crate::error::{EngineError, Result};
 use crate::kafka::{self, EventClock, KafkaPartition, ReadMode};
+use crate::notice::QueryNotices;
 
 pub struct Catalog {
     default_bootstrap: Option<String>,
@@ -425,16 +426,19 @@ impl Catalog {
     /// A DataFusion context for one query: the query's URIs, every named
     /// stream/table and every view registered, streams read in `mode`.
     pub async fn context(&self, q: &QueryText, mode: ReadMode) -> Result<SessionContext> {
-        self.context_with_clock(q, mode, None).await
+        self.run_context(q, mode, None, &QueryNotices::default())
+            .await
     }
 
-    /// `context`, the Kafka scans of a windowed query advancing `clock` to
-    /// the event time they read.
-    pub async fn context_with_clock(
+    /// `context` for a query that runs: the Kafka scans of a windowed query
+    /// advance `clock` to the event time they read, and every scan pushes
+    /// what the query's client should be told into `notices`.
+    pub async fn run_context(
         &self,
         q: &QueryText,
         mode: ReadMode,
         clock: Option<EventClock>,
+        notices: &QueryNotices,
     ) -> Result<SessionContext> {
         // Named as the gateway's database, so tools' three-part names
         // ("velostream"."public"."trades", as dbt writes them) resolve.
@@ -457,6 +461,7 @@ impl Catalog {
             mode,
             window: q.window.clone(),
             clock,
+            notices: notices.clone(),
             raw_count: 0,
         };
         for s in &self.streams {
@@ -515,6 +520,7 @@ struct Registrar<'a> {
     mode: ReadMode,
     window: Option<WindowSpec>,
     clock: Option<EventClock>,
+    notices: QueryNotices,
     raw_count: usize,
 }
 
@@ -572,6 +578,7 @@ impl Registrar<'_> {
             schema: schema.clone(),
             mode: self.mode,
             event_clock,
+            notices: self.notices.clone(),
         };
         // Marked bounded even when tailing: the continuous driver never runs a
         // pipeline-breaking operator over it, and DataFusion would refuse to plan.

@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::config::LOGICAL_TYPE_KEY;
 use crate::error::EngineError;
+use crate::notice::{Notice, QueryNotices};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 /// A tailing scan hands over what it has after this long, so rows reach the
@@ -56,6 +57,8 @@ pub struct KafkaPartition {
     /// The event-time column (by index) and the clock to advance to the
     /// latest time it holds, as each batch enters the query's plan.
     pub event_clock: Option<(usize, EventClock)>,
+    /// Where a snapshot tells its query's client about events it lost.
+    pub notices: QueryNotices,
 }
 
 /// The latest event time (microseconds) the Kafka scans of one continuous
@@ -101,6 +104,7 @@ impl PartitionStream for KafkaPartition {
             topic: self.topic.clone(),
             schema: self.schema.clone(),
             mode: self.mode,
+            notices: self.notices.clone(),
         };
         tokio::spawn(async move {
             let result = tokio::select! {
@@ -130,6 +134,7 @@ struct Scan {
     topic: String,
     schema: SchemaRef,
     mode: ReadMode,
+    notices: QueryNotices,
 }
 
 type Tx = mpsc::Sender<Result<RecordBatch, EngineError>>;
@@ -230,8 +235,11 @@ impl Scan {
                 }
             }
             if self.mode == ReadMode::Snapshot && snapshot.is_done() {
+                // Told before the last rows go out, so that the notice
+                // reaches the client even if those rows end the query (LIMIT).
+                let deleted = self.report_deleted(consumer, snapshot).await;
                 send(tx, decoder.flush()?).await;
-                return Ok(self.report_deleted(consumer, snapshot).await);
+                return Ok(deleted);
             }
             if decoder.len() >= MAX_BATCH_ROWS {
                 send(tx, decoder.flush()?).await;
@@ -241,15 +249,15 @@ impl Scan {
     }
 
     /// Logs how many offsets the finished snapshot skipped because retention
-    /// had deleted them, and returns that number. Only offsets below the
-    /// log's current start count: other gaps are transaction markers or
-    /// compaction, not lost events.
+    /// had deleted them, tells the query's client in a notice, and returns
+    /// that number. Only offsets below the log's current start count: other
+    /// gaps are transaction markers or compaction, not lost events.
     async fn report_deleted(
         &self,
         consumer: Arc<StreamConsumer>,
         snapshot: SnapshotProgress,
     ) -> u64 {
-        let mut total = 0;
+        let mut by_partition = Vec::new();
         for (partition, missing) in snapshot.missing_by_partition() {
             let Ok(low) = log_start(&consumer, &self.topic, partition).await else {
                 tracing::warn!(topic = %self.topic, partition, "a snapshot found offsets missing and could not look up the log's start to tell whether retention deleted them");
@@ -266,10 +274,16 @@ impl Scan {
                     deleted,
                     "a snapshot lost {deleted} events that retention deleted before they were read; it went on from the new start of the log"
                 );
+                by_partition.push((partition, deleted));
             }
-            total += deleted;
         }
-        total
+        if by_partition.is_empty() {
+            return 0;
+        }
+        by_partition.sort_unstable();
+        self.notices
+            .push(Notice::retention_deleted(&self.topic, &by_partition));
+        by_partition.iter().map(|(_, n)| n).sum()
     }
 }
 
@@ -691,6 +705,7 @@ mod tests {
             topic: "t".into(),
             schema: Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)])),
             mode: ReadMode::Snapshot,
+            notices: QueryNotices::default(),
         };
         let low = |c: &StreamConsumer| c.fetch_watermarks("t", 0, METADATA_TIMEOUT).unwrap().0;
         produce_big(&producer, 0..40).await;
@@ -709,6 +724,10 @@ mod tests {
         let (ns, deleted) = read_snapshot(&scan, consumer, plan).await;
         assert_eq!(ns, (new_start..planned.end).collect::<Vec<_>>());
         assert_eq!(deleted, (new_start - planned.start) as u64);
+        assert_eq!(
+            scan.notices.take(),
+            [Notice::retention_deleted("t", &[(0, deleted)])]
+        );
 
         // Retention deletes everything the snapshot planned to read.
         let consumer: Arc<StreamConsumer> = Arc::new(scan.consumer_config().create().unwrap());
@@ -722,6 +741,10 @@ mod tests {
         let (ns, deleted) = read_snapshot(&scan, consumer, plan).await;
         assert_eq!(ns, Vec::<i64>::new());
         assert_eq!(deleted, (planned.end - planned.start) as u64);
+        assert_eq!(
+            scan.notices.take(),
+            [Notice::retention_deleted("t", &[(0, deleted)])]
+        );
     }
 
     #[test]

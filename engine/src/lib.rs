@@ -9,6 +9,7 @@ pub mod demo;
 pub mod dialect;
 pub mod error;
 pub mod kafka;
+pub mod notice;
 pub mod query;
 pub mod server;
 pub mod service;

@@ -1,6 +1,7 @@
 //! The `velostream.engine.v1.EngineService` implementation: one task per
-//! query, a bounded channel to the client, heartbeats while idle, exactly one
-//! terminal event, and cancellation by id or by dropping the stream.
+//! query, a bounded channel to the client, heartbeats while idle, notices as
+//! the query's scans raise them, exactly one terminal event, and cancellation
+//! by id or by dropping the stream.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +32,7 @@ use crate::catalog::{Catalog, RelationKind};
 use crate::catalog_log::CatalogLog;
 use crate::dialect::{self, Emit, Statement};
 use crate::error::{EngineError, Result};
+use crate::notice::QueryNotices;
 use crate::query::{self, types};
 
 /// How long a continuous query may be silent before a heartbeat goes out.
@@ -367,6 +369,13 @@ impl Run<'_> {
             .map_err(|_| EngineError::Cancelled)
     }
 
+    async fn send_notices(&self, notices: &QueryNotices) -> Result<()> {
+        for notice in notices.take() {
+            self.send(Event::Notice(notice.to_proto())).await?;
+        }
+        Ok(())
+    }
+
     async fn command(&self, tag: &str) -> Result<v1::Complete> {
         let schema = proto_schema(&Schema::empty(), Emit::Snapshot, tag, Vec::new());
         self.send(Event::Schema(schema)).await?;
@@ -384,6 +393,7 @@ impl Run<'_> {
             emit: Emit::Snapshot,
             limit: None,
             batches: futures::stream::iter([Ok(batch)]).boxed(),
+            notices: QueryNotices::default(),
         };
         let mut complete = self.stream(running, 0).await?;
         complete.command_tag = "SHOW".into();
@@ -415,6 +425,13 @@ impl Run<'_> {
         loop {
             let next = tokio::select! {
                 next = running.batches.next() => next,
+                // As soon as a scan has something to tell: a snapshot's
+                // scans push theirs when they end, which may be long before
+                // the query's last batch (a join, an aggregation).
+                _ = running.notices.arrived() => {
+                    self.send_notices(&running.notices).await?;
+                    continue;
+                }
                 _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {
                     let now = chrono::Utc::now().timestamp_micros();
                     self.send(Event::Heartbeat(v1::Heartbeat { node_time_micros: now, rows_sent: sent })).await?;
@@ -449,6 +466,9 @@ impl Run<'_> {
                 }
             }
         }
+        // A scan pushes its notices before its last rows: those of every
+        // scan that ended go out before the terminal event.
+        self.send_notices(&running.notices).await?;
         Ok(v1::Complete {
             rows: sent,
             command_tag: "SELECT".into(),

@@ -16,7 +16,7 @@ use velo_engine::{NodeOptions, RunningNode};
 use velo_proto::v1::{
     execute_query_response::Event, CancelQueryRequest, CancelSessionRequest, CompletionReason,
     DescribeQueryRequest, ExecuteQueryRequest, ExecuteQueryResponse, ListRelationsRequest,
-    LogicalType, NodeInfoRequest, QueryError, RelationKind,
+    LogicalType, NodeInfoRequest, Notice, QueryError, RelationKind,
 };
 use velo_proto::EngineServiceClient;
 
@@ -45,6 +45,7 @@ struct Outcome {
     schema: Option<velo_proto::v1::Schema>,
     batches: Vec<RecordBatch>,
     heartbeats: usize,
+    notices: Vec<Notice>,
     complete: Option<velo_proto::v1::Complete>,
     error: Option<QueryError>,
 }
@@ -106,6 +107,11 @@ async fn collect_with(
                 if let Some(f) = on_heartbeat.take() {
                     f();
                 }
+            }
+            Event::Notice(n) => {
+                assert!(out.schema.is_some(), "notice before schema");
+                assert!(out.complete.is_none() && out.error.is_none());
+                out.notices.push(n);
             }
             Event::Complete(c) => {
                 assert!(out.complete.is_none() && out.error.is_none());
@@ -446,6 +452,87 @@ async fn snapshots_end_while_retention_deletes_what_they_read() {
             // LIMIT 5 may find fewer rows if retention deleted nearly all of
             // what the snapshot set out to read; the point is that it ends.
             assert!(out.complete.is_some(), "{sql}: {out:?}");
+        }
+    }
+    stop.cancel();
+    churn.await.unwrap();
+}
+
+/// How many events a retention notice says a snapshot of kafka://trades
+/// skipped.
+fn skipped_by_retention(n: &Notice) -> u64 {
+    assert_eq!(
+        (n.severity.as_str(), n.sqlstate.as_str()),
+        ("WARNING", "01000"),
+        "{n:?}"
+    );
+    n.message
+        .strip_prefix("snapshot of kafka://trades skipped ")
+        .and_then(|m| m.strip_suffix(" events that retention deleted before they were read"))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("not a retention notice: {n:?}"))
+}
+
+/// A snapshot that loses events to retention while it reads says so, in a
+/// WARNING notice before its Complete; one that loses none says nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_that_retention_outran_warns_its_client() {
+    let (node, mut client) = node_with(4, 100).await;
+    // The demo's small trades are far from the 5 MiB retention keeps.
+    wait_for_trades(&mut client, 1).await;
+    for sql in [
+        "SELECT COUNT(*) AS n FROM trades",
+        "SELECT * FROM kafka://trades",
+    ] {
+        let out = query(&mut client, sql).await;
+        assert!(out.complete.is_some(), "{sql}: {out:?}");
+        assert!(out.notices.is_empty(), "{sql}: {:?}", out.notices);
+    }
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set(
+            "bootstrap.servers",
+            node.kafka_bootstrap.as_deref().unwrap(),
+        )
+        .create()
+        .unwrap();
+    produce_big_trades(&producer, 60).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let churn = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            while !stop.is_cancelled() {
+                produce_big_trades(&producer, 1).await;
+            }
+        }
+    });
+    // Retention deletes many times a second: snapshots soon lose events
+    // between planning their offsets and fetching them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut warned = 0;
+    let mut snapshots = 0;
+    while warned < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot of {snapshots} lost events to retention in 30 s"
+        );
+        let out = tokio::time::timeout(
+            Duration::from_secs(10),
+            query(&mut client, "SELECT COUNT(*) AS n FROM trades"),
+        )
+        .await
+        .expect("the snapshot ends");
+        snapshots += 1;
+        assert!(out.complete.is_some(), "{out:?}");
+        assert!(
+            out.notices.len() <= 1,
+            "one scan of one topic: {:?}",
+            out.notices
+        );
+        if let Some(n) = out.notices.first() {
+            assert!(skipped_by_retention(n) > 0, "{n:?}");
+            assert!(n.detail.contains("partition 0: "), "{n:?}");
+            warned += 1;
         }
     }
     stop.cancel();

@@ -28,6 +28,9 @@ pub enum Behaviour {
     Garbage,
     /// A syntax error (42601) as the first event.
     QueryError,
+    /// An empty result with a WARNING notice before its completion (what a
+    /// snapshot that retention outran reports).
+    Warns,
 }
 
 /// A running double; it stops when dropped.
@@ -123,6 +126,24 @@ impl EngineService for Double {
                         ..Default::default()
                     })))
                     .await;
+            }
+            Behaviour::Warns => {
+                let (schema, _) = zero_column_messages(0);
+                for e in [
+                    schema_event(schema),
+                    Event::Notice(v1::Notice {
+                        severity: "WARNING".into(),
+                        sqlstate: "01000".into(),
+                        message: "snapshot of kafka://trades skipped 12 events".into(),
+                        detail: "Events deleted by partition: partition 0: 12.".into(),
+                    }),
+                    Event::Complete(v1::Complete {
+                        command_tag: "SELECT".into(),
+                        ..Default::default()
+                    }),
+                ] {
+                    let _ = tx.send(event(e)).await;
+                }
             }
             Behaviour::Garbage => {
                 let (schema, _) = zero_column_messages(1);

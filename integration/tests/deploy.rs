@@ -252,7 +252,13 @@ fn grafana_dashboard_queries_real_metrics() {
 #[test]
 fn demo_values_install_the_engine_and_a_generated_user() {
     let values = format!("{}/values-demo.yaml", chart());
-    ok(run(Command::new("helm").args(["lint", "--strict", &chart(), "-f", &values])));
+    ok(run(Command::new("helm").args([
+        "lint",
+        "--strict",
+        &chart(),
+        "-f",
+        &values,
+    ])));
     let demo = ok(template(&["-f", &values]));
     validate(&demo);
     let engine = document(&demo, "StatefulSet", "velo-velo-gateway-engine");
@@ -266,7 +272,10 @@ fn demo_values_install_the_engine_and_a_generated_user() {
     let deployment = document(&demo, "Deployment", "velo-velo-gateway");
     let command = deployment
         .lines()
-        .find_map(|l| l.trim().strip_prefix("- /usr/local/bin/velo-gateway hash-password"))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("- /usr/local/bin/velo-gateway hash-password")
+        })
         .expect("the init container hashes the password");
 
     // The init container's command, run here against the built gateway,
@@ -274,9 +283,12 @@ fn demo_values_install_the_engine_and_a_generated_user() {
     let dir = tempfile::tempdir().unwrap();
     let password = "Demo-password-20chars";
     std::fs::write(dir.path().join("password"), password).unwrap();
-    let script = format!("{} hash-password{command}", binary("velo-gateway").display())
-        .replace("/demo/", &format!("{}/", dir.path().display()))
-        .replace("/users/", &format!("{}/", dir.path().display()));
+    let script = format!(
+        "{} hash-password{command}",
+        binary("velo-gateway").display()
+    )
+    .replace("/demo/", &format!("{}/", dir.path().display()))
+    .replace("/users/", &format!("{}/", dir.path().display()));
     ok(run(Command::new("/bin/sh")
         .args(["-c", &script])
         .env("DEMO_USER", "demo")));

@@ -1,7 +1,8 @@
 //! Engine nodes that misbehave, played by a test double (a real node
 //! cannot be made to): a batch claiming billions of rows, bytes that are
 //! not Arrow, nodes failing before their first event. The gateway's
-//! answer must stay bounded, interruptible and local to the query.
+//! answer must stay bounded, interruptible and local to the query. The
+//! double also plays a node that warns, to check notices reach clients.
 
 use std::time::{Duration, Instant};
 
@@ -155,4 +156,21 @@ async fn a_node_failing_before_its_first_event_is_retried_once_and_a_query_error
         .expect_err("the double's syntax error");
     assert_eq!(error.code(), Some(&SqlState::SYNTAX_ERROR), "{error}");
     assert_eq!(erring.executions(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_notice_reaches_psql_as_a_warning() {
+    let engine = FakeEngine::start(Behaviour::Warns).await;
+    let gw = Gateway::start(&["--engine", &engine.addr]);
+    let out = velo_integration::run_script(gw.psql("alice"), "SELECT * FROM kafka://trades;");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("WARNING:  snapshot of kafka://trades skipped 12 events"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("DETAIL:  Events deleted by partition: partition 0: 12."),
+        "{stderr}"
+    );
+    assert!(out.status.success(), "{out:?}");
 }

@@ -23,6 +23,7 @@ use crate::catalog::{locate_error, Catalog};
 use crate::dialect::{Emit, QueryText};
 use crate::error::{EngineError, Result};
 use crate::kafka::{EventClock, ReadMode};
+use crate::notice::QueryNotices;
 
 /// A query that has been planned and started.
 pub struct RunningQuery {
@@ -32,6 +33,8 @@ pub struct RunningQuery {
     /// `LIMIT n` of the outermost query, which ends even a continuous query.
     pub limit: Option<usize>,
     pub batches: BoxStream<'static, Result<RecordBatch>>,
+    /// What the query's scans tell its client while it runs.
+    pub notices: QueryNotices,
 }
 
 fn read_mode(emit: Emit, from_earliest: bool) -> ReadMode {
@@ -77,8 +80,9 @@ pub async fn start(
 ) -> Result<RunningQuery> {
     // Continuous windows close on the event time their Kafka sources read.
     let clock = (q.emit != Emit::Snapshot && q.window.is_some()).then(EventClock::default);
+    let notices = QueryNotices::default();
     let ctx = catalog
-        .context_with_clock(q, read_mode(q.emit, from_earliest), clock.clone())
+        .run_context(q, read_mode(q.emit, from_earliest), clock.clone(), &notices)
         .await?;
     let df = plan(&ctx, q, params).await?;
     let task_ctx = Arc::new(df.task_ctx());
@@ -112,6 +116,7 @@ pub async fn start(
         emit: q.emit,
         limit,
         batches,
+        notices,
     })
 }
 

@@ -182,6 +182,7 @@ impl RowPump {
             match guarded(conn, interrupt, self.stream.next()).await {
                 Ok(StreamEvent::Batch(batch)) => self.pending = Some((batch, 0)),
                 Ok(StreamEvent::Complete { tag }) => self.completion = Some(tag),
+                Ok(StreamEvent::Notice(notice)) => conn.send(notice.into_message()),
                 Err(e @ (GatewayError::Cancelled | GatewayError::StatementTimeout)) => {
                     if let Some(handle) = self.stream.cancel_handle() {
                         tokio::spawn(handle.cancel());

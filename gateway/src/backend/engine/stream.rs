@@ -1,19 +1,23 @@
 //! One query's event stream from an engine node, decoded: Arrow IPC
-//! schema and batches become `SchemaRef`/`RecordBatch`, heartbeats are
-//! absorbed, and an engine error is a `GatewayError`.
+//! schema and batches become `SchemaRef`/`RecordBatch`, notices become
+//! NoticeResponses, heartbeats are absorbed, and an engine error is a
+//! `GatewayError`.
 
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use tonic::transport::Channel;
-use velo_proto::v1::{execute_query_response::Event, CancelQueryRequest, ExecuteQueryResponse};
+use velo_proto::v1::{
+    execute_query_response::Event, CancelQueryRequest, ExecuteQueryResponse, Notice,
+};
 use velo_proto::EngineServiceClient;
 
 use super::Slot;
 use crate::codec::IpcDecoder;
 use crate::error::GatewayError;
 use crate::metrics::{StreamingQuery, METRICS};
+use crate::pg::{Response, Severity};
 
 /// What a query's stream carries after its schema.
 pub enum StreamEvent {
@@ -22,6 +26,25 @@ pub enum StreamEvent {
     Complete {
         tag: String,
     },
+    /// Something the client should know that does not end the query
+    /// (e.g. a snapshot missing events retention deleted).
+    Notice(Response),
+}
+
+/// An engine notice as the NoticeResponse a PostgreSQL client expects.
+fn notice(n: Notice) -> Response {
+    let severity = match n.severity.as_str() {
+        "WARNING" => Severity::Warning,
+        _ => Severity::Notice,
+    };
+    let code = if n.sqlstate.len() == 5 {
+        n.sqlstate.as_str()
+    } else {
+        "01000"
+    };
+    let mut response = Response::new(severity, code, n.message);
+    response.detail = (!n.detail.is_empty()).then_some(n.detail);
+    response
 }
 
 /// A query's result columns and how the engine runs it.
@@ -169,6 +192,7 @@ impl QueryStream {
                 Ok(StreamEvent::Batch(self.decoder.batch(b.arrow_ipc)?))
             }
             Event::Complete(c) => Ok(StreamEvent::Complete { tag: c.command_tag }),
+            Event::Notice(n) => Ok(StreamEvent::Notice(notice(n))),
             _ => Err(GatewayError::EngineUnavailable(format!(
                 "engine node {} sent an event out of order",
                 self.node
