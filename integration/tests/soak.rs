@@ -33,6 +33,8 @@ const EXPECTED: &[&str] = &["58030", "57014"];
 #[derive(Default)]
 struct Tally {
     done: BTreeMap<&'static str, u64>,
+    /// The slowest successful operation of each kind, in milliseconds.
+    slowest_ms: BTreeMap<&'static str, u128>,
     /// By kind and SQLSTATE.
     errors: BTreeMap<String, u64>,
     unexpected: Vec<String>,
@@ -93,11 +95,20 @@ async fn operation(
             let token = client.cancel_token();
             let query = client.simple_query("SELECT symbol FROM kafka://trades EMIT CHANGES");
             let after = Duration::from_millis(rand::rng().random_range(100..800));
+            // A CancelRequest that arrives before the gateway has read the
+            // query cancels nothing (as in PostgreSQL): repeat it, as a
+            // user repeats Ctrl+C, until the query ends.
             let cancel = async {
                 tokio::time::sleep(after).await;
-                let _ = token.cancel_query(NoTls).await;
+                loop {
+                    let _ = token.cancel_query(NoTls).await;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
             };
-            let (result, ()) = tokio::join!(query, cancel);
+            let result = tokio::select! {
+                result = query => result,
+                never = cancel => never,
+            };
             match result {
                 Err(e) if e.code().is_some_and(|c| c.code() == "57014") => {}
                 other => {
@@ -160,6 +171,7 @@ async fn session(dsn: Arc<String>, started: Instant, until: Instant, tally: Arc<
     let mut client = None;
     while Instant::now() < until {
         let kind = KINDS[rand::rng().random_range(0..KINDS.len())];
+        let began = Instant::now();
         let outcome = tokio::time::timeout(OPERATION_DEADLINE, async {
             if client.is_none() {
                 client = Some(connect(&dsn).await?);
@@ -173,7 +185,12 @@ async fn session(dsn: Arc<String>, started: Instant, until: Instant, tally: Arc<
                 tally.hung.push((kind, started.elapsed().as_secs()));
                 client = None;
             }
-            Ok(Ok(())) => *tally.done.entry(kind).or_default() += 1,
+            Ok(Ok(())) => {
+                *tally.done.entry(kind).or_default() += 1;
+                let ms = began.elapsed().as_millis();
+                let slowest = tally.slowest_ms.entry(kind).or_default();
+                *slowest = (*slowest).max(ms);
+            }
             Ok(Err(e)) => {
                 let code = e.code().map_or("none", |c| c.code()).to_string();
                 if !EXPECTED.contains(&code.as_str()) {
@@ -244,9 +261,10 @@ async fn soak_with_an_engine_restart() {
     let peak = *rss.iter().max().unwrap();
     println!(
         "soak: {seconds} s, {sessions} sessions, {restarted} engine restarts\n  \
-         operations: {:?}\n  errors: {:?}\n  hung: {}\n  gateway RSS KiB: after warm-up {after_warmup}, \
-         peak {peak}, end {end}",
+         operations: {:?}\n  slowest (ms): {:?}\n  errors: {:?}\n  hung: {}\n  gateway RSS KiB: \
+         after warm-up {after_warmup}, peak {peak}, end {end}",
         tally.done,
+        tally.slowest_ms,
         tally.errors,
         tally.hung.len()
     );
