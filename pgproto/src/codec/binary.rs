@@ -69,9 +69,13 @@ pub fn write(column: &ColumnText, row: usize, out: &mut Vec<u8>) {
 
 /// numeric: ndigits, weight, sign, dscale, then base-10000 digits.
 pub fn write_numeric(out: &mut Vec<u8>, value: i128, scale: i8) {
-    let scale = scale.max(0) as usize;
     let sign: u16 = if value < 0 { 0x4000 } else { 0 };
-    let digits = value.unsigned_abs().to_string();
+    let mut digits = value.unsigned_abs().to_string();
+    // A negative scale multiplies by a power of ten.
+    if scale < 0 && value != 0 {
+        digits.extend(std::iter::repeat_n('0', scale.unsigned_abs() as usize));
+    }
+    let scale = scale.max(0) as usize;
     let (int_part, frac_part) = if digits.len() > scale {
         (
             digits[..digits.len() - scale].to_string(),
@@ -129,6 +133,8 @@ mod tests {
         assert_eq!(numeric(-5, 3), vec![1, -1, 0x4000, 3, 50]);
         // 10000 → [1] weight 1
         assert_eq!(numeric(10000, 0), vec![1, 1, 0, 0, 1]);
+        // 1 with scale -4 is 10000 too.
+        assert_eq!(numeric(1, -4), numeric(10000, 0));
         assert_eq!(numeric(0, 2), vec![0, 0, 0, 2]);
     }
 }

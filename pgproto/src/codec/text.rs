@@ -225,7 +225,12 @@ impl std::fmt::Write for VecWriter<'_> {
 
 pub fn write_decimal(out: &mut Vec<u8>, value: i128, scale: i8) {
     if scale <= 0 {
-        let _ = write!(VecWriter(out), "{}", value * 10i128.pow((-scale) as u32));
+        // A negative scale multiplies by a power of ten: append the zeros
+        // (the product may not fit in an i128).
+        let _ = write!(VecWriter(out), "{value}");
+        if value != 0 {
+            out.extend(std::iter::repeat_n(b'0', scale.unsigned_abs() as usize));
+        }
         return;
     }
     let scale = scale as usize;
@@ -552,6 +557,12 @@ mod tests {
         assert_eq!(text(&|o| write_timestamp(o, i64::MIN, false)), "-infinity");
         assert_eq!(text(&|o| write_timestamp(o, i64::MAX, true)), "infinity");
         assert_eq!(text(&|o| write_time(o, -1)), "23:59:59.999999");
+        // A negative scale multiplies, whatever the size.
+        assert_eq!(text(&|o| write_decimal(o, 12, -3)), "12000");
+        assert_eq!(text(&|o| write_decimal(o, -7, -1)), "-70");
+        assert_eq!(text(&|o| write_decimal(o, 0, -5)), "0");
+        let huge = text(&|o| write_decimal(o, i128::MAX, -128));
+        assert_eq!(huge.len(), i128::MAX.to_string().len() + 128);
     }
 
     fn float(v: f64) -> String {
