@@ -419,9 +419,14 @@ async fn snapshots_end_while_retention_deletes_continuously() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn snapshots_end_while_retention_deletes_what_they_read() {
-    let (node, mut client) = node_with(4, 100).await;
+/// Fills the demo's `trades` past the 5 MiB its retention keeps, then
+/// keeps producing, so retention deletes continually until `stop`.
+async fn churn_retention(
+    node: &RunningNode,
+) -> (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
     let producer: FutureProducer = ClientConfig::new()
         .set(
             "bootstrap.servers",
@@ -429,7 +434,6 @@ async fn snapshots_end_while_retention_deletes_what_they_read() {
         )
         .create()
         .unwrap();
-    // More than the 5 MiB retention keeps: from here on it deletes.
     produce_big_trades(&producer, 60).await;
     let stop = tokio_util::sync::CancellationToken::new();
     let churn = tokio::spawn({
@@ -440,6 +444,13 @@ async fn snapshots_end_while_retention_deletes_what_they_read() {
             }
         }
     });
+    (stop, churn)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_end_while_retention_deletes_what_they_read() {
+    let (node, mut client) = node_with(4, 100).await;
+    let (stop, churn) = churn_retention(&node).await;
     for i in 0..10 {
         for sql in [
             "SELECT COUNT(*) AS n FROM trades",
@@ -489,23 +500,7 @@ async fn a_snapshot_that_retention_outran_warns_its_client() {
         assert!(out.notices.is_empty(), "{sql}: {:?}", out.notices);
     }
 
-    let producer: FutureProducer = ClientConfig::new()
-        .set(
-            "bootstrap.servers",
-            node.kafka_bootstrap.as_deref().unwrap(),
-        )
-        .create()
-        .unwrap();
-    produce_big_trades(&producer, 60).await;
-    let stop = tokio_util::sync::CancellationToken::new();
-    let churn = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            while !stop.is_cancelled() {
-                produce_big_trades(&producer, 1).await;
-            }
-        }
-    });
+    let (stop, churn) = churn_retention(&node).await;
     // Retention deletes many times a second: snapshots soon lose events
     // between planning their offsets and fetching them.
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -240,6 +240,33 @@ pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// A tokio-postgres client of `gw` (user alice), connected within 10 s.
+pub async fn pg_client(gw: &Gateway) -> tokio_postgres::Client {
+    pg_client_with_socket(gw).await.0
+}
+
+/// A client and the task that owns its socket (aborting the task closes
+/// the socket, as a crashing client would).
+pub async fn pg_client_with_socket(
+    gw: &Gateway,
+) -> (tokio_postgres::Client, tokio::task::JoinHandle<()>) {
+    let dsn = format!(
+        "host={} port={} user=alice dbname=velostream connect_timeout=10",
+        gw.host, gw.port
+    );
+    let (client, connection) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_postgres::connect(&dsn, tokio_postgres::NoTls),
+    )
+    .await
+    .expect("connects within 10 s")
+    .expect("connects");
+    let socket = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (client, socket)
+}
+
 /// A `velo-gateway` process.
 pub struct Gateway {
     pub proc: Proc,

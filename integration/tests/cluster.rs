@@ -11,33 +11,11 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
-use velo_integration::{engine_jobs, http_get, Engine, Gateway, Proc};
+use velo_integration::{
+    engine_jobs, http_get, pg_client, pg_client_with_socket, Engine, Gateway, Proc,
+};
 
 type Rows = Pin<Box<dyn Stream<Item = Result<Bytes, tokio_postgres::Error>> + Send>>;
-
-async fn connect(gw: &Gateway) -> Client {
-    connect_with_socket(gw).await.0
-}
-
-/// A client and the task that owns its socket (aborting it closes the
-/// socket, as a crashing client would).
-async fn connect_with_socket(gw: &Gateway) -> (Client, tokio::task::JoinHandle<()>) {
-    let dsn = format!(
-        "host={} port={} user=alice dbname=velostream connect_timeout=10",
-        gw.host, gw.port
-    );
-    let (client, connection) = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_postgres::connect(&dsn, NoTls),
-    )
-    .await
-    .expect("connects within 10 s")
-    .expect("connects");
-    let socket = tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    (client, socket)
-}
 
 /// A continuous COPY whose SQL carries `tag`, so SHOW JOBS can find it.
 fn continuous(tag: &str) -> String {
@@ -135,7 +113,7 @@ async fn every_way_of_stopping_a_query_stops_it_on_the_engine() {
     let node = engine.addr.as_str();
 
     // A driver's cancel (a CancelRequest on its own connection).
-    let client = connect(&gw).await;
+    let client = pg_client(&gw).await;
     let mut rows = stream(&client, "by_cancel").await;
     assert!(runs(node, "by_cancel").await);
     client.cancel_token().cancel_query(NoTls).await.unwrap();
@@ -179,7 +157,7 @@ async fn every_way_of_stopping_a_query_stops_it_on_the_engine() {
     drop(client);
 
     // The client's socket closing mid-stream.
-    let (client, socket) = connect_with_socket(&gw).await;
+    let (client, socket) = pg_client_with_socket(&gw).await;
     let _rows = stream(&client, "by_disconnect").await;
     socket.abort();
     stopped_on_engine(node, "by_disconnect").await;
@@ -225,8 +203,8 @@ async fn a_killed_node_fails_its_own_streams_at_once_and_the_other_node_serves()
     let gw = Gateway::start(&["--engine", &format!("{},{}", a.addr, b.addr)]);
 
     // Balancing puts two streams on two nodes.
-    let first = connect(&gw).await;
-    let second = connect(&gw).await;
+    let first = pg_client(&gw).await;
+    let second = pg_client(&gw).await;
     let rows_first = stream(&first, "first_stream").await;
     let rows_second = stream(&second, "second_stream").await;
     let (mut on_a, mut on_b) = if runs(&a.addr, "first_stream").await {
@@ -251,7 +229,7 @@ async fn a_killed_node_fails_its_own_streams_at_once_and_the_other_node_serves()
             .unwrap();
     }
     for _ in 0..4 {
-        let client = connect(&gw).await;
+        let client = pg_client(&gw).await;
         let count: i64 = client
             .query_one("SELECT COUNT(*) FROM trades", &[])
             .await
@@ -269,7 +247,7 @@ async fn a_killed_node_fails_its_own_streams_at_once_and_the_other_node_serves()
         || async { node_up(&gw, &a_addr) == 1.0 },
     )
     .await;
-    let third = connect(&gw).await;
+    let third = pg_client(&gw).await;
     let _rows_third = stream(&third, "third_stream").await;
     assert!(
         runs(&a.addr, "third_stream").await,
@@ -282,7 +260,7 @@ async fn a_killed_node_fails_its_own_streams_at_once_and_the_other_node_serves()
 async fn a_frozen_node_is_noticed_from_its_missing_heartbeats() {
     let engine = Engine::start(&[]);
     let gw = Gateway::start(&["--engine", &engine.addr, "--engine-heartbeat-timeout", "2s"]);
-    let client = connect(&gw).await;
+    let client = pg_client(&gw).await;
     let mut rows = stream(&client, "frozen").await;
 
     engine.proc.signal("STOP");
@@ -302,7 +280,11 @@ async fn a_node_that_refuses_is_skipped() {
     let full = Engine::start(&["--max-concurrent-queries", "1"]);
     let roomy = Engine::start(&[]);
     let gw = Gateway::start(&["--engine", &format!("{},{}", full.addr, roomy.addr)]);
-    let clients = [connect(&gw).await, connect(&gw).await, connect(&gw).await];
+    let clients = [
+        pg_client(&gw).await,
+        pg_client(&gw).await,
+        pg_client(&gw).await,
+    ];
     let mut streams = Vec::new();
     for (i, client) in clients.iter().enumerate() {
         streams.push(stream(client, &format!("refused_{i}")).await);
@@ -397,7 +379,7 @@ async fn a_cancel_reaching_another_replica_cancels_through_the_engine() {
 async fn a_drain_ends_what_is_still_open_with_57p01_at_its_timeout() {
     let engine = Engine::start(&[]);
     let gw = Gateway::start(&["--engine", &engine.addr, "--drain-timeout-secs", "2"]);
-    let streaming = connect(&gw).await;
+    let streaming = pg_client(&gw).await;
     let mut rows = stream(&streaming, "drained").await;
     // An idle session: its connection task reports how it ended.
     let dsn = format!(

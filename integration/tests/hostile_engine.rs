@@ -10,24 +10,23 @@ use futures::StreamExt;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 use velo_integration::fake_engine::{Behaviour, FakeEngine};
-use velo_integration::{Engine, Gateway};
+use velo_integration::{pg_client, Engine, Gateway};
 
-async fn connect(gw: &Gateway) -> Client {
-    let dsn = format!(
-        "host={} port={} user=alice dbname=velostream connect_timeout=10",
-        gw.host, gw.port
-    );
-    let (client, connection) = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_postgres::connect(&dsn, NoTls),
-    )
-    .await
-    .expect("connects within 10 s")
-    .expect("connects");
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
+/// Cancels the running query and reads on until its error: the error and
+/// how long it took to come.
+async fn cancel_and_wait<T: std::fmt::Debug>(
+    client: &Client,
+    rows: &mut (impl futures::Stream<Item = Result<T, tokio_postgres::Error>> + Unpin),
+) -> (tokio_postgres::Error, Duration) {
+    client.cancel_token().cancel_query(NoTls).await.unwrap();
+    let started = Instant::now();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), rows.next()).await {
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(e))) => return (e, started.elapsed()),
+            other => panic!("no cancel error: {other:?}"),
+        }
+    }
 }
 
 /// What the gateway may grow by while streaming the double's rows.
@@ -40,7 +39,7 @@ async fn a_batch_claiming_billions_of_rows_streams_in_bounded_memory_and_cancels
     let before = gw.rss_kib();
 
     for copy in [false, true] {
-        let client = connect(&gw).await;
+        let client = pg_client(&gw).await;
         let mut received = 0usize;
         let cancelled = if copy {
             let rows = client
@@ -57,15 +56,7 @@ async fn a_batch_claiming_billions_of_rows_streams_in_bounded_memory_and_cancels
                 assert!(chunk.len() <= 512 * 1024, "a {} byte CopyData", chunk.len());
                 received += chunk.iter().filter(|&&b| b == b'\n').count();
             }
-            client.cancel_token().cancel_query(NoTls).await.unwrap();
-            let started = Instant::now();
-            loop {
-                match tokio::time::timeout(Duration::from_secs(5), rows.next()).await {
-                    Ok(Some(Ok(_))) => continue,
-                    Ok(Some(Err(e))) => break (e, started.elapsed()),
-                    other => panic!("no cancel error: {other:?}"),
-                }
-            }
+            cancel_and_wait(&client, &mut rows).await
         } else {
             let rows = client
                 .query_raw(
@@ -83,15 +74,7 @@ async fn a_batch_claiming_billions_of_rows_streams_in_bounded_memory_and_cancels
                     .expect("a row, not an error");
                 received += 1;
             }
-            client.cancel_token().cancel_query(NoTls).await.unwrap();
-            let started = Instant::now();
-            loop {
-                match tokio::time::timeout(Duration::from_secs(5), rows.next()).await {
-                    Ok(Some(Ok(_))) => continue,
-                    Ok(Some(Err(e))) => break (e, started.elapsed()),
-                    other => panic!("no cancel error: {other:?}"),
-                }
-            }
+            cancel_and_wait(&client, &mut rows).await
         };
         let (error, took) = cancelled;
         assert_eq!(error.code(), Some(&SqlState::QUERY_CANCELED), "{error}");
@@ -106,7 +89,7 @@ async fn a_batch_claiming_billions_of_rows_streams_in_bounded_memory_and_cancels
 async fn bytes_that_are_not_arrow_fail_that_query_with_58030() {
     let engine = FakeEngine::start(Behaviour::Garbage).await;
     let gw = Gateway::start(&["--engine", &engine.addr]);
-    let client = connect(&gw).await;
+    let client = pg_client(&gw).await;
     let error = client
         .simple_query("SELECT * FROM kafka://anything")
         .await
@@ -129,7 +112,7 @@ async fn a_node_failing_before_its_first_event_is_retried_once_and_a_query_error
         "--engine",
         &format!("{},{},{}", first.addr, second.addr, real.addr),
     ]);
-    let client = connect(&gw).await;
+    let client = pg_client(&gw).await;
     let error = client
         .simple_query("SELECT * FROM kafka://trades LIMIT 1")
         .await
@@ -149,7 +132,7 @@ async fn a_node_failing_before_its_first_event_is_retried_once_and_a_query_error
     // A query error is the query's answer: never retried elsewhere.
     let erring = FakeEngine::start(Behaviour::QueryError).await;
     let gw = Gateway::start(&["--engine", &format!("{},{}", erring.addr, real.addr)]);
-    let client = connect(&gw).await;
+    let client = pg_client(&gw).await;
     let error = client
         .simple_query("SELECT * FROM kafka://trades LIMIT 1")
         .await

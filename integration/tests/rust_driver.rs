@@ -6,23 +6,13 @@ use std::time::Duration;
 use futures::{pin_mut, StreamExt};
 use rust_decimal::Decimal;
 use tokio_postgres::NoTls;
-use velo_integration::Gateway;
-
-async fn connect(gw: &Gateway) -> tokio_postgres::Client {
-    let dsn = format!(
-        "host={} port={} user=alice dbname=velostream",
-        gw.host, gw.port
-    );
-    let (client, connection) = tokio_postgres::connect(&dsn, NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
-}
+use velo_integration::{pg_client, Gateway};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokio_postgres_params_streaming_errors_cancel() {
     let gw = Gateway::start(&[]);
     gw.wait_for_trades(20);
-    let client = connect(&gw).await;
+    let client = pg_client(&gw).await;
 
     let row = client.query_one("SELECT 1", &[]).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 1);
@@ -94,7 +84,7 @@ async fn tokio_postgres_params_streaming_errors_cancel() {
 async fn replies_are_flushed_before_waiting_for_the_first_row() {
     let gw = Gateway::start(&[]);
     gw.wait_for_trades(20);
-    let client = connect(&gw).await;
+    let client = pg_client(&gw).await;
     let stmt = client
         .prepare("SELECT volume FROM trades WHERE symbol = 'NO SUCH SYMBOL' EMIT CHANGES")
         .await
