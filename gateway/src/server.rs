@@ -19,8 +19,9 @@ use crate::frontend::{serve_connection, Frontend, Limits};
 use crate::metrics::METRICS;
 use crate::session::Quotas;
 
-/// After a drain's timeout, how long sessions get to send their 57P01.
-const TERMINATE_GRACE: Duration = Duration::from_secs(2);
+/// After a drain's timeout, how long sessions get to send their 57P01
+/// (a flush already under way may take two seconds to finish first).
+const TERMINATE_GRACE: Duration = Duration::from_secs(3);
 
 /// A gateway serving in the background (dropping it does not stop it;
 /// `drain` does).
