@@ -228,6 +228,13 @@ impl Catalog {
         let mut views = self.views.write().expect("views lock");
         let defined_at = offset.unwrap_or(views.version as i64 + 1);
         let by_name = &mut views.by_name;
+        let define = |by_name: &mut BTreeMap<String, View>, name: &str, definition: &str| {
+            let view = View {
+                definition: definition.to_string(),
+                defined_at,
+            };
+            by_name.insert(name.to_string(), view);
+        };
         let outcome = match command {
             ViewCommand::CreateView {
                 name,
@@ -237,14 +244,7 @@ impl Catalog {
                 if by_name.contains_key(name) && !or_replace {
                     Err(EngineError::Duplicate(name.clone()))
                 } else {
-                    let definition = definition.clone();
-                    by_name.insert(
-                        name.clone(),
-                        View {
-                            definition,
-                            defined_at,
-                        },
-                    );
+                    define(by_name, name, definition);
                     Ok(true)
                 }
             }
@@ -257,14 +257,7 @@ impl Catalog {
                     Err(EngineError::Duplicate(to.clone()))
                 } else {
                     by_name.remove(from);
-                    let definition = definition.clone();
-                    by_name.insert(
-                        to.clone(),
-                        View {
-                            definition,
-                            defined_at,
-                        },
-                    );
+                    define(by_name, to, definition);
                     Ok(true)
                 }
             }
@@ -279,14 +272,7 @@ impl Catalog {
             },
             ViewCommand::SetView { name, definition } => match definition {
                 Some(definition) => {
-                    let definition = definition.clone();
-                    by_name.insert(
-                        name.clone(),
-                        View {
-                            definition,
-                            defined_at,
-                        },
-                    );
+                    define(by_name, name, definition);
                     Ok(true)
                 }
                 None => Ok(by_name.remove(name).is_some()),
