@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{StreamConfig, TableConfig};
 use crate::dialect::{self, QueryText, Statement, WindowKind, WindowSpec};
 use crate::error::{EngineError, Result};
-use crate::kafka::{self, EventClock, KafkaPartition, ReadMode};
+use crate::kafka::{self, EventClock, KafkaPartition, LiveTopics, ReadMode};
 use crate::notice::QueryNotices;
 
 pub struct Catalog {
@@ -30,6 +30,8 @@ pub struct Catalog {
     tables: Vec<TableConfig>,
     views: RwLock<Views>,
     inferred: Mutex<HashMap<(String, String), SchemaRef>>,
+    /// One shared consumer per topic for the queries tailing it live.
+    live: LiveTopics,
 }
 
 #[derive(Default)]
@@ -142,6 +144,7 @@ impl Catalog {
                 version: 1,
             }),
             inferred: Mutex::new(HashMap::new()),
+            live: LiveTopics::default(),
         }
     }
 
@@ -565,6 +568,7 @@ impl Registrar<'_> {
             mode: self.mode,
             event_clock,
             notices: self.notices.clone(),
+            live: self.catalog.live.clone(),
         };
         // Marked bounded even when tailing: the continuous driver never runs a
         // pipeline-breaking operator over it, and DataFusion would refuse to plan.

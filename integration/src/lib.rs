@@ -10,8 +10,13 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// `target/<profile>/` — where the workspace's binaries are.
+/// `target/<profile>/` — where the workspace's binaries are, unless
+/// VELO_BIN_DIR names another folder (e.g. `target/release` to run a test
+/// such as the full soak against optimized binaries).
 pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("VELO_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
     let exe = std::env::current_exe().expect("test binary path");
     exe.parent()
         .and_then(|deps| deps.parent())
@@ -127,6 +132,8 @@ fn address_from(line: &str, marker: &str) -> Option<String> {
 pub struct Engine {
     pub proc: Proc,
     pub addr: String,
+    /// The bootstrap servers of the demo's Kafka (for tests that produce).
+    pub kafka: String,
 }
 
 impl Engine {
@@ -147,11 +154,23 @@ impl Engine {
             })
             .expect("engine prints its address");
         let addr = address_from(&line, " on ").expect("address");
-        Self { proc, addr }
+        let line = proc
+            .wait_line(Duration::from_secs(5), |l| {
+                l.contains("Kafka bootstrap servers:")
+            })
+            .expect("engine prints its Kafka bootstrap servers");
+        let kafka = address_from(&line, "servers: ").expect("bootstrap servers");
+        Self { proc, addr, kafka }
     }
 }
 
 impl Engine {
+    /// How many Kafka clients (consumers and producers, its demo's
+    /// included) the node has: librdkafka runs one `rdk:main` thread each.
+    pub fn kafka_clients(&self) -> usize {
+        threads_named(self.proc.child.id(), "rdk:main")
+    }
+
     /// The queries this node is running (its SHOW JOBS), asked over gRPC
     /// directly, not through a gateway.
     pub async fn jobs(&self) -> Vec<Job> {
@@ -226,6 +245,19 @@ pub fn metric(body: &str, series: &str) -> f64 {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("metric {series} is not exported"))
+}
+
+/// How many threads of process `pid` are named `name`.
+pub fn threads_named(pid: u32, name: &str) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
+        })
+        .count()
 }
 
 /// Waits up to `timeout` for `ok`, checking every 20 ms.

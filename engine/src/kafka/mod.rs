@@ -1,7 +1,13 @@
 //! Kafka topics as DataFusion partition streams: JSON values decoded into
 //! Arrow batches, read either as a bounded snapshot (up to the high
-//! watermarks seen at start) or tailed forever. Each scan owns its own
-//! consumer; dropping the stream stops it.
+//! watermarks seen at start) or tailed forever. Queries tailing from the
+//! live position share one consumer per topic (`live`); snapshots and
+//! replays from the earliest offset own theirs. Dropping the stream stops
+//! a query's part in either.
+
+mod live;
+
+pub use live::{LiveTopics, MAX_LAG_ROWS};
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -59,6 +65,8 @@ pub struct KafkaPartition {
     pub event_clock: Option<(usize, EventClock)>,
     /// Where a snapshot tells its query's client about events it lost.
     pub notices: QueryNotices,
+    /// The node's shared consumers, for tailing from the live position.
+    pub live: LiveTopics,
 }
 
 /// The latest event time (microseconds) the Kafka scans of one continuous
@@ -97,6 +105,33 @@ impl PartitionStream for KafkaPartition {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let batches = match self.mode {
+            ReadMode::Tail {
+                from_earliest: false,
+            } => self
+                .live
+                .subscribe(&self.bootstrap, &self.topic, &self.schema)
+                .boxed(),
+            _ => self.own_scan(),
+        };
+        let clock = self.event_clock.clone();
+        let stream = batches.map(move |r| {
+            // Advanced here, in the task that runs the query's plan, not in
+            // the consumer task: the clock then never runs ahead of the
+            // batches the plan has been handed.
+            if let (Ok(batch), Some((column, clock))) = (&r, &clock) {
+                clock.advance(batch.column(*column));
+            }
+            r.map_err(|e: EngineError| DataFusionError::External(Box::new(e)))
+        });
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+    }
+}
+
+impl KafkaPartition {
+    /// A consumer of the query's own, read by a task that stops when the
+    /// query drops the stream.
+    fn own_scan(&self) -> futures::stream::BoxStream<'static, Result<RecordBatch, EngineError>> {
         // Small buffer: a slow reader stops the consumer task from running ahead.
         let (tx, rx) = mpsc::channel(2);
         let scan = Scan {
@@ -115,17 +150,7 @@ impl PartitionStream for KafkaPartition {
                 let _ = tx.send(Err(e)).await;
             }
         });
-        let clock = self.event_clock.clone();
-        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |r| {
-            // Advanced here, in the task that runs the query's plan, not in
-            // the consumer task: the clock then never runs ahead of the
-            // batches the plan has been handed.
-            if let (Ok(batch), Some((column, clock))) = (&r, &clock) {
-                clock.advance(batch.column(*column));
-            }
-            r.map_err(|e: EngineError| DataFusionError::External(Box::new(e)))
-        });
-        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+        tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
     }
 }
 
