@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::Semaphore;
 
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::streaming::StreamingTable;
@@ -24,6 +25,9 @@ use crate::error::{EngineError, Result};
 use crate::kafka::{self, EventClock, KafkaPartition, LiveTopics, ReadMode};
 use crate::notice::QueryNotices;
 
+/// Queries with a Kafka consumer of their own that may run at once.
+pub const DEFAULT_PRIVATE_SCANS: usize = 64;
+
 pub struct Catalog {
     default_bootstrap: Option<String>,
     streams: Vec<StreamConfig>,
@@ -32,6 +36,9 @@ pub struct Catalog {
     inferred: Mutex<HashMap<(String, String), SchemaRef>>,
     /// One shared consumer per topic for the queries tailing it live.
     live: LiveTopics,
+    /// Queries reading with a consumer of their own (snapshots, replays
+    /// from the earliest offset) beyond this many wait for one to end.
+    private_scans: Arc<Semaphore>,
 }
 
 #[derive(Default)]
@@ -145,7 +152,14 @@ impl Catalog {
             }),
             inferred: Mutex::new(HashMap::new()),
             live: LiveTopics::default(),
+            private_scans: Arc::new(Semaphore::new(DEFAULT_PRIVATE_SCANS)),
         }
+    }
+
+    /// At most `n` queries read with consumers of their own at once.
+    pub fn with_private_scans(mut self, n: usize) -> Self {
+        self.private_scans = Arc::new(Semaphore::new(n.max(1)));
+        self
     }
 
     pub fn version(&self) -> u64 {
@@ -569,6 +583,7 @@ impl Registrar<'_> {
             event_clock,
             notices: self.notices.clone(),
             live: self.catalog.live.clone(),
+            private_scans: self.catalog.private_scans.clone(),
         };
         // Marked bounded even when tailing: the continuous driver never runs a
         // pipeline-breaking operator over it, and DataFusion would refuse to plan.

@@ -19,6 +19,7 @@ pub struct ConfigFile {
     /// The cluster's catalog command topic; empty: a node-local catalog.
     pub catalog_topic: Option<String>,
     pub max_concurrent_queries: Option<usize>,
+    pub max_private_scans: Option<usize>,
     #[serde(default)]
     pub streams: Vec<StreamConfig>,
     #[serde(default)]

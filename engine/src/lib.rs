@@ -14,4 +14,5 @@ pub mod query;
 pub mod server;
 pub mod service;
 
-pub use server::{start, NodeOptions, RunningNode};
+pub use catalog::DEFAULT_PRIVATE_SCANS;
+pub use server::{start, NodeOptions, RunningNode, DEFAULT_MAX_CONCURRENT_QUERIES};

@@ -27,8 +27,13 @@ struct Args {
     #[arg(long, env = "VELO_ENGINE_CONFIG")]
     config: Option<std::path::PathBuf>,
     /// Queries beyond this are refused with RESOURCE_EXHAUSTED.
-    #[arg(long, env = "VELO_ENGINE_MAX_CONCURRENT_QUERIES", default_value_t = 64)]
+    #[arg(long, env = "VELO_ENGINE_MAX_CONCURRENT_QUERIES", default_value_t = velo_engine::DEFAULT_MAX_CONCURRENT_QUERIES)]
     max_concurrent_queries: usize,
+    /// Queries with a Kafka consumer of their own (snapshots, replays from
+    /// the earliest offset) at once; more wait. Live tails share one
+    /// consumer per topic and do not count.
+    #[arg(long, env = "VELO_ENGINE_MAX_PRIVATE_SCANS", default_value_t = velo_engine::DEFAULT_PRIVATE_SCANS)]
+    max_private_scans: usize,
     /// Serve the demo's `trades` stream: start an in-process Kafka with a
     /// synthetic `trades` topic, or, with --kafka-bootstrap (another demo
     /// node's), join that Kafka instead.
@@ -63,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
         kafka_bootstrap: args.kafka_bootstrap,
         config_file: args.config,
         max_concurrent_queries: args.max_concurrent_queries,
+        max_private_scans: args.max_private_scans,
         catalog_topic: args.catalog_topic,
         demo: args.demo,
         demo_rate: args.demo_rate,

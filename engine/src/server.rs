@@ -12,11 +12,15 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
 use velo_proto::{EngineServiceServer, MAX_MESSAGE_BYTES};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, DEFAULT_PRIVATE_SCANS};
 use crate::catalog_log::{self, CatalogLog};
 use crate::config::ConfigFile;
 use crate::demo::{self, Demo};
 use crate::service::EngineNode;
+
+/// Queries a node runs at once. A query tailing a topic live costs the node
+/// about 100 KiB (measured with 500), so the default allows about 1 GiB.
+pub const DEFAULT_MAX_CONCURRENT_QUERIES: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
@@ -25,6 +29,11 @@ pub struct NodeOptions {
     pub kafka_bootstrap: Option<String>,
     pub config_file: Option<PathBuf>,
     pub max_concurrent_queries: usize,
+    /// Queries reading with a Kafka consumer of their own (snapshots,
+    /// replays from the earliest offset) at once; more wait. Queries
+    /// tailing from the live position share one consumer per topic and do
+    /// not count.
+    pub max_private_scans: usize,
     /// The cluster's catalog command topic (`_velo_catalog` unless given);
     /// empty: a node-local catalog. Unused without Kafka.
     pub catalog_topic: Option<String>,
@@ -43,7 +52,8 @@ impl Default for NodeOptions {
             listen: "127.0.0.1:50051".into(),
             kafka_bootstrap: None,
             config_file: None,
-            max_concurrent_queries: 64,
+            max_concurrent_queries: DEFAULT_MAX_CONCURRENT_QUERIES,
+            max_private_scans: DEFAULT_PRIVATE_SCANS,
             catalog_topic: None,
             demo: false,
             demo_rate: 1000,
@@ -132,11 +142,11 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
         s.schema()
             .map_err(|e| anyhow::anyhow!("stream {}: {e}", s.name))?;
     }
-    let catalog = Arc::new(Catalog::new(
-        bootstrap.clone(),
-        streams,
-        file.tables.clone(),
-    ));
+    let max_private_scans = file.max_private_scans.unwrap_or(options.max_private_scans);
+    let catalog = Arc::new(
+        Catalog::new(bootstrap.clone(), streams, file.tables.clone())
+            .with_private_scans(max_private_scans),
+    );
     let catalog_topic = Some(catalog_topic).filter(|t| !t.is_empty() && bootstrap.is_some());
     let ddl = match (&bootstrap, &catalog_topic) {
         (Some(bootstrap), Some(topic)) => {

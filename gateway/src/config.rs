@@ -90,7 +90,7 @@ impl Default for GatewayConfig {
             statement_timeout: "0".into(),
             idle_in_transaction_session_timeout: "0".into(),
             idle_session_timeout: "0".into(),
-            max_queries_per_node: 32,
+            max_queries_per_node: 5_000,
             queue_limit: 256,
             queue_timeout_ms: 10_000,
             drain_timeout_secs: 30,

@@ -112,6 +112,13 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
                 listen: "127.0.0.1:0".into(),
                 demo: true,
                 demo_rate: config.demo_rate,
+                // The gateway's limit governs; the node's own is never the
+                // tighter one (a cancelled query may still be ending there
+                // when the gateway's slot is already free).
+                max_concurrent_queries: config
+                    .max_queries_per_node
+                    .saturating_mul(2)
+                    .max(velo_engine::DEFAULT_MAX_CONCURRENT_QUERIES),
                 ..Default::default()
             })
             .await?;

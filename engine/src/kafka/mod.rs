@@ -67,6 +67,8 @@ pub struct KafkaPartition {
     pub notices: QueryNotices,
     /// The node's shared consumers, for tailing from the live position.
     pub live: LiveTopics,
+    /// Permits for a consumer of the query's own (a snapshot, a replay).
+    pub private_scans: Arc<tokio::sync::Semaphore>,
 }
 
 /// The latest event time (microseconds) the Kafka scans of one continuous
@@ -141,9 +143,13 @@ impl KafkaPartition {
             mode: self.mode,
             notices: self.notices.clone(),
         };
+        let permits = self.private_scans.clone();
         tokio::spawn(async move {
             let result = tokio::select! {
-                r = scan.run(&tx) => r,
+                r = async {
+                    let _permit = permits.acquire_owned().await;
+                    scan.run(&tx).await
+                } => r,
                 _ = tx.closed() => Ok(()),
             };
             if let Err(e) = result {

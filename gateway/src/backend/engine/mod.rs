@@ -59,7 +59,7 @@ pub struct PoolOptions {
 impl Default for PoolOptions {
     fn default() -> Self {
         Self {
-            max_queries_per_node: 32,
+            max_queries_per_node: 5_000,
             queue_limit: 256,
             queue_timeout: Duration::from_secs(10),
             health_interval: Duration::from_secs(2),
