@@ -5,12 +5,16 @@
 //!   cargo run --release -p velo-bench -- all            # every section
 //!   cargo run --release -p velo-bench -- select1 bulk   # some of them
 //!
-//! Sections: select1, engine, bulk, live, scram, clients. Environment:
-//! BENCH_SECONDS (per pgbench run, default 5), BENCH_ROWS (default
-//! 1000000), BENCH_CLIENTS (default 10000), BENCH_OUT (JSON path, default
+//! Sections: select1, engine, bulk, live, scram, clients, streams.
+//! Environment: BENCH_SECONDS (per pgbench run, default 5), BENCH_ROWS
+//! (default 1000000), BENCH_CLIENTS (default 10000), BENCH_STREAMS
+//! (concurrent continuous queries, default 100,1000,5000), BENCH_STREAM_EVENTS
+//! and BENCH_STREAM_RATE (numbered events each stream must see, default 20,
+//! at 10 per second), BENCH_OUT (JSON path, default
 //! bench/results/latest.json).
 
 mod measure;
+mod streams;
 mod systems;
 
 use std::process::Command;
@@ -234,6 +238,33 @@ async fn clients(s: &Systems, n: usize, rows: &mut Vec<Row>) -> anyhow::Result<(
     Ok(())
 }
 
+async fn many_streams(s: &Systems, ns: &[usize], rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    use streams::Via;
+    let events = env_or("BENCH_STREAM_EVENTS", 20usize);
+    let rate = env_or("BENCH_STREAM_RATE", 10u32);
+    for &n in ns {
+        for via in [Via::Gateway, Via::DirectGrpc] {
+            let Some(r) = report(
+                "streams",
+                "gateway",
+                streams::streams(s, via, n, events, rate).await,
+            ) else {
+                continue;
+            };
+            eprintln!(
+                "  {n} streams: {} of {} rows, all live after {:?}, delay p50 {:.0} µs p99 {:.0} µs",
+                r.delivered, r.expected, r.all_live_after, r.delay.p50, r.delay.p99
+            );
+            for (metric, unit, value) in streams::rows_for(n, via, &r) {
+                let mut row = Row::new(metric, unit);
+                row.gateway = Some(value);
+                rows.push(row);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A failed measurement leaves its cell empty (and says why) instead of
 /// ending the run.
 fn report<T>(what: &str, system: &str, result: anyhow::Result<T>) -> Option<T> {
@@ -266,7 +297,9 @@ fn print_table(rows: &[Row]) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut sections: Vec<String> = std::env::args().skip(1).collect();
-    let all = ["select1", "engine", "bulk", "live", "scram", "clients"];
+    let all = [
+        "select1", "engine", "bulk", "live", "scram", "clients", "streams",
+    ];
     if sections.is_empty() || sections.iter().any(|s| s == "all") {
         sections = all.iter().map(|s| s.to_string()).collect();
     }
@@ -276,6 +309,11 @@ async fn main() -> anyhow::Result<()> {
     let seconds = env_or("BENCH_SECONDS", 5u64);
     let rows_in_file = env_or("BENCH_ROWS", 1_000_000usize);
     let n_clients = env_or("BENCH_CLIENTS", 10_000usize);
+    let n_streams: Vec<usize> = std::env::var("BENCH_STREAMS")
+        .unwrap_or_else(|_| "100,1000,5000".into())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
     let out = std::env::var("BENCH_OUT").unwrap_or_else(|_| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/results/latest.json").to_string()
     });
@@ -314,6 +352,7 @@ async fn main() -> anyhow::Result<()> {
             }
             "scram" => scram(&s, seconds, &mut rows).await?,
             "clients" => clients(&s, n_clients, &mut rows).await?,
+            "streams" => many_streams(&s, &n_streams, &mut rows).await?,
             _ => unreachable!(),
         }
     }

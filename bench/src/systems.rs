@@ -36,6 +36,7 @@ pub struct Systems {
     pub pgbouncer: Target,
     pub gateway: Target,
     pub engine_addr: String,
+    pub engine_pid: u32,
     pub kafka_bootstrap: String,
     pub csv: PathBuf,
     _pg: Postgres,
@@ -213,6 +214,7 @@ pub fn start(rows: usize) -> anyhow::Result<Systems> {
         .wait_line(Duration::from_secs(10), |l| l.contains("Kafka bootstrap"))
         .ok_or_else(|| anyhow::anyhow!("engine printed no bootstrap"))?;
     let kafka_bootstrap = line.rsplit(' ').next().unwrap_or_default().to_string();
+    let engine_pid = engine.child.id();
     procs.push(engine);
 
     let users = dir.path().join("users");
@@ -226,7 +228,8 @@ pub fn start(rows: usize) -> anyhow::Result<Systems> {
         .args(["--listen", &format!("127.0.0.1:{gateway_port}")])
         .args(["--admin-listen", "127.0.0.1:0", "--engine", &engine_addr])
         .args(["--max-connections", &MAX_CLIENTS.to_string()])
-        .args(["--max-queries-per-node", "256", "--queue-limit", "20000"])
+        .args(["--max-queries-per-node", &MAX_CLIENTS.to_string()])
+        .args(["--queue-limit", "20000"])
         .arg("--users-file")
         .arg(&users)
         .env("RUST_LOG", "warn");
@@ -261,6 +264,7 @@ pub fn start(rows: usize) -> anyhow::Result<Systems> {
             pid: gateway_pid,
         },
         engine_addr,
+        engine_pid,
         kafka_bootstrap,
         csv,
         _pg: pg,
