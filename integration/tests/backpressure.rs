@@ -107,3 +107,76 @@ fn a_client_that_stops_reading_costs_bounded_memory_and_loses_no_row() {
     assert_eq!(complete.1, format!("COPY {ROWS}\0").as_bytes());
     assert_eq!(raw.read().expect("ReadyForQuery").0, b'Z');
 }
+
+/// Clients that stop reading hold at most their own streams' share of the
+/// gateway's one HTTP/2 connection to their engine node: the other
+/// sessions' queries on that node go on.
+#[test]
+fn clients_that_stop_reading_do_not_stall_other_sessions_on_their_node() {
+    const STALLED: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.csv");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&big).unwrap());
+    writeln!(file, "n,label").unwrap();
+    for n in 0..ROWS {
+        writeln!(file, "{n},row-{n}-{}", "x".repeat(40)).unwrap();
+    }
+    file.into_inner().unwrap().sync_all().unwrap();
+    let small = dir.path().join("small.csv");
+    std::fs::write(&small, "n\n1\n2\n3\n").unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let engine = Engine::start(&[]);
+    let gw = Gateway::start(&["--engine", &engine.addr]);
+
+    let mut stalled = Vec::new();
+    for i in 0..STALLED {
+        let (mut raw, _, _) = Raw::startup(&gw);
+        let sql = format!(
+            "COPY (SELECT n AS stalled_{i}, label FROM 'file://{}') TO STDOUT\0",
+            big.display()
+        );
+        raw.send(b'Q', sql.as_bytes());
+        assert_eq!(raw.read().expect("CopyOutResponse").0, b'H');
+        stalled.push(raw);
+    }
+    // Every stalled query has stopped producing: its buffers are full.
+    let sent = || -> Vec<i64> {
+        let jobs = runtime.block_on(engine_jobs(&engine.addr));
+        let mut sent: Vec<i64> = jobs
+            .iter()
+            .filter(|j| j.sql.contains("stalled_"))
+            .map(|j| j.rows_sent)
+            .collect();
+        sent.sort_unstable();
+        sent
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = sent();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = sent();
+        if now.len() == STALLED && now == last && now.iter().all(|&n| n > 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled queries never stopped: {now:?}"
+        );
+        last = now;
+    }
+
+    // Another session on the same node is answered promptly.
+    let (mut other, _, _) = Raw::startup(&gw);
+    let started = Instant::now();
+    let msgs = other.query(&format!("SELECT n FROM 'file://{}'", small.display()));
+    let error = msgs.iter().find(|m| m.0 == b'E').map(sqlstate);
+    assert_eq!(error, None, "{msgs:?}");
+    let rows = msgs.iter().filter(|m| m.0 == b'D').count();
+    assert_eq!(rows, 3);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a small query waited {:?} behind clients that stopped reading",
+        started.elapsed()
+    );
+    drop(stalled);
+}

@@ -42,6 +42,12 @@ pub enum EngineSource {
     Dns { name: String, refresh: Duration },
 }
 
+/// Bytes of one query's rows the gateway takes from its node ahead of the
+/// client: what a client that stops reading costs here.
+const STREAM_WINDOW: u32 = 256 * 1024;
+/// HTTP/2's largest window, 2 GiB: room for 8,191 stalled streams.
+const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
+
 /// Admission control and health checking.
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
@@ -101,6 +107,13 @@ impl Node {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
+            // Every query of this gateway on the node is a stream of one
+            // HTTP/2 connection. Rows a client has not read yet stay in its
+            // stream's window; the connection's window must never run out
+            // before the streams' do, or clients that stop reading would
+            // stall every other query on the node.
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
             .connect_lazy();
         Ok(Arc::new(Node {
             addr: addr.to_string(),
