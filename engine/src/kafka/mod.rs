@@ -254,12 +254,13 @@ impl Scan {
                 // librdkafka's reset after "offset out of range" goes to a
                 // cached start of the log that retention may already have
                 // passed again, so a partition can stall for as long as
-                // retention keeps deleting: move it to the log's real start.
+                // retention keeps deleting: move it into the log, ahead of
+                // its real start (`resume_point`).
                 _ = stall_check.tick(), if self.mode == ReadMode::Snapshot => {
                     for partition in snapshot.stalled() {
                         if let Ok(low) = log_start(&consumer, &self.topic, partition).await {
-                            if snapshot.log_starts_at(partition, low) {
-                                seek(&consumer, &self.topic, partition, low).await;
+                            if let Some(offset) = snapshot.resume_point(partition, low) {
+                                seek(&consumer, &self.topic, partition, offset).await;
                             }
                         }
                     }
@@ -290,14 +291,19 @@ impl Scan {
     ) -> u64 {
         let mut by_partition = Vec::new();
         for (partition, missing) in snapshot.missing_by_partition() {
-            let Ok(low) = log_start(&consumer, &self.topic, partition).await else {
+            let skipped = snapshot.skipped(partition);
+            let deleted = if missing.is_empty() {
+                0
+            } else if let Ok(low) = log_start(&consumer, &self.topic, partition).await {
+                missing
+                    .iter()
+                    .map(|r| (r.end.min(low) - r.start).max(0) as u64)
+                    .sum()
+            } else {
                 tracing::warn!(topic = %self.topic, partition, "a snapshot found offsets missing and could not look up the log's start to tell whether retention deleted them");
-                continue;
+                0
             };
-            let deleted: u64 = missing
-                .iter()
-                .map(|r| (r.end.min(low) - r.start).max(0) as u64)
-                .sum();
+            let deleted = deleted + skipped;
             if deleted > 0 {
                 tracing::warn!(
                     topic = %self.topic,
@@ -353,8 +359,13 @@ async fn log_start(
 struct SnapshotProgress {
     pending: HashMap<i32, Range<i64>>,
     missing: Vec<(i32, Range<i64>)>,
+    /// Ranges jumped over after a stall, ahead of the log's start: gone to
+    /// retention, or about to be.
+    jumped: Vec<(i32, Range<i64>)>,
     /// Each pending partition's next offset at the last `stalled` call.
     last_seen: HashMap<i32, i64>,
+    /// Each partition's log start at the last `resume_point` call.
+    log_start_seen: HashMap<i32, i64>,
 }
 
 impl SnapshotProgress {
@@ -363,7 +374,9 @@ impl SnapshotProgress {
         Self {
             pending,
             missing: Vec::new(),
+            jumped: Vec::new(),
             last_seen: HashMap::new(),
+            log_start_seen: HashMap::new(),
         }
     }
 
@@ -418,23 +431,51 @@ impl SnapshotProgress {
         stalled
     }
 
-    /// `partition`'s log now starts at `low`: if that is at or past the stop
-    /// offset, nothing of the rest of its range is left to read. Returns
-    /// whether the partition should be read from `low` on (it is still
-    /// pending and `low` is past where it stands).
-    fn log_starts_at(&mut self, partition: i32, low: i64) -> bool {
-        match self.pending.get(&partition) {
-            Some(r) if low >= r.end => {
-                self.end_of_partition(partition);
-                false
-            }
-            Some(r) => low > r.start,
-            None => false,
+    /// Where to go on reading stalled `partition`, whose log now starts at
+    /// `low`. Seeking to `low` itself loses the race with retention again
+    /// and again when the consumer's round trips are slower than retention
+    /// (a loaded node), so the read resumes ahead of it, by twice what
+    /// retention deleted since the previous look; what is jumped over counts
+    /// as deleted. `None`: nothing to move (not pending, or not behind the
+    /// log's start), or the partition is over (its log starts past the
+    /// stop offset).
+    fn resume_point(&mut self, partition: i32, low: i64) -> Option<i64> {
+        let previous = self.log_start_seen.insert(partition, low);
+        let range = self.pending.get(&partition)?.clone();
+        if low >= range.end {
+            self.end_of_partition(partition);
+            return None;
         }
+        if low <= range.start {
+            return None;
+        }
+        let ahead = previous.map_or(0, |p| 2 * (low - p).max(0));
+        let resume = (low + ahead).min(range.end);
+        self.jumped.push((partition, range.start..resume));
+        if resume >= range.end {
+            self.pending.remove(&partition);
+            return None;
+        }
+        self.pending.insert(partition, resume..range.end);
+        Some(resume)
     }
 
+    /// Offsets of `partition` jumped over after stalls.
+    fn skipped(&self, partition: i32) -> u64 {
+        self.jumped
+            .iter()
+            .filter(|(p, _)| *p == partition)
+            .map(|(_, r)| (r.end - r.start) as u64)
+            .sum()
+    }
+
+    /// The missing ranges of every partition with missing or jumped-over
+    /// offsets.
     fn missing_by_partition(&self) -> HashMap<i32, Vec<Range<i64>>> {
         let mut by_partition: HashMap<i32, Vec<Range<i64>>> = HashMap::new();
+        for (partition, _) in &self.jumped {
+            by_partition.entry(*partition).or_default();
+        }
         for (partition, range) in &self.missing {
             by_partition
                 .entry(*partition)
@@ -667,14 +708,35 @@ mod tests {
         assert!(s.stalled().is_empty(), "no earlier look to compare with");
         assert!(s.accept(0, 10));
         assert_eq!(s.stalled(), [1]);
-        s.log_starts_at(1, 4);
-        assert!(!s.is_done(), "offset 4 is still to be read");
-        s.log_starts_at(1, 5);
-        assert_eq!(s.missing, [(1, 0..5)]);
+        assert_eq!(
+            s.resume_point(1, 4),
+            Some(4),
+            "offset 4 is still to be read"
+        );
+        assert!(!s.is_done());
+        assert_eq!(s.resume_point(1, 5), None);
         assert_eq!(s.stalled(), [0]);
-        s.log_starts_at(0, 25);
+        assert_eq!(s.resume_point(0, 25), None);
         assert!(s.is_done());
-        assert_eq!(s.missing, [(1, 0..5), (0, 11..20)]);
+        assert_eq!(s.jumped, [(1, 0..4)]);
+        assert_eq!(s.missing, [(1, 4..5), (0, 11..20)]);
+    }
+
+    #[test]
+    fn a_stalled_snapshot_resumes_ahead_of_retention_and_counts_what_it_jumped() {
+        let mut s = SnapshotProgress::new(HashMap::from([(0, 0..1000)]));
+        // The log starts at 100: read from there (no earlier look).
+        assert_eq!(s.resume_point(0, 100), Some(100));
+        // Still stalled a second later, retention having moved 50 on:
+        // resume 100 ahead of the new start, where it will be in 2 s.
+        assert_eq!(s.resume_point(0, 150), Some(250));
+        assert!(s.accept(0, 250));
+        assert_eq!(s.skipped(0), 250, "0..100 and 100..250 jumped");
+        // A jump past the stop offset ends the partition.
+        assert_eq!(s.resume_point(0, 700), None);
+        assert!(s.is_done());
+        assert_eq!(s.skipped(0), 250 + (1000 - 251));
+        assert!(s.missing_by_partition().contains_key(&0));
     }
 
     /// Produces messages `{"n": i}` for `ids`, each padded to 200 kB and sent
