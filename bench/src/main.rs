@@ -10,7 +10,7 @@
 //! (default 1000000), BENCH_CLIENTS (default 10000), BENCH_STREAMS
 //! (concurrent continuous queries, default 100,1000,5000), BENCH_STREAM_EVENTS
 //! and BENCH_STREAM_RATE (numbered events each stream must see, default 20,
-//! at 10 per second), BENCH_OUT (JSON path, default
+//! at 10 per second), BENCH_STREAM_VIA (gateway, direct or both), BENCH_OUT (JSON path, default
 //! bench/results/latest.json).
 
 mod measure;
@@ -242,8 +242,13 @@ async fn many_streams(s: &Systems, ns: &[usize], rows: &mut Vec<Row>) -> anyhow:
     use streams::Via;
     let events = env_or("BENCH_STREAM_EVENTS", 20usize);
     let rate = env_or("BENCH_STREAM_RATE", 10u32);
+    let vias: Vec<Via> = match std::env::var("BENCH_STREAM_VIA").as_deref() {
+        Ok("gateway") => vec![Via::Gateway],
+        Ok("direct") => vec![Via::DirectGrpc],
+        _ => vec![Via::Gateway, Via::DirectGrpc],
+    };
     for &n in ns {
-        for via in [Via::Gateway, Via::DirectGrpc] {
+        for &via in &vias {
             let Some(r) = report(
                 "streams",
                 "gateway",

@@ -125,6 +125,13 @@ pub async fn streams(
     // Unnumbered events until every stream has had a row.
     let started = Instant::now();
     while live.load(Ordering::Acquire) < n {
+        if let Some(i) = tasks.iter().position(|t| t.is_finished()) {
+            let failed = tasks.swap_remove(i).await?;
+            anyhow::bail!(
+                "a stream ended before every stream was live: {:?}",
+                failed.err()
+            );
+        }
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(180),
             "{} of {n} streams had a row within 180 s",
@@ -250,8 +257,20 @@ async fn direct(
 
 /// Waits (up to 60 s) until the engine has ended every stream.
 async fn wait_for_no_jobs(engine: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline && !velo_integration::engine_jobs(engine).await.is_empty() {
+    let started = Instant::now();
+    loop {
+        let left = velo_integration::engine_jobs(engine).await.len();
+        if left == 0 {
+            eprintln!(
+                "  the engine ended every stream {:?} after the clients left",
+                started.elapsed()
+            );
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            eprintln!("  the engine still runs {left} streams 60 s after the clients left");
+            return;
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
