@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_postgres::NoTls;
-use velo_proto::v1::{execute_query_response::Event, ExecuteQueryRequest};
+use velo_proto::v1::ExecuteQueryRequest;
 
 use crate::measure::{quantiles, Quantiles};
 use velo_integration::rss_kib;
@@ -223,7 +223,7 @@ async fn direct(
 ) -> anyhow::Result<Received> {
     use arrow::array::AsArray;
     use arrow::datatypes::Int64Type;
-    let mut stream = client
+    let stream = client
         .execute_query(ExecuteQueryRequest {
             query_id: format!("bench-streams-{i}-{}", std::process::id()),
             sql,
@@ -231,24 +231,13 @@ async fn direct(
         })
         .await?
         .into_inner();
-    let mut decoder = arrow::ipc::reader::StreamDecoder::new();
+    let mut batches = velo_integration::EngineBatches::new(stream);
     let (mut received, mut first) = (Received::default(), true);
-    while let Some(msg) = stream.message().await? {
-        let ipc = match msg.event {
-            Some(Event::Schema(s)) => s.arrow_ipc_schema,
-            Some(Event::Batch(b)) => b.arrow_ipc,
-            _ => continue,
-        };
-        let mut buf = arrow::buffer::Buffer::from(ipc);
-        while !buf.is_empty() {
-            let Some(batch) = decoder.decode(&mut buf)? else {
-                continue;
-            };
-            let volumes = batch.column(0).as_primitive::<Int64Type>();
-            for k in 0..volumes.len() {
-                if received.take(volumes.value(k), &sent, &live, &mut first, last) {
-                    return Ok(received);
-                }
+    while let Some(batch) = batches.next().await? {
+        let volumes = batch.column(0).as_primitive::<Int64Type>();
+        for k in 0..volumes.len() {
+            if received.take(volumes.value(k), &sent, &live, &mut first, last) {
+                return Ok(received);
             }
         }
     }

@@ -185,13 +185,51 @@ pub struct Job {
     pub rows_sent: i64,
 }
 
+/// The record batches of one `ExecuteQuery` response, as they arrive
+/// (heartbeats, notices and the end skipped).
+pub struct EngineBatches {
+    stream: tonic::Streaming<velo_proto::v1::ExecuteQueryResponse>,
+    decoder: arrow::ipc::reader::StreamDecoder,
+    pending: arrow::buffer::Buffer,
+}
+
+impl EngineBatches {
+    pub fn new(stream: tonic::Streaming<velo_proto::v1::ExecuteQueryResponse>) -> Self {
+        Self {
+            stream,
+            decoder: arrow::ipc::reader::StreamDecoder::new(),
+            pending: arrow::buffer::Buffer::from(Vec::<u8>::new()),
+        }
+    }
+
+    /// The next batch; `None` once the stream has ended.
+    pub async fn next(&mut self) -> anyhow::Result<Option<arrow::record_batch::RecordBatch>> {
+        use velo_proto::v1::execute_query_response::Event;
+        loop {
+            while !self.pending.is_empty() {
+                if let Some(batch) = self.decoder.decode(&mut self.pending)? {
+                    return Ok(Some(batch));
+                }
+            }
+            let Some(msg) = self.stream.message().await? else {
+                return Ok(None);
+            };
+            self.pending = arrow::buffer::Buffer::from(match msg.event {
+                Some(Event::Schema(s)) => s.arrow_ipc_schema,
+                Some(Event::Batch(b)) => b.arrow_ipc,
+                _ => continue,
+            });
+        }
+    }
+}
+
 /// The queries the engine node at `addr` runs (but this SHOW JOBS).
 pub async fn engine_jobs(addr: &str) -> Vec<Job> {
     use arrow::array::{Array, Int64Array, StringArray};
-    use velo_proto::v1::{execute_query_response::Event, ExecuteQueryRequest};
+    use velo_proto::v1::ExecuteQueryRequest;
     let call = async {
         let mut client = velo_proto::EngineServiceClient::connect(format!("http://{addr}")).await?;
-        let mut stream = client
+        let stream = client
             .execute_query(ExecuteQueryRequest {
                 query_id: format!("jobs-{}", rand::random::<u64>()),
                 sql: "SHOW JOBS".into(),
@@ -199,34 +237,24 @@ pub async fn engine_jobs(addr: &str) -> Vec<Job> {
             })
             .await?
             .into_inner();
-        let mut decoder = arrow::ipc::reader::StreamDecoder::new();
+        let mut batches = EngineBatches::new(stream);
         let mut jobs = Vec::new();
-        while let Some(msg) = stream.message().await? {
-            let ipc = match msg.event {
-                Some(Event::Schema(s)) => s.arrow_ipc_schema,
-                Some(Event::Batch(b)) => b.arrow_ipc,
-                _ => continue,
-            };
-            let mut buf = arrow::buffer::Buffer::from(ipc);
-            while !buf.is_empty() {
-                if let Some(batch) = decoder.decode(&mut buf)? {
-                    let sql = batch.column_by_name("sql").expect("sql").clone();
-                    let sql = sql.as_any().downcast_ref::<StringArray>().expect("text");
-                    let rows = batch
-                        .column_by_name("rows_sent")
-                        .expect("rows_sent")
-                        .clone();
-                    let rows = rows.as_any().downcast_ref::<Int64Array>().expect("int8");
-                    jobs.extend(
-                        (0..sql.len())
-                            .filter(|&i| sql.value(i) != "SHOW JOBS")
-                            .map(|i| Job {
-                                sql: sql.value(i).to_string(),
-                                rows_sent: rows.value(i),
-                            }),
-                    );
-                }
-            }
+        while let Some(batch) = batches.next().await? {
+            let sql = batch.column_by_name("sql").expect("sql").clone();
+            let sql = sql.as_any().downcast_ref::<StringArray>().expect("text");
+            let rows = batch
+                .column_by_name("rows_sent")
+                .expect("rows_sent")
+                .clone();
+            let rows = rows.as_any().downcast_ref::<Int64Array>().expect("int8");
+            jobs.extend(
+                (0..sql.len())
+                    .filter(|&i| sql.value(i) != "SHOW JOBS")
+                    .map(|i| Job {
+                        sql: sql.value(i).to_string(),
+                        rows_sent: rows.value(i),
+                    }),
+            );
         }
         anyhow::Ok(jobs)
     };
