@@ -8,7 +8,8 @@
 //! The suite runs a short version; the full one is the same test with
 //! SOAK_SECONDS=1800 SOAK_SESSIONS=200 SOAK_RESTARTS=2, and prints its
 //! figures (run with --no-capture). SOAK_DEADLINE_SECS (default 30) sets
-//! how long one operation may take before it counts as hung.
+//! how long one operation may take before it counts as hung;
+//! VELO_BIN_DIR=target/release runs it against release binaries.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
