@@ -37,9 +37,11 @@ use crate::error::EngineError;
 use crate::notice::{Notice, QueryNotices};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
-/// A tailing scan hands over what it has after this long, so rows reach the
-/// client promptly at low rates.
-const TAIL_LINGER: Duration = Duration::from_millis(50);
+/// A tailing scan hands over what it has as soon as no further message is
+/// waiting (the loop below takes waiting messages first): an event leaves
+/// at once, and batches form only while messages arrive faster than they
+/// are handed over.
+const TAIL_LINGER: Duration = Duration::ZERO;
 const MAX_BATCH_ROWS: usize = 8192;
 /// How often a snapshot checks whether retention has deleted all that is
 /// left of a partition it is stuck on.
@@ -227,6 +229,8 @@ impl Scan {
         loop {
             let flush_at = deadline.unwrap_or_else(|| tokio::time::Instant::now() + linger);
             tokio::select! {
+                // Messages already waiting first, before a due flush.
+                biased;
                 message = consumer.recv() => match message {
                     Err(KafkaError::PartitionEOF(partition)) => snapshot.end_of_partition(partition),
                     Err(e) => return Err(e.into()),
