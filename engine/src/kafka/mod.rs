@@ -294,12 +294,11 @@ impl Scan {
         snapshot: SnapshotProgress,
     ) -> u64 {
         let mut by_partition = Vec::new();
-        for (partition, missing) in snapshot.missing_by_partition() {
-            let skipped = snapshot.skipped(partition);
-            let deleted = if missing.is_empty() {
+        for (partition, gaps) in snapshot.gaps_by_partition() {
+            let deleted = if gaps.missing.is_empty() {
                 0
             } else if let Ok(low) = log_start(&consumer, &self.topic, partition).await {
-                missing
+                gaps.missing
                     .iter()
                     .map(|r| (r.end.min(low) - r.start).max(0) as u64)
                     .sum()
@@ -307,7 +306,7 @@ impl Scan {
                 tracing::warn!(topic = %self.topic, partition, "a snapshot found offsets missing and could not look up the log's start to tell whether retention deleted them");
                 0
             };
-            let deleted = deleted + skipped;
+            let deleted = deleted + gaps.jumped;
             if deleted > 0 {
                 tracing::warn!(
                     topic = %self.topic,
@@ -464,30 +463,30 @@ impl SnapshotProgress {
         Some(resume)
     }
 
-    /// Offsets of `partition` jumped over after stalls.
-    fn skipped(&self, partition: i32) -> u64 {
-        self.jumped
-            .iter()
-            .filter(|(p, _)| *p == partition)
-            .map(|(_, r)| (r.end - r.start) as u64)
-            .sum()
-    }
-
-    /// The missing ranges of every partition with missing or jumped-over
-    /// offsets.
-    fn missing_by_partition(&self) -> HashMap<i32, Vec<Range<i64>>> {
-        let mut by_partition: HashMap<i32, Vec<Range<i64>>> = HashMap::new();
-        for (partition, _) in &self.jumped {
-            by_partition.entry(*partition).or_default();
+    /// What the snapshot did not read, by partition: the missing ranges
+    /// (retention, or transaction markers and compaction) and how many
+    /// offsets it jumped over after stalls.
+    fn gaps_by_partition(&self) -> HashMap<i32, Gaps> {
+        let mut by_partition: HashMap<i32, Gaps> = HashMap::new();
+        for (partition, range) in &self.jumped {
+            by_partition.entry(*partition).or_default().jumped += (range.end - range.start) as u64;
         }
         for (partition, range) in &self.missing {
             by_partition
                 .entry(*partition)
                 .or_default()
+                .missing
                 .push(range.clone());
         }
         by_partition
     }
+}
+
+/// One partition's part of what a snapshot did not read.
+#[derive(Debug, Default)]
+struct Gaps {
+    missing: Vec<Range<i64>>,
+    jumped: u64,
 }
 
 async fn send(tx: &Tx, batch: Option<RecordBatch>) {
@@ -703,7 +702,7 @@ mod tests {
         s.end_of_partition(0);
         assert!(s.is_done());
         assert_eq!(s.missing, [(0, 10..15), (1, 0..8), (2, 5..9), (0, 17..20)]);
-        assert_eq!(s.missing_by_partition()[&0], [10..15, 17..20]);
+        assert_eq!(s.gaps_by_partition()[&0].missing, [10..15, 17..20]);
     }
 
     #[test]
@@ -735,12 +734,15 @@ mod tests {
         // resume 100 ahead of the new start, where it will be in 2 s.
         assert_eq!(s.resume_point(0, 150), Some(250));
         assert!(s.accept(0, 250));
-        assert_eq!(s.skipped(0), 250, "0..100 and 100..250 jumped");
+        assert_eq!(
+            s.gaps_by_partition()[&0].jumped,
+            250,
+            "0..100 and 100..250 jumped"
+        );
         // A jump past the stop offset ends the partition.
         assert_eq!(s.resume_point(0, 700), None);
         assert!(s.is_done());
-        assert_eq!(s.skipped(0), 250 + (1000 - 251));
-        assert!(s.missing_by_partition().contains_key(&0));
+        assert_eq!(s.gaps_by_partition()[&0].jumped, 250 + (1000 - 251));
     }
 
     /// Produces messages `{"n": i}` for `ids`, each padded to 200 kB and sent
