@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::{StreamConfig, TableConfig};
 use crate::dialect::{self, QueryText, Statement, WindowKind, WindowSpec};
 use crate::error::{EngineError, Result};
-use crate::kafka::{self, EventClock, KafkaPartition, LiveTopics, ReadMode};
+use crate::kafka::{
+    self, EventClock, KafkaPartition, LiveTopics, ReadMode, Readers, RetainedTopics,
+};
 use crate::notice::QueryNotices;
 
 /// Queries with a Kafka consumer of their own that may run at once.
@@ -34,11 +36,10 @@ pub struct Catalog {
     tables: Vec<TableConfig>,
     views: RwLock<Views>,
     inferred: Mutex<HashMap<(String, String), SchemaRef>>,
-    /// One shared consumer per topic for the queries tailing it live.
-    live: LiveTopics,
-    /// Queries reading with a consumer of their own (snapshots, replays
-    /// from the earliest offset) beyond this many wait for one to end.
-    private_scans: Arc<Semaphore>,
+    /// How queries read topics: shared live consumers, decoded topics in
+    /// memory for snapshots, and permits for consumers of their own
+    /// (beyond `private_scans` such queries wait for one to end).
+    readers: Readers,
 }
 
 #[derive(Default)]
@@ -151,14 +152,24 @@ impl Catalog {
                 version: 1,
             }),
             inferred: Mutex::new(HashMap::new()),
-            live: LiveTopics::default(),
-            private_scans: Arc::new(Semaphore::new(DEFAULT_PRIVATE_SCANS)),
+            readers: Readers {
+                live: LiveTopics::default(),
+                retained: RetainedTopics::default(),
+                private_scans: Arc::new(Semaphore::new(DEFAULT_PRIVATE_SCANS)),
+            },
         }
     }
 
     /// At most `n` queries read with consumers of their own at once.
     pub fn with_private_scans(mut self, n: usize) -> Self {
-        self.private_scans = Arc::new(Semaphore::new(n.max(1)));
+        self.readers.private_scans = Arc::new(Semaphore::new(n.max(1)));
+        self
+    }
+
+    /// Snapshots are served from a decoded copy of each topic of at most
+    /// `bytes` in memory; 0: every snapshot reads the broker.
+    pub fn with_retained_bytes(mut self, bytes: usize) -> Self {
+        self.readers.retained = RetainedTopics::with_max_bytes(bytes);
         self
     }
 
@@ -582,8 +593,7 @@ impl Registrar<'_> {
             mode: self.mode,
             event_clock,
             notices: self.notices.clone(),
-            live: self.catalog.live.clone(),
-            private_scans: self.catalog.private_scans.clone(),
+            readers: self.catalog.readers.clone(),
         };
         // Marked bounded even when tailing: the continuous driver never runs a
         // pipeline-breaking operator over it, and DataFusion would refuse to plan.

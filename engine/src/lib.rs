@@ -15,4 +15,6 @@ pub mod server;
 pub mod service;
 
 pub use catalog::DEFAULT_PRIVATE_SCANS;
-pub use server::{start, NodeOptions, RunningNode, DEFAULT_MAX_CONCURRENT_QUERIES};
+pub use server::{
+    start, NodeOptions, RunningNode, DEFAULT_MAX_CONCURRENT_QUERIES, DEFAULT_SNAPSHOT_MEMORY_MIB,
+};

@@ -34,6 +34,10 @@ struct Args {
     /// consumer per topic and do not count.
     #[arg(long, env = "VELO_ENGINE_MAX_PRIVATE_SCANS", default_value_t = velo_engine::DEFAULT_PRIVATE_SCANS)]
     max_private_scans: usize,
+    /// MiB of memory per topic for a decoded copy of it that snapshots read
+    /// instead of the broker; 0: snapshots always read the broker.
+    #[arg(long, env = "VELO_ENGINE_SNAPSHOT_MEMORY_MIB", default_value_t = velo_engine::DEFAULT_SNAPSHOT_MEMORY_MIB)]
+    snapshot_memory_mib: usize,
     /// Serve the demo's `trades` stream: start an in-process Kafka with a
     /// synthetic `trades` topic, or, with --kafka-bootstrap (another demo
     /// node's), join that Kafka instead.
@@ -69,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
         config_file: args.config,
         max_concurrent_queries: args.max_concurrent_queries,
         max_private_scans: args.max_private_scans,
+        snapshot_memory_mib: args.snapshot_memory_mib,
         catalog_topic: args.catalog_topic,
         demo: args.demo,
         demo_rate: args.demo_rate,

@@ -22,6 +22,19 @@ use crate::service::EngineNode;
 /// about 100 KiB (measured with 500), so the default allows about 1 GiB.
 pub const DEFAULT_MAX_CONCURRENT_QUERIES: usize = 10_000;
 
+/// Each query's request arrives as one small HTTP/2 DATA frame, and the
+/// HTTP/2 server closes a connection whose small frames not yet read by the
+/// node pass a budget of half the connection window (a defence against
+/// floods of tiny frames). At hyper's default window of 1 MiB, about 3,000
+/// queries opened at once by one gateway (restarted under its clients)
+/// closed the connection and failed every query on it. At 64 MiB the
+/// budget holds over 100,000 requests, ten times the default admission
+/// limit; the window also bounds request bytes a client may send unread.
+const CONNECTION_WINDOW: u32 = 64 << 20;
+
+/// MiB of decoded rows kept per topic for snapshots.
+pub const DEFAULT_SNAPSHOT_MEMORY_MIB: usize = crate::kafka::DEFAULT_RETAINED_BYTES >> 20;
+
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
     /// Address to listen on; port 0 picks a free one.
@@ -34,6 +47,9 @@ pub struct NodeOptions {
     /// tailing from the live position share one consumer per topic and do
     /// not count.
     pub max_private_scans: usize,
+    /// Memory, in MiB, for each topic's decoded copy that snapshots read
+    /// instead of the broker; 0: snapshots always read the broker.
+    pub snapshot_memory_mib: usize,
     /// The cluster's catalog command topic (`_velo_catalog` unless given);
     /// empty: a node-local catalog. Unused without Kafka.
     pub catalog_topic: Option<String>,
@@ -54,6 +70,7 @@ impl Default for NodeOptions {
             config_file: None,
             max_concurrent_queries: DEFAULT_MAX_CONCURRENT_QUERIES,
             max_private_scans: DEFAULT_PRIVATE_SCANS,
+            snapshot_memory_mib: DEFAULT_SNAPSHOT_MEMORY_MIB,
             catalog_topic: None,
             demo: false,
             demo_rate: 1000,
@@ -143,9 +160,13 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
             .map_err(|e| anyhow::anyhow!("stream {}: {e}", s.name))?;
     }
     let max_private_scans = file.max_private_scans.unwrap_or(options.max_private_scans);
+    let snapshot_memory_mib = file
+        .snapshot_memory_mib
+        .unwrap_or(options.snapshot_memory_mib);
     let catalog = Arc::new(
         Catalog::new(bootstrap.clone(), streams, file.tables.clone())
-            .with_private_scans(max_private_scans),
+            .with_private_scans(max_private_scans)
+            .with_retained_bytes(snapshot_memory_mib << 20),
     );
     let catalog_topic = Some(catalog_topic).filter(|t| !t.is_empty() && bootstrap.is_some());
     let ddl = match (&bootstrap, &catalog_topic) {
@@ -178,6 +199,7 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
             socket
         });
         let result = tonic::transport::Server::builder()
+            .initial_connection_window_size(CONNECTION_WINDOW)
             .add_service(health_service)
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, async {

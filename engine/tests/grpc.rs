@@ -21,12 +21,20 @@ use velo_proto::v1::{
 use velo_proto::EngineServiceClient;
 
 async fn node_with(max: usize, rate: u32) -> (RunningNode, EngineServiceClient<Channel>) {
+    node_with_options(NodeOptions {
+        max_concurrent_queries: max,
+        demo_rate: rate,
+        ..NodeOptions::default()
+    })
+    .await
+}
+
+/// A demo node on a free port with `options`.
+async fn node_with_options(options: NodeOptions) -> (RunningNode, EngineServiceClient<Channel>) {
     let node = velo_engine::start(NodeOptions {
         listen: "127.0.0.1:0".into(),
         demo: true,
-        demo_rate: rate,
-        max_concurrent_queries: max,
-        ..NodeOptions::default()
+        ..options
     })
     .await
     .expect("node starts");
@@ -486,9 +494,17 @@ fn skipped_by_retention(n: &Notice) -> u64 {
 
 /// A snapshot that loses events to retention while it reads says so, in a
 /// WARNING notice before its Complete; one that loses none says nothing.
+/// (Snapshots read the broker here: from memory, they lose nothing while
+/// the node's copy of the topic keeps up with retention.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_that_retention_outran_warns_its_client() {
-    let (node, mut client) = node_with(4, 100).await;
+    let (node, mut client) = node_with_options(NodeOptions {
+        max_concurrent_queries: 4,
+        demo_rate: 100,
+        snapshot_memory_mib: 0,
+        ..NodeOptions::default()
+    })
+    .await;
     // The demo's small trades are far from the 5 MiB retention keeps.
     wait_for_trades(&mut client, 1).await;
     for sql in [
@@ -1366,4 +1382,65 @@ async fn cancel_session_cancels_every_query_of_the_session() {
     assert!(!s2.is_finished());
     assert_eq!(cancel("s2").await, 1);
     assert_eq!(s2.await.unwrap().expect("cancelled").sqlstate, "57014");
+}
+
+/// A gateway that restarts under thousands of clients opens their queries
+/// on one fresh connection almost at once. Each request is a small HTTP/2
+/// DATA frame, and HTTP/2 servers count buffered small frames against a
+/// budget (half the connection window) to stop floods of them: with the
+/// default 1 MiB window, a few thousand requests the node had not yet read
+/// made it close the connection ("too_many_data_frames"), and every query
+/// on it failed (in every run of this test before the node's window grew).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_queries_on_one_connection_all_start() {
+    const BURST: usize = 8_000;
+    const ROUNDS: usize = 3;
+    let (node, _client) = node_with(BURST * ROUNDS, 100).await;
+    for round in 0..ROUNDS {
+        // A connection of its own per round: the budget is per connection.
+        // The client's side has the same budget for the small frames it has
+        // not read (heartbeats on streams the test is not reading yet): a
+        // large window, as the gateway's.
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", node.addr))
+            .expect("address")
+            .initial_connection_window_size(i32::MAX as u32)
+            .connect()
+            .await
+            .expect("connects");
+        let fresh = EngineServiceClient::new(channel);
+        let opened = futures::future::join_all((0..BURST).map(|_| {
+            let mut client = fresh.clone();
+            // No rows: the queries' events would fill the client's own
+            // connection window while the test reads one stream at a time.
+            async move {
+                client
+                    .execute_query(request(
+                        "SELECT symbol FROM trades WHERE symbol = 'none' EMIT CHANGES",
+                    ))
+                    .await
+            }
+        }));
+        let opened = tokio::time::timeout(Duration::from_secs(60), opened)
+            .await
+            .expect("the burst was not answered within 60 s");
+        let mut streams = Vec::with_capacity(BURST);
+        for (i, response) in opened.into_iter().enumerate() {
+            match response {
+                Ok(response) => streams.push(response.into_inner()),
+                Err(status) => panic!("round {round}: query {i} of the burst failed: {status}"),
+            }
+        }
+        let first = futures::future::join_all(streams.iter_mut().map(|s| s.message()));
+        let first = tokio::time::timeout(Duration::from_secs(60), first)
+            .await
+            .expect("not every query of the burst answered within 60 s");
+        for (i, message) in first.into_iter().enumerate() {
+            match message {
+                Ok(Some(ExecuteQueryResponse {
+                    event: Some(Event::Schema(_)),
+                })) => {}
+                other => panic!("round {round}: query {i} began with {other:?}, not its schema"),
+            }
+        }
+    }
 }

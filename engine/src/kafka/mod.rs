@@ -1,13 +1,16 @@
 //! Kafka topics as DataFusion partition streams: JSON values decoded into
 //! Arrow batches, read either as a bounded snapshot (up to the high
 //! watermarks seen at start) or tailed forever. Queries tailing from the
-//! live position share one consumer per topic (`live`); snapshots and
-//! replays from the earliest offset own theirs. Dropping the stream stops
-//! a query's part in either.
+//! live position share one consumer per topic (`live`); snapshots slice a
+//! decoded copy of the topic kept in memory (`retained`) when it holds
+//! their offsets; other snapshots and replays from the earliest offset own
+//! a consumer. Dropping the stream stops a query's part in any of them.
 
 mod live;
+mod retained;
 
 pub use live::{LiveTopics, MAX_LAG_ROWS};
+pub use retained::{RetainedTopics, DEFAULT_RETAINED_BYTES};
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -67,9 +70,19 @@ pub struct KafkaPartition {
     pub event_clock: Option<(usize, EventClock)>,
     /// Where a snapshot tells its query's client about events it lost.
     pub notices: QueryNotices,
-    /// The node's shared consumers, for tailing from the live position.
+    /// Where the node reads topics.
+    pub readers: Readers,
+}
+
+/// How a node reads its topics, shared by every query.
+#[derive(Debug, Clone)]
+pub struct Readers {
+    /// One consumer per topic, for tailing from the live position.
     pub live: LiveTopics,
-    /// Permits for a consumer of the query's own (a snapshot, a replay).
+    /// Decoded topics in memory, for snapshots.
+    pub retained: RetainedTopics,
+    /// Permits for a consumer of the query's own (a snapshot memory cannot
+    /// serve, a replay).
     pub private_scans: Arc<tokio::sync::Semaphore>,
 }
 
@@ -113,6 +126,7 @@ impl PartitionStream for KafkaPartition {
             ReadMode::Tail {
                 from_earliest: false,
             } => self
+                .readers
                 .live
                 .subscribe(&self.bootstrap, &self.topic, &self.schema)
                 .boxed(),
@@ -145,11 +159,22 @@ impl KafkaPartition {
             mode: self.mode,
             notices: self.notices.clone(),
         };
-        let permits = self.private_scans.clone();
+        let readers = self.readers.clone();
         tokio::spawn(async move {
             let result = tokio::select! {
                 r = async {
-                    let _permit = permits.acquire_owned().await;
+                    if scan.mode == ReadMode::Snapshot {
+                        let from_memory = readers.retained.snapshot(&scan.bootstrap, &scan.topic, &scan.schema).await;
+                        if let Some((batches, deleted)) = from_memory {
+                            // Told before the rows, which may end the query (LIMIT).
+                            tell_deleted(&scan.topic, &scan.notices, deleted);
+                            for batch in batches {
+                                send(&tx, Some(batch)).await;
+                            }
+                            return Ok(());
+                        }
+                    }
+                    let _permit = readers.private_scans.acquire_owned().await;
                     scan.run(&tx).await
                 } => r,
                 _ = tx.closed() => Ok(()),
@@ -308,23 +333,31 @@ impl Scan {
             };
             let deleted = deleted + gaps.jumped;
             if deleted > 0 {
-                tracing::warn!(
-                    topic = %self.topic,
-                    partition,
-                    deleted,
-                    "a snapshot lost {deleted} events that retention deleted before they were read; it went on from the new start of the log"
-                );
                 by_partition.push((partition, deleted));
             }
         }
-        if by_partition.is_empty() {
-            return 0;
-        }
-        by_partition.sort_unstable();
-        self.notices
-            .push(Notice::retention_deleted(&self.topic, &by_partition));
-        by_partition.iter().map(|(_, n)| n).sum()
+        tell_deleted(&self.topic, &self.notices, by_partition)
     }
+}
+
+/// Logs by partition how many events a snapshot lost because retention
+/// deleted them before they were read, tells the query's client in a
+/// notice, and returns the total.
+fn tell_deleted(topic: &str, notices: &QueryNotices, mut by_partition: Vec<(i32, u64)>) -> u64 {
+    if by_partition.is_empty() {
+        return 0;
+    }
+    by_partition.sort_unstable();
+    for (partition, deleted) in &by_partition {
+        tracing::warn!(
+            topic,
+            partition,
+            deleted,
+            "a snapshot lost {deleted} events that retention deleted before they were read; it went on from the new start of the log"
+        );
+    }
+    notices.push(Notice::retention_deleted(topic, &by_partition));
+    by_partition.iter().map(|(_, n)| n).sum()
 }
 
 /// Moves the consumer's position in `partition` to `offset`.
