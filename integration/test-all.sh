@@ -5,5 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./integration/setup.sh
 # The end-to-end tests start the workspace's binaries as real processes.
-cargo build --workspace --bins
+# All targets at once: the tests' dev-dependencies turn on more features of
+# shared crates (serde, hashbrown, ...), and building the binaries without
+# them would compile DataFusion and everything under it a second time.
+cargo build --workspace --all-targets
 cargo nextest run --workspace --no-fail-fast "$@"
