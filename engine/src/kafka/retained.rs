@@ -12,6 +12,7 @@
 //! offsets, or it stopped on an error — the snapshot reads the broker
 //! itself, as it did before this store existed.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -112,7 +113,13 @@ impl RetainedTopics {
         if of_topic.len() >= MAX_SCHEMAS_PER_TOPIC {
             return None;
         }
-        let consumer: StreamConsumer = match consumer_config(bootstrap).create() {
+        // If retention deletes offsets before the reader gets to them, it
+        // goes on from the new start of the log (librdkafka's default would
+        // jump to the end, and the rows between would be silently missing).
+        let consumer: StreamConsumer = match consumer_config(bootstrap)
+            .set("auto.offset.reset", "earliest")
+            .create()
+        {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(topic, "cannot start reading the topic into memory: {e}");
@@ -245,10 +252,8 @@ impl Retained {
                     let message = message?;
                     let partition = message.partition();
                     let batcher = match batchers.entry(partition) {
-                        std::collections::hash_map::Entry::Occupied(b) => b.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(v) => {
-                            v.insert(Batcher::new(&self.schema)?)
-                        }
+                        Entry::Occupied(b) => b.into_mut(),
+                        Entry::Vacant(v) => v.insert(Batcher::new(&self.schema)?),
                     };
                     batcher.push(message.offset(), message.payload(), &self.topic)?;
                     if batcher.offsets.len() >= MAX_BATCH_ROWS {
@@ -614,12 +619,13 @@ mod tests {
             .collect()
     }
 
-    fn schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]))
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn snapshots_read_memory_and_lose_no_row_to_a_bad_message() {
+    /// A mock cluster with topic `t` (one partition), its bootstrap
+    /// servers and a producer.
+    fn topic_t() -> (
+        MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+        String,
+        FutureProducer,
+    ) {
         let cluster = MockCluster::new(1).expect("mock cluster");
         cluster.create_topic("t", 1, 1).expect("topic");
         let bootstrap = cluster.bootstrap_servers();
@@ -628,6 +634,16 @@ mod tests {
             .set("linger.ms", "0")
             .create()
             .expect("producer");
+        (cluster, bootstrap, producer)
+    }
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn snapshots_read_memory_and_lose_no_row_to_a_bad_message() {
+        let (_cluster, bootstrap, producer) = topic_t();
         // Not JSON and the wrong type, among good rows: a decoder that
         // started afresh, or a batch that failed whole, would lose those.
         for n in 1..=50 {
@@ -660,14 +676,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_snapshot_memory_no_longer_holds_reads_the_broker() {
-        let cluster = MockCluster::new(1).expect("mock cluster");
-        cluster.create_topic("t", 1, 1).expect("topic");
-        let bootstrap = cluster.bootstrap_servers();
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("linger.ms", "0")
-            .create()
-            .expect("producer");
+        let (_cluster, bootstrap, producer) = topic_t();
         for n in 1..=100 {
             produce(&producer, &format!(r#"{{"n":{n}}}"#)).await;
         }
