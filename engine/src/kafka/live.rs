@@ -280,23 +280,15 @@ impl Stream for Subscription {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{produce_to_t, schema_of_t, topic_t};
     use super::*;
     use datafusion::arrow::array::AsArray;
-    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use datafusion::arrow::datatypes::Int64Type;
     use futures::StreamExt;
-    use rdkafka::mocking::MockCluster;
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-    use rdkafka::ClientConfig;
+    use rdkafka::producer::FutureProducer;
 
     async fn produce(producer: &FutureProducer, n: i64) {
-        let payload = format!(r#"{{"n":{n}}}"#);
-        producer
-            .send(
-                FutureRecord::<(), _>::to("t").payload(&payload),
-                Duration::from_secs(5),
-            )
-            .await
-            .expect("produced");
+        produce_to_t(producer, &format!(r#"{{"n":{n}}}"#)).await;
     }
 
     /// The numbers in the next batch, if one comes within `wait`.
@@ -307,15 +299,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_reader_feeds_every_query_and_drops_the_one_that_stops_reading() {
-        let cluster = MockCluster::new(1).expect("mock cluster");
-        cluster.create_topic("t", 1, 1).expect("topic");
-        let bootstrap = cluster.bootstrap_servers();
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("linger.ms", "0")
-            .create()
-            .expect("producer");
-        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let (_cluster, bootstrap, producer) = topic_t();
+        let schema = schema_of_t();
         let topics = LiveTopics::with_max_lag(100);
         let mut fast = topics.subscribe(&bootstrap, "t", &schema);
         let mut slow = topics.subscribe(&bootstrap, "t", &schema);

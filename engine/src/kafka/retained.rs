@@ -18,7 +18,6 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arrow::json::reader::Decoder;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -26,7 +25,8 @@ use rdkafka::Message;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{consumer_config, new_decoder, plan_assignment, ReadMode, MAX_BATCH_ROWS};
+use super::batcher::{Batcher, Flushed};
+use super::{consumer_config, plan_assignment, ReadMode, MAX_BATCH_ROWS};
 use crate::error::EngineError;
 
 /// Memory one topic's store may hold (decoded rows and their offsets);
@@ -243,7 +243,7 @@ impl Retained {
         let mut batchers: HashMap<i32, Batcher> = HashMap::new();
         let mut idle_check = tokio::time::interval(IDLE_CHECK);
         loop {
-            let pending = batchers.values().any(|b| b.next.is_some());
+            let pending = batchers.values().any(Batcher::has_pending);
             tokio::select! {
                 // Messages already waiting first; what has been decoded is
                 // added as soon as none is.
@@ -256,13 +256,13 @@ impl Retained {
                         Entry::Vacant(v) => v.insert(Batcher::new(&self.schema)?),
                     };
                     batcher.push(message.offset(), message.payload(), &self.topic)?;
-                    if batcher.offsets.len() >= MAX_BATCH_ROWS {
+                    if batcher.len() >= MAX_BATCH_ROWS {
                         self.add(partition, batcher.flush(&self.topic)?);
                     }
                 }
                 _ = std::future::ready(()), if pending => {
                     for (partition, batcher) in batchers.iter_mut() {
-                        if batcher.next.is_some() {
+                        if batcher.has_pending() {
                             self.add(*partition, batcher.flush(&self.topic)?);
                         }
                     }
@@ -455,162 +455,12 @@ impl Log {
     }
 }
 
-/// One partition's messages decoded into Arrow rows, each row's offset
-/// remembered.
-struct Batcher {
-    schema: SchemaRef,
-    decoder: Decoder,
-    offsets: Vec<i64>,
-    /// The payloads decoded since the last flush and where each ends, to
-    /// decode again when a malformed message leaves the decoder unusable
-    /// (its rows would be lost with it).
-    payloads: Vec<u8>,
-    ends: Vec<(usize, i64)>,
-    /// The offset after the last message taken since the last flush.
-    next: Option<i64>,
-}
-
-/// What a flush hands over.
-struct Flushed {
-    batch: Option<RecordBatch>,
-    offsets: Vec<i64>,
-    next: i64,
-}
-
-impl Batcher {
-    fn new(schema: &SchemaRef) -> Result<Self, EngineError> {
-        Ok(Self {
-            schema: schema.clone(),
-            decoder: new_decoder(schema)?,
-            offsets: Vec::new(),
-            payloads: Vec::new(),
-            ends: Vec::new(),
-            next: None,
-        })
-    }
-
-    fn push(
-        &mut self,
-        offset: i64,
-        payload: Option<&[u8]>,
-        topic: &str,
-    ) -> Result<(), EngineError> {
-        self.next = Some(offset + 1);
-        let Some(payload) = payload else {
-            return Ok(());
-        };
-        let before = self.decoder.len();
-        match self.decoder.decode(payload) {
-            Ok(_) => {
-                let added = self.decoder.len() - before;
-                self.offsets.extend(std::iter::repeat_n(offset, added));
-                self.payloads.extend_from_slice(payload);
-                self.ends.push((self.payloads.len(), offset));
-                Ok(())
-            }
-            Err(e) => {
-                tracing::warn!(topic, offset, "skipping malformed message: {e}");
-                self.redecode()
-            }
-        }
-    }
-
-    /// A fresh decoder fed again with the payloads decoded since the last
-    /// flush (all of which decoded before).
-    fn redecode(&mut self) -> Result<(), EngineError> {
-        self.decoder = new_decoder(&self.schema)?;
-        self.offsets.clear();
-        let mut start = 0;
-        for &(end, offset) in &self.ends {
-            let before = self.decoder.len();
-            self.decoder.decode(&self.payloads[start..end])?;
-            let added = self.decoder.len() - before;
-            self.offsets.extend(std::iter::repeat_n(offset, added));
-            start = end;
-        }
-        Ok(())
-    }
-
-    /// The rows decoded since the last flush. A batch that does not fit the
-    /// schema (a value of the wrong type) is taken message by message, so
-    /// that only the messages at fault are skipped.
-    fn flush(&mut self, topic: &str) -> Result<Flushed, EngineError> {
-        let next = self.next.take().unwrap_or_default();
-        let batch = match self.decoder.flush() {
-            Ok(batch) => batch,
-            Err(e) => {
-                tracing::warn!(
-                    topic,
-                    "a batch did not fit the schema ({e}); decoding its messages one by one"
-                );
-                self.decoder = new_decoder(&self.schema)?;
-                Some(self.flush_one_by_one(topic)?)
-            }
-        };
-        let offsets = std::mem::take(&mut self.offsets);
-        self.payloads.clear();
-        self.ends.clear();
-        Ok(Flushed {
-            batch,
-            offsets,
-            next,
-        })
-    }
-
-    fn flush_one_by_one(&mut self, topic: &str) -> Result<RecordBatch, EngineError> {
-        let mut batches = Vec::new();
-        self.offsets.clear();
-        let mut start = 0;
-        for &(end, offset) in &self.ends {
-            let payload = &self.payloads[start..end];
-            start = end;
-            let decoded = self
-                .decoder
-                .decode(payload)
-                .map_err(EngineError::from)
-                .and_then(|_| self.decoder.flush().map_err(EngineError::from));
-            match decoded {
-                Ok(Some(batch)) => {
-                    self.offsets
-                        .extend(std::iter::repeat_n(offset, batch.num_rows()));
-                    batches.push(batch);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(
-                        topic,
-                        offset,
-                        "skipping a message that does not fit the schema: {e}"
-                    );
-                    self.decoder = new_decoder(&self.schema)?;
-                }
-            }
-        }
-        Ok(datafusion::arrow::compute::concat_batches(
-            &self.schema,
-            &batches,
-        )?)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{produce_good_and_bad, produce_to_t, schema_of_t, topic_t};
     use super::*;
     use datafusion::arrow::array::AsArray;
-    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
-    use rdkafka::mocking::MockCluster;
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-    use rdkafka::ClientConfig;
-
-    async fn produce(producer: &FutureProducer, payload: &str) {
-        producer
-            .send(
-                FutureRecord::<(), _>::to("t").payload(payload),
-                Duration::from_secs(5),
-            )
-            .await
-            .expect("produced");
-    }
+    use datafusion::arrow::datatypes::Int64Type;
 
     fn numbers(rows: &SnapshotRows) -> Vec<i64> {
         rows.0
@@ -619,44 +469,13 @@ mod tests {
             .collect()
     }
 
-    /// A mock cluster with topic `t` (one partition), its bootstrap
-    /// servers and a producer.
-    fn topic_t() -> (
-        MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
-        String,
-        FutureProducer,
-    ) {
-        let cluster = MockCluster::new(1).expect("mock cluster");
-        cluster.create_topic("t", 1, 1).expect("topic");
-        let bootstrap = cluster.bootstrap_servers();
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("linger.ms", "0")
-            .create()
-            .expect("producer");
-        (cluster, bootstrap, producer)
-    }
-
-    fn schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]))
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn snapshots_read_memory_and_lose_no_row_to_a_bad_message() {
         let (_cluster, bootstrap, producer) = topic_t();
-        // Not JSON and the wrong type, among good rows: a decoder that
-        // started afresh, or a batch that failed whole, would lose those.
-        for n in 1..=50 {
-            produce(&producer, &format!(r#"{{"n":{n}}}"#)).await;
-        }
-        produce(&producer, "not json").await;
-        produce(&producer, r#"{"n":"abc"}"#).await;
-        for n in 51..=100 {
-            produce(&producer, &format!(r#"{{"n":{n}}}"#)).await;
-        }
+        produce_good_and_bad(&producer).await;
         let topics = RetainedTopics::default();
         let rows = topics
-            .snapshot(&bootstrap, "t", &schema())
+            .snapshot(&bootstrap, "t", &schema_of_t())
             .await
             .expect("served from memory");
         assert_eq!(numbers(&rows), (1..=100).collect::<Vec<_>>());
@@ -664,10 +483,10 @@ mod tests {
 
         // The next snapshot finds the store and the rows added since.
         for n in 101..=110 {
-            produce(&producer, &format!(r#"{{"n":{n}}}"#)).await;
+            produce_to_t(&producer, &format!(r#"{{"n":{n}}}"#)).await;
         }
         let rows = topics
-            .snapshot(&bootstrap, "t", &schema())
+            .snapshot(&bootstrap, "t", &schema_of_t())
             .await
             .expect("served from memory");
         assert_eq!(numbers(&rows), (1..=110).collect::<Vec<_>>());
@@ -678,15 +497,21 @@ mod tests {
     async fn a_snapshot_memory_no_longer_holds_reads_the_broker() {
         let (_cluster, bootstrap, producer) = topic_t();
         for n in 1..=100 {
-            produce(&producer, &format!(r#"{{"n":{n}}}"#)).await;
+            produce_to_t(&producer, &format!(r#"{{"n":{n}}}"#)).await;
         }
         // Room for less than the topic: its oldest rows are evicted, which
         // the log still has.
         let topics = RetainedTopics::with_max_bytes(1);
-        assert!(topics.snapshot(&bootstrap, "t", &schema()).await.is_none());
+        assert!(topics
+            .snapshot(&bootstrap, "t", &schema_of_t())
+            .await
+            .is_none());
         // And none at all keeps nothing.
         let none = RetainedTopics::with_max_bytes(0);
-        assert!(none.snapshot(&bootstrap, "t", &schema()).await.is_none());
+        assert!(none
+            .snapshot(&bootstrap, "t", &schema_of_t())
+            .await
+            .is_none());
         assert!(none.is_empty());
     }
 }
