@@ -175,6 +175,36 @@ fn text_output_matches_postgresql_15() {
     }
 }
 
+/// Statements the gateway parses itself, with words PostgreSQL's grammar
+/// does not allow after them: the same errors, at the same carets, as
+/// PostgreSQL 15 gives (the gateway used to ignore what followed).
+#[test]
+fn locally_parsed_statements_refuse_trailing_words_as_postgresql_does() {
+    let pg = Postgres::start();
+    let gw = Gateway::start(&[]);
+    let script = "COPY (SELECT 1) TO STDOUT garbage words;\n\
+                  COPY (SELECT 1) TO STDOUT (bogus);\n\
+                  COPY (SELECT 1) TO STDOUT (FORMAT csv) extra;\n\
+                  BEGIN garbage;\n\
+                  COMMIT AND;\n\
+                  ROLLBACK garbage;\n\
+                  DISCARD garbage;\n\
+                  LISTEN a b;\n\
+                  RESET a b;\n\
+                  SHOW a b;\n\
+                  CLOSE a b;\n";
+    let ours = run_script(gw.psql("alice"), script);
+    let theirs = run_script(pg.psql(), script);
+    assert_eq!(
+        stderr(&theirs).matches("ERROR:").count(),
+        11,
+        "{}",
+        stderr(&theirs)
+    );
+    assert_eq!(stderr(&ours), stderr(&theirs));
+    assert_eq!(stdout(&ours), stdout(&theirs));
+}
+
 /// Starts psql on a continuous statement and returns it once `lines` rows
 /// have arrived.
 fn watch(gw: &Gateway, args: &[&str], sql: &str, lines: usize) -> Proc {

@@ -6,6 +6,9 @@ use velo_proto::v1::QueryError;
 use crate::pg::sqlstate as code;
 use crate::pg::{Response, Severity};
 
+/// PostgreSQL's message for a statement that ends too soon.
+pub const END_OF_INPUT: &str = "syntax error at end of input";
+
 /// What went wrong with a statement or a connection. Each variant maps to
 /// one SQLSTATE; `ClientGone` is never sent (there is no one to send it
 /// to) and ends the connection quietly.
@@ -16,6 +19,9 @@ pub enum GatewayError {
     Engine(QueryError),
     #[error("{0}")]
     Syntax(String),
+    /// A syntax error at a character (1-based) of the statement.
+    #[error("{message}")]
+    SyntaxAt { message: String, position: u32 },
     #[error("{0}")]
     Unsupported(String),
     #[error("unrecognized configuration parameter \"{0}\"")]
@@ -107,7 +113,7 @@ impl GatewayError {
         match self {
             Self::Engine(e) if !e.sqlstate.is_empty() => &e.sqlstate,
             Self::Engine(_) => code::INTERNAL_ERROR,
-            Self::Syntax(_) => code::SYNTAX_ERROR,
+            Self::Syntax(_) | Self::SyntaxAt { .. } => code::SYNTAX_ERROR,
             Self::Unsupported(_) | Self::Catalog(_) => code::FEATURE_NOT_SUPPORTED,
             Self::UnknownSetting(_) => code::UNDEFINED_OBJECT,
             Self::InvalidValue(_) => code::INVALID_PARAMETER_VALUE,
@@ -169,17 +175,36 @@ impl GatewayError {
             response.hint = (!e.hint.is_empty()).then(|| e.hint.clone());
             response.position = (e.position > 0).then_some(e.position);
         }
+        if let Self::SyntaxAt { position, .. } = self {
+            response.position = Some(*position);
+        }
         response
     }
 
-    /// Engine positions count from the statement sent; clients expect them
-    /// from the start of their Query message.
+    /// A syntax error found at the end of a statement that a `;` ends is,
+    /// in PostgreSQL's words, at or near that `;`.
+    pub fn at_semicolon(self) -> Self {
+        match self {
+            Self::SyntaxAt { message, position } if message == END_OF_INPUT => Self::SyntaxAt {
+                message: "syntax error at or near \";\"".into(),
+                position,
+            },
+            other => other,
+        }
+    }
+
+    /// Positions count from the statement; clients expect them from the
+    /// start of their Query message.
     pub fn shifted(self, offset: u32) -> Self {
         match self {
             Self::Engine(mut q) if q.position > 0 => {
                 q.position += offset;
                 Self::Engine(q)
             }
+            Self::SyntaxAt { message, position } => Self::SyntaxAt {
+                message,
+                position: position + offset,
+            },
             other => other,
         }
     }

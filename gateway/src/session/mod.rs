@@ -156,6 +156,12 @@ impl Session {
                 Ok(text) => sql::classify(text),
                 Err(e) => Statement::Invalid(e),
             };
+            let statement = match statement {
+                Statement::Invalid(e) if piece.ends_at_semicolon(text) => {
+                    Statement::Invalid(e.at_semicolon())
+                }
+                other => other,
+            };
             let started = Instant::now();
             self.route = Route::Local;
             let span = tracing::info_span!("query", query_id = Empty);
@@ -209,7 +215,7 @@ impl Session {
                 self.run_query(conn, piece.text, piece.offset, Framing::Rows)
                     .await
             }
-            Statement::Invalid(e) => Err(e.clone()),
+            Statement::Invalid(e) => Err(e.clone().shifted(piece.offset)),
             local => {
                 match self.local(conn, local)? {
                     Local::Command(tag) => conn.send(B::CommandComplete(CommandComplete::new(tag))),

@@ -19,6 +19,17 @@ pub struct Piece<'a> {
 pub const MAX_DEPTH: u32 = 1_000;
 
 impl Piece<'_> {
+    /// Whether `;` follows the statement in `message`, the text it was
+    /// split from: a statement that ends too soon is then, as PostgreSQL
+    /// reports it, a syntax error at or near ";" rather than at the end of
+    /// the input.
+    pub fn ends_at_semicolon(&self, message: &str) -> bool {
+        let start = self.text.as_ptr() as usize - message.as_ptr() as usize;
+        message
+            .get(start + self.text.len()..)
+            .is_some_and(|rest| rest.trim_start().starts_with(';'))
+    }
+
     /// The statement, unless it nests too deeply to be parsed safely.
     pub fn checked(&self) -> Result<&str, GatewayError> {
         if self.depth > MAX_DEPTH {
