@@ -458,6 +458,16 @@ fn set(words: &[String]) -> Result<Statement, GatewayError> {
     let (name, value_words): (String, &[&str]) = match rest.as_slice() {
         ["time", "zone", v @ ..] => ("TimeZone".into(), v),
         ["characteristics", ..] | ["transaction", ..] => return Ok(Statement::Set(Set::Ignored)),
+        // Sessions keep their login user; resetting to it is a no-op (BI
+        // tools reset impersonation with it).
+        ["role", "none"] | ["authorization", "default"] => {
+            return Ok(Statement::Set(Set::Ignored))
+        }
+        ["role", ..] | ["authorization", ..] => {
+            return Err(GatewayError::Unsupported(
+                "SET ROLE and SET SESSION AUTHORIZATION are not supported: a session keeps the user it logged in as".into(),
+            ))
+        }
         ["names", v @ ..] => ("client_encoding".into(), v),
         [name, "to" | "=", v @ ..] => (name.to_string(), v),
         _ => {
@@ -972,6 +982,26 @@ mod tests {
                 }
                 other => panic!("{sql}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn set_role_none_is_accepted_and_other_roles_are_not() {
+        for sql in [
+            "SET ROLE NONE",
+            "SET SESSION ROLE NONE",
+            "SET SESSION AUTHORIZATION DEFAULT",
+        ] {
+            assert!(
+                matches!(classify(sql), Statement::Set(Set::Ignored)),
+                "{sql}"
+            );
+        }
+        for sql in ["SET ROLE bob", "SET SESSION AUTHORIZATION bob"] {
+            assert!(
+                matches!(classify(sql), Statement::Invalid(e) if e.sqlstate() == "0A000"),
+                "{sql}"
+            );
         }
     }
 
