@@ -144,6 +144,21 @@ pub fn register_static(registry: &mut dyn FunctionRegistry) -> Result<()> {
         null_of("pg_get_ruledef", &[1, 2], text.clone()),
         null_of("pg_tablespace_location", &[1], text.clone()),
         constant_bool("pg_type_is_visible", &[1], true),
+        // Every object the catalog lists is in a schema on the search path.
+        constant_bool("pg_collation_is_visible", &[1], true),
+        constant_bool("pg_conversion_is_visible", &[1], true),
+        constant_bool("pg_opclass_is_visible", &[1], true),
+        constant_bool("pg_operator_is_visible", &[1], true),
+        constant_bool("pg_opfamily_is_visible", &[1], true),
+        constant_bool("pg_statistics_obj_is_visible", &[1], true),
+        constant_bool("pg_ts_config_is_visible", &[1], true),
+        constant_bool("pg_ts_dict_is_visible", &[1], true),
+        constant_bool("pg_ts_parser_is_visible", &[1], true),
+        constant_bool("pg_ts_template_is_visible", &[1], true),
+        // Sessions have no temporary schemas.
+        constant_bool("pg_is_other_temp_schema", &[1], false),
+        text_function("quote_literal", |v| Some(quote_literal(v))),
+        text_function("quote_ident", |v| Some(quote_ident(v))),
         constant_bool("pg_function_is_visible", &[1], true),
         constant_bool("pg_is_in_recovery", &[0], false),
         constant_bool("pg_has_role", &[2, 3], true),
@@ -230,7 +245,7 @@ fn pg_format(template: &str, values: &[Option<&str>]) -> String {
                 match (kind, value) {
                     ('s', v) => out.push_str(v.unwrap_or("")),
                     ('I', Some(v)) => out.push_str(&quote_ident(v)),
-                    ('L', Some(v)) => out.push_str(&format!("'{}'", v.replace('\'', "''"))),
+                    ('L', Some(v)) => out.push_str(&quote_literal(v)),
                     ('L', None) => out.push_str("NULL"),
                     _ => {}
                 }
@@ -243,6 +258,30 @@ fn pg_format(template: &str, values: &[Option<&str>]) -> String {
         }
     }
     out
+}
+
+/// PostgreSQL's quote_literal(): quotes doubled, and with a backslash in
+/// the value, the E'' form with backslashes doubled.
+fn quote_literal(value: &str) -> String {
+    let quoted = value.replace('\'', "''");
+    if value.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
+    }
+}
+
+/// A one-argument text function, NULL for NULL.
+fn text_function(name: &'static str, f: fn(&str) -> Option<String>) -> ScalarUDF {
+    function(name, &[1], DataType::Utf8, move |args, _| {
+        let values = as_text(&args[0])?;
+        Ok(Arc::new(
+            values
+                .iter()
+                .map(|v| v.and_then(f))
+                .collect::<StringArray>(),
+        ) as ArrayRef)
+    })
 }
 
 fn quote_ident(name: &str) -> String {
