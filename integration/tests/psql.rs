@@ -210,7 +210,8 @@ fn locally_parsed_statements_refuse_trailing_words_as_postgresql_does() {
 
 /// Functions the current tool releases call in their catalog queries
 /// (dbt's `pg_is_other_temp_schema`, SQLAlchemy's `*_is_visible`,
-/// asyncpg's `quote_literal`): the same answers as PostgreSQL 15.
+/// asyncpg's `quote_literal`, DBeaver's `pg_total_relation_size` of a
+/// name): the same answers as PostgreSQL 15.
 #[test]
 fn catalog_functions_of_current_tools_answer_as_postgresql_does() {
     let pg = Postgres::start();
@@ -219,14 +220,16 @@ fn catalog_functions_of_current_tools_answer_as_postgresql_does() {
         "SELECT quote_literal('it''s'), quote_literal(E'a\\\\b'), quote_literal(NULL::text), \
                   quote_ident('Ab c'), quote_ident('abc'), format('%L', E'x\\\\y'), \
                   pg_is_other_temp_schema(2200), pg_collation_is_visible(100), \
-                  pg_ts_config_is_visible(3748);\n";
+                  pg_ts_config_is_visible(3748);\n\
+                  SELECT pg_total_relation_size('pg_catalog.pg_am') >= 0, \
+                  pg_get_constraintdef(0, true) IS NULL;\n";
     let ours = run_script(gw.psql("alice"), script);
     let theirs = run_script(pg.psql(), script);
     assert!(stderr(&theirs).is_empty(), "postgres: {}", stderr(&theirs));
     assert!(stderr(&ours).is_empty(), "gateway: {}", stderr(&ours));
     assert_eq!(
         stdout(&theirs).trim(),
-        r#"'it''s'|E'a\\b'||"Ab c"|abc|E'x\\y'|f|t|t"#,
+        "'it''s'|E'a\\\\b'||\"Ab c\"|abc|E'x\\\\y'|f|t|t\nt|t",
         "the reference itself"
     );
     assert_eq!(stdout(&ours), stdout(&theirs));

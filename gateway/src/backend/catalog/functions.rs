@@ -135,6 +135,9 @@ pub fn register_static(registry: &mut dyn FunctionRegistry) -> Result<()> {
     let text = DataType::Utf8;
     let udfs = vec![
         null_of("pg_get_indexdef", &[1, 3], text.clone()),
+        // No constraints exist to describe; any integer oid (literals are
+        // bigint) and the pretty flag.
+        null_of("pg_get_constraintdef", &[1, 2], text.clone()),
         null_of("pg_get_viewdef", &[1, 2], text.clone()),
         null_of("pg_get_triggerdef", &[1, 2], text.clone()),
         null_of("pg_get_serial_sequence", &[2], text.clone()),
@@ -208,6 +211,9 @@ pub fn register_static(registry: &mut dyn FunctionRegistry) -> Result<()> {
         zero_size("pg_table_size"),
         zero_size("pg_indexes_size"),
         zero_size("pg_tablespace_size"),
+        // Also by name (DBeaver passes 'schema.table' as text).
+        zero_size("pg_total_relation_size"),
+        zero_size("pg_relation_size"),
         function("txid_current", &[0], DataType::Int64, |_, rows| {
             Ok(Arc::new(Int64Array::from(vec![1; rows])) as ArrayRef)
         }),
@@ -300,7 +306,7 @@ fn quote_ident(name: &str) -> String {
 }
 
 fn zero_size(name: &'static str) -> ScalarUDF {
-    function(name, &[1], DataType::Int64, |_, rows| {
+    function(name, &[1, 2], DataType::Int64, |_, rows| {
         Ok(Arc::new(Int64Array::from(vec![0; rows])) as ArrayRef)
     })
 }
