@@ -105,7 +105,7 @@ impl RetainedTopics {
     fn store(&self, bootstrap: &str, topic: &str, schema: &SchemaRef) -> Option<Arc<Retained>> {
         let key = (bootstrap.to_string(), topic.to_string());
         let mut stores = self.stores.lock().expect("retained stores");
-        let of_topic = stores.entry(key.clone()).or_default();
+        let of_topic = stores.get(&key).map_or(&[][..], Vec::as_slice);
         if let Some(store) = of_topic.iter().find(|s| &s.schema == schema) {
             *store.last_used.lock().expect("last use") = Instant::now();
             return Some(store.clone());
@@ -136,7 +136,7 @@ impl RetainedTopics {
             progress,
             last_used: Mutex::new(Instant::now()),
         });
-        of_topic.push(store.clone());
+        stores.entry(key.clone()).or_default().push(store.clone());
         tokio::spawn(store.clone().follow((self.clone(), key)));
         Some(store)
     }
