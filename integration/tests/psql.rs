@@ -216,20 +216,25 @@ fn locally_parsed_statements_refuse_trailing_words_as_postgresql_does() {
 fn catalog_functions_of_current_tools_answer_as_postgresql_does() {
     let pg = Postgres::start();
     let gw = Gateway::start(&[]);
-    let script =
-        "SELECT quote_literal('it''s'), quote_literal(E'a\\\\b'), quote_literal(NULL::text), \
-                  quote_ident('Ab c'), quote_ident('abc'), format('%L', E'x\\\\y'), \
-                  pg_is_other_temp_schema(2200), pg_collation_is_visible(100), \
-                  pg_ts_config_is_visible(3748);\n\
-                  SELECT pg_total_relation_size('pg_catalog.pg_am') >= 0, \
-                  pg_get_constraintdef(0, true) IS NULL;\n";
+    // One call a statement: each must be routed to the catalog on its own.
+    let script = "SELECT quote_literal('it''s');\n\
+                  SELECT quote_literal(E'a\\\\b');\n\
+                  SELECT quote_literal(NULL::text);\n\
+                  SELECT quote_ident('Ab c');\n\
+                  SELECT quote_ident('abc');\n\
+                  SELECT format('%L', E'x\\\\y');\n\
+                  SELECT pg_is_other_temp_schema(2200);\n\
+                  SELECT pg_collation_is_visible(100);\n\
+                  SELECT pg_ts_config_is_visible(3748);\n\
+                  SELECT pg_total_relation_size('pg_catalog.pg_am') >= 0;\n\
+                  SELECT pg_get_constraintdef(0, true) IS NULL;\n";
     let ours = run_script(gw.psql("alice"), script);
     let theirs = run_script(pg.psql(), script);
     assert!(stderr(&theirs).is_empty(), "postgres: {}", stderr(&theirs));
     assert!(stderr(&ours).is_empty(), "gateway: {}", stderr(&ours));
     assert_eq!(
         stdout(&theirs).trim(),
-        "'it''s'|E'a\\\\b'||\"Ab c\"|abc|E'x\\\\y'|f|t|t\nt|t",
+        "'it''s'\nE'a\\\\b'\n\n\"Ab c\"\nabc\nE'x\\\\y'\nf\nt\nt\nt\nt",
         "the reference itself"
     );
     assert_eq!(stdout(&ours), stdout(&theirs));
