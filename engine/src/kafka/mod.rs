@@ -202,12 +202,7 @@ type Tx = mpsc::Sender<Result<RecordBatch, EngineError>>;
 impl Scan {
     async fn run(self, tx: &Tx) -> Result<(), EngineError> {
         let consumer: Arc<StreamConsumer> = Arc::new(self.consumer_config().create()?);
-        let (assignment, ranges) = {
-            let (consumer, topic, mode) = (consumer.clone(), self.topic.clone(), self.mode);
-            tokio::task::spawn_blocking(move || plan_assignment(consumer.as_ref(), &topic, mode))
-                .await
-                .map_err(|e| EngineError::Execution(e.to_string()))??
-        };
+        let (assignment, ranges) = plan(&consumer, &self.topic, self.mode).await?;
         self.read(consumer, &assignment, ranges, tx)
             .await
             .map(|_| ())
@@ -322,10 +317,7 @@ impl Scan {
             let deleted = if gaps.missing.is_empty() {
                 0
             } else if let Ok(low) = log_start(&consumer, &self.topic, partition).await {
-                gaps.missing
-                    .iter()
-                    .map(|r| (r.end.min(low) - r.start).max(0) as u64)
-                    .sum()
+                deleted_below(&gaps.missing, low)
             } else {
                 tracing::warn!(topic = %self.topic, partition, "a snapshot found offsets missing and could not look up the log's start to tell whether retention deleted them");
                 0
@@ -357,6 +349,27 @@ fn tell_deleted(topic: &str, notices: &QueryNotices, mut by_partition: Vec<(i32,
     }
     notices.push(Notice::retention_deleted(topic, &by_partition));
     by_partition.iter().map(|(_, n)| n).sum()
+}
+
+/// How many of the offsets in `ranges` lie below `low`, the log's start:
+/// those retention deleted.
+fn deleted_below(ranges: &[Range<i64>], low: i64) -> u64 {
+    ranges
+        .iter()
+        .map(|r| (r.end.min(low) - r.start).max(0) as u64)
+        .sum()
+}
+
+/// `plan_assignment` off the async threads (it waits on the broker).
+async fn plan(
+    consumer: &Arc<StreamConsumer>,
+    topic: &str,
+    mode: ReadMode,
+) -> Result<(TopicPartitionList, HashMap<i32, Range<i64>>), EngineError> {
+    let (consumer, topic) = (consumer.clone(), topic.to_string());
+    tokio::task::spawn_blocking(move || plan_assignment(consumer.as_ref(), &topic, mode))
+        .await
+        .map_err(|e| EngineError::Execution(e.to_string()))?
 }
 
 /// Moves the consumer's position in `partition` to `offset`.

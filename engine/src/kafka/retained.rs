@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::batcher::{Batcher, Flushed};
-use super::{consumer_config, plan_assignment, ReadMode, MAX_BATCH_ROWS};
+use super::{consumer_config, deleted_below, plan, ReadMode, MAX_BATCH_ROWS};
 use crate::error::EngineError;
 
 /// Memory one topic's store may hold (decoded rows and their offsets);
@@ -227,18 +227,10 @@ impl Retained {
     }
 
     async fn read(&self) -> Result<(), EngineError> {
-        let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
-        let (assignment, _) = tokio::task::spawn_blocking(move || {
-            plan_assignment(
-                consumer.as_ref(),
-                &topic,
-                ReadMode::Tail {
-                    from_earliest: true,
-                },
-            )
-        })
-        .await
-        .map_err(|e| EngineError::Execution(e.to_string()))??;
+        let from_start = ReadMode::Tail {
+            from_earliest: true,
+        };
+        let (assignment, _) = plan(&self.consumer, &self.topic, from_start).await?;
         self.consumer.assign(&assignment)?;
         let mut batchers: HashMap<i32, Batcher> = HashMap::new();
         let mut idle_check = tokio::time::interval(IDLE_CHECK);
@@ -332,12 +324,7 @@ impl Retained {
 
     /// Each partition's offsets a snapshot starting now covers.
     async fn watermarks(&self) -> Option<HashMap<i32, Range<i64>>> {
-        let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
-        let planned = tokio::task::spawn_blocking(move || {
-            plan_assignment(consumer.as_ref(), &topic, ReadMode::Snapshot)
-        })
-        .await
-        .ok()?;
+        let planned = plan(&self.consumer, &self.topic, ReadMode::Snapshot).await;
         planned.ok().map(|(_, ranges)| ranges)
     }
 
@@ -352,11 +339,8 @@ impl Retained {
             .iter()
             .filter_map(|(partition, ranges)| {
                 let low = now.get(partition).map_or(0, |r| r.start);
-                let n: i64 = ranges
-                    .iter()
-                    .map(|r| (r.end.min(low) - r.start).max(0))
-                    .sum();
-                (n > 0).then_some((*partition, n as u64))
+                let n = deleted_below(ranges, low);
+                (n > 0).then_some((*partition, n))
             })
             .collect()
     }

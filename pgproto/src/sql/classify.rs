@@ -251,13 +251,9 @@ fn check_utility_grammar(keyword: &str, text: &str) -> Result<(), GatewayError> 
             at.transaction_modes();
         }
         "commit" | "end" | "rollback" | "abort" => {
-            if keyword == "rollback" || keyword == "abort" {
-                at.any(&["work", "transaction"]);
-                if at.peek_is("to") {
-                    return Ok(()); // ROLLBACK TO SAVEPOINT: checked where it runs
-                }
-            } else {
-                at.any(&["work", "transaction"]);
+            at.any(&["work", "transaction"]);
+            if matches!(keyword, "rollback" | "abort") && at.peek_is("to") {
+                return Ok(()); // ROLLBACK TO SAVEPOINT: checked where it runs
             }
             if at.any(&["and"]) {
                 at.any(&["no"]);
@@ -441,9 +437,7 @@ fn simple_command(keyword: &str, words: &[String]) -> Statement {
             ("all", _) => Statement::ShowAll,
             ("transaction", "isolation") => Statement::Show("transaction_isolation".into()),
             ("time", "zone") => Statement::Show("TimeZone".into()),
-            ("", _) => {
-                Statement::Invalid(GatewayError::Syntax("syntax error at end of input".into()))
-            }
+            // A bare SHOW never gets here: check_utility_grammar refuses it.
             (name, _) => Statement::Show(name.to_string()),
         },
     }
