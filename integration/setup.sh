@@ -3,15 +3,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need_apt=()
-command -v psql >/dev/null || need_apt+=(postgresql-client)
-[ -e /usr/share/java/postgresql.jar ] || need_apt+=(libpostgresql-jdbc-java)
-# PgBouncer is built from Debian's source archive (see below): the build needs these.
-for pkg in libevent-dev libssl-dev pkg-config make gcc curl; do
+# command-or-file:package pairs. Everything a stock Debian 12 lacks for the
+# tests: the PostgreSQL tools, a JDK for pgjdbc, Node for node-postgres,
+# python3-venv for the Python tools, and the small system tools the tests
+# call (kill, ss, prlimit, runuser).
+for pair in python3:python3 psql:postgresql-client /usr/share/java/postgresql.jar:libpostgresql-jdbc-java \
+  /usr/lib/postgresql/15/bin/initdb:postgresql-15 promtool:prometheus openssl:openssl \
+  javac:default-jdk-headless node:nodejs npm:npm kill:procps ss:iproute2 prlimit:util-linux \
+  unzip:unzip curl:curl; do
+  what=${pair%%:*}
+  if [[ $what == /* ]]; then [ -e "$what" ]; else command -v "$what" >/dev/null; fi ||
+    need_apt+=("${pair#*:}")
+done
+# PgBouncer is built from Debian's source archive (see below): the build
+# needs these; python3-venv gives the virtual environments below their pip.
+for pkg in libevent-dev libssl-dev pkg-config make gcc ca-certificates python3-venv; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
-command -v promtool >/dev/null || need_apt+=(prometheus)
-command -v openssl >/dev/null || need_apt+=(openssl)
-ls /usr/lib/postgresql/15/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql-15)
 if ((${#need_apt[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
@@ -34,20 +42,24 @@ if [ ! -x /opt/pgbouncer-1.24/bin/pgbouncer ]; then
     make -s -j"$(nproc)" >/dev/null 2>&1 && make -s install >/dev/null 2>&1)
   rm -rf "$src"
 fi
-command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
-# Driver test dependencies (pinned).
-python3 -c 'import psycopg, psycopg2, asyncpg' 2>/dev/null ||
-  pip install -q --disable-pip-version-check --root-user-action=ignore \
-    "psycopg[binary]==3.2.13" "psycopg2-binary==2.9.13" "asyncpg==0.32.0"
-# Tools that read the catalog (pinned), in their own environment so their
-# dependencies stay apart from the drivers'.
-tools=/opt/velo-tools
-"$tools/bin/python" -c 'import dbt.adapters.postgres, pgcli, sqlalchemy, pandas, asyncpg, psycopg2' 2>/dev/null || {
-  python3 -m venv "$tools"
-  "$tools/bin/pip" install -q --disable-pip-version-check \
-    "dbt-core==1.10.15" "dbt-postgres==1.9.1" "pgcli==4.3.0" "SQLAlchemy==2.0.44" \
-    "pandas==2.3.3" "psycopg2-binary==2.9.13" "asyncpg==0.32.0"
+command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest@0.9.143
+# Every Python dependency lives in a virtual environment of its own (a
+# stock Debian refuses pip into the system Python): the drivers' and the
+# catalog-reading tools', whose dependencies must not meet.
+# venv DIR IMPORT-CHECK PACKAGE...: creates DIR and installs the packages
+# unless the check already imports.
+venv() {
+  local dir=$1 check=$2
+  shift 2
+  "$dir/bin/python" -c "$check" 2>/dev/null && return
+  python3 -m venv "$dir"
+  "$dir/bin/pip" install -q --disable-pip-version-check "$@"
 }
+venv /opt/velo-drivers 'import psycopg, psycopg2, asyncpg' \
+  "psycopg[binary]==3.2.13" "psycopg2-binary==2.9.13" "asyncpg==0.32.0"
+venv /opt/velo-tools 'import dbt.adapters.postgres, pgcli, sqlalchemy, pandas, asyncpg, psycopg2, kubernetes_validate' \
+  "dbt-core==1.10.15" "dbt-postgres==1.9.1" "pgcli==4.3.0" "SQLAlchemy==2.0.44" \
+  "pandas==2.3.3" "psycopg2-binary==2.9.13" "asyncpg==0.32.0" "kubernetes-validate==1.37.0"
 [ -d integration/drivers/node/node_modules/pg-cursor ] ||
   (cd integration/drivers/node && npm ci --silent --no-audit --no-fund)
 # Deployment tests (helm, kubectl, manifest validation).

@@ -642,6 +642,14 @@ pub fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS")
 }
 
+/// The virtual environment integration/setup.sh creates for the Python
+/// drivers (psycopg, psycopg2, asyncpg).
+pub const DRIVERS_VENV: &str = "/opt/velo-drivers/bin";
+
+/// The virtual environment integration/setup.sh creates for the tools that
+/// read the catalog (dbt, SQLAlchemy, pandas, pgcli) and kubernetes-validate.
+pub const TOOLS_VENV: &str = "/opt/velo-tools/bin";
+
 /// The client programs under integration/drivers/.
 pub fn drivers_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("drivers")

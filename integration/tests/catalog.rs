@@ -6,14 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use velo_integration::{run_client, run_java_client, run_script, Gateway};
+use velo_integration::{run_client, run_java_client, run_script, Gateway, TOOLS_VENV};
 
 fn integration_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
-
-/// The Python with the tools installed by integration/setup.sh.
-const TOOLS_PYTHON: &str = "/opt/velo-tools/bin/python";
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -227,7 +224,12 @@ fn pgjdbc_database_metadata() {
 fn sqlalchemy_pandas_pgcli_asyncpg() {
     let gw = Gateway::start(&[]);
     gw.wait_for_trades(3);
-    run_client(&gw, TOOLS_PYTHON, "python/tools.py", "tools ok");
+    run_client(
+        &gw,
+        &format!("{TOOLS_VENV}/python"),
+        "python/tools.py",
+        "tools ok",
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -250,7 +252,7 @@ fn dbt_debug_run_and_test() {
     let project = tempfile::tempdir().unwrap();
     copy_dir(&integration_dir().join("dbt"), project.path());
     let dbt = |args: &[&str], expect: &str| {
-        let out = Command::new("/opt/velo-tools/bin/dbt")
+        let out = Command::new(format!("{TOOLS_VENV}/dbt"))
             .args(args)
             .args(["--profiles-dir", ".", "--no-use-colors"])
             .current_dir(project.path())

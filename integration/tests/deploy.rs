@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use velo_integration::{binary, http_get, run_script, Gateway};
+use velo_integration::{binary, http_get, run_script, Gateway, TOOLS_VENV};
 
 /// Kubernetes version the manifests are validated against.
 const K8S: &str = "1.30.0";
@@ -46,7 +46,8 @@ fn validate(manifests: &str) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("manifests.yaml");
     std::fs::write(&file, manifests).unwrap();
-    ok(run(Command::new("kubernetes-validate")
+    let validator = format!("{TOOLS_VENV}/kubernetes-validate");
+    ok(run(Command::new(validator)
         .args(["-k", K8S, "--strict", "--quiet"])
         .arg(&file)));
 }

@@ -3,13 +3,18 @@
 //! SQLSTATE, a bounded query and live streaming of an EMIT CHANGES query
 //! with cancel (the programs under integration/drivers/ assert all that).
 
-use velo_integration::{run_client, run_java_client, Gateway};
+use velo_integration::{run_client, run_java_client, Gateway, DRIVERS_VENV};
 
 #[test]
 fn python_psycopg3_psycopg2_asyncpg() {
     let gw = Gateway::start(&[]);
     gw.wait_for_trades(20);
-    run_client(&gw, "python3", "python/drivers.py", "asyncpg ok");
+    run_client(
+        &gw,
+        &format!("{DRIVERS_VENV}/python"),
+        "python/drivers.py",
+        "asyncpg ok",
+    );
 }
 
 #[test]
