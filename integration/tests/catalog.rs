@@ -77,7 +77,7 @@ fn psql_backslash_commands_describe_the_engine_relations() {
     assert!(psql(&gw, &["-c", r"\l+"]).contains("| 0 bytes | pg_default |"));
     assert_lines(
         &psql(&gw, &["-c", r"\dx"]),
-        &[" plpgsql | 1.0     | pg_catalog | "],
+        &[" plpgsql | 1.0     | pg_catalog | PL/pgSQL procedural language"],
     );
     // As on a fresh PostgreSQL database: no user functions or types.
     assert_lines(&psql(&gw, &["-c", r"\df"]), &["(0 rows)"]);

@@ -6,10 +6,12 @@
 
 mod fragments;
 mod functions;
+mod pg15_oids;
 mod pg_catalog;
 mod relations;
 mod rewrite;
 mod route;
+mod stable_oids;
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};

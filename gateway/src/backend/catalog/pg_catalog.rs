@@ -18,6 +18,7 @@ use datafusion::physical_plan::{collect, ExecutionPlan};
 use datafusion::prelude::SessionContext;
 
 use super::relations::Snapshot;
+use super::stable_oids::{OidSources, Renumbered, RENUMBERED};
 use super::DATABASE;
 
 type Shared = Arc<RwLock<Arc<Snapshot>>>;
@@ -71,12 +72,15 @@ struct Attributes {
     snapshot: Shared,
 }
 
-async fn read_all(table: &Arc<dyn TableProvider>, state: &dyn Session) -> Result<Vec<RecordBatch>> {
+pub(super) async fn read_all(
+    table: &Arc<dyn TableProvider>,
+    state: &dyn Session,
+) -> Result<Vec<RecordBatch>> {
     let plan = table.scan(state, None, &[], None).await?;
     collect(plan, state.task_ctx()).await
 }
 
-fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array> {
+pub(super) fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array> {
     batch
         .column_by_name(name)
         .map(|c| c.as_ref())
@@ -522,7 +526,7 @@ pub async fn install(ctx: &SessionContext, snapshot: Shared) -> anyhow::Result<(
     let inner = catalog
         .schema("pg_catalog")
         .ok_or_else(|| anyhow::anyhow!("pg_catalog missing"))?;
-    let table = |name: &str| {
+    let library = |name: &str| {
         let inner = inner.clone();
         let name = name.to_string();
         async move {
@@ -532,7 +536,29 @@ pub async fn install(ctx: &SessionContext, snapshot: Shared) -> anyhow::Result<(
                 .ok_or_else(|| anyhow::anyhow!("pg_catalog.{name} missing"))
         }
     };
+    let sources = Arc::new(OidSources {
+        namespace: library("pg_namespace").await?,
+        class: library("pg_class").await?,
+    });
+    // The library's tables, those holding oids of named objects renumbered.
+    let table = |name: &str| {
+        let library = library(name);
+        let sources = sources.clone();
+        let columns = RENUMBERED.iter().find(|(n, _)| *n == name).map(|(_, c)| *c);
+        async move {
+            let inner = library.await?;
+            Ok::<_, anyhow::Error>(match columns {
+                Some(columns) => Arc::new(Renumbered {
+                    inner,
+                    columns,
+                    sources,
+                }) as Arc<dyn TableProvider>,
+                None => inner,
+            })
+        }
+    };
     let ours = MemorySchemaProvider::new();
+    ours.register_table("pg_database".into(), table("pg_database").await?)?;
     ours.register_table(
         "pg_attribute".into(),
         Arc::new(Attributes {

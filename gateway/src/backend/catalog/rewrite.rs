@@ -12,6 +12,8 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
+use super::pg15_oids::system_relation_oid;
+
 /// Rewrites `statement` for the catalog session, where `catalog_tables`
 /// are the relations in its pg_catalog schema.
 pub fn rewrite(statement: &mut Statement, catalog_tables: &[String]) {
@@ -94,30 +96,6 @@ fn query_time_view(factor: &TableFactor) -> Option<TableFactor> {
         .ok()
 }
 
-/// PostgreSQL's own oids for the catalog tables, as `tableoid` reads them.
-const CATALOG_TABLE_OIDS: &[(&str, u32)] = &[
-    ("pg_am", 2601),
-    ("pg_attrdef", 2604),
-    ("pg_attribute", 1249),
-    ("pg_class", 1259),
-    ("pg_collation", 3456),
-    ("pg_constraint", 2606),
-    ("pg_database", 1262),
-    ("pg_description", 2609),
-    ("pg_extension", 3079),
-    ("pg_index", 2610),
-    ("pg_inherits", 2611),
-    ("pg_language", 2612),
-    ("pg_namespace", 2615),
-    ("pg_operator", 2617),
-    ("pg_proc", 1255),
-    ("pg_rewrite", 2618),
-    ("pg_roles", 1260),
-    ("pg_tablespace", 1213),
-    ("pg_trigger", 2620),
-    ("pg_type", 1247),
-];
-
 impl Rules<'_> {
     /// The value of a system column (which every PostgreSQL relation has,
     /// and no user column may be named after) read from `qualifier`.
@@ -131,9 +109,9 @@ impl Rules<'_> {
                     None if self.aliases.len() == 1 => self.aliases.values().next(),
                     None => None,
                 };
-                let oid = table
-                    .and_then(|t| CATALOG_TABLE_OIDS.iter().find(|(name, _)| name == t))
-                    .map_or(0, |(_, oid)| *oid);
+                // pg_roles reads pg_authid.
+                let table = table.map(|t| if t == "pg_roles" { "pg_authid" } else { t });
+                let oid = table.and_then(system_relation_oid).unwrap_or(0);
                 format!("CAST({oid} AS INT)")
             }
             _ => return None,
