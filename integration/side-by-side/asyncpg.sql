@@ -1380,7 +1380,6 @@ ORDER BY
 -- name: TYPE_BY_NAME: public.trades
 -- source: asyncpg/introspection.py, TYPE_BY_NAME, executed by asyncpg/connection.py, Connection._introspect_type (from set_type_codec / reset_type_codec / set_builtin_type_codec)
 -- compare: shape
--- differs: types char as text, oid as int4
 SELECT
     t.oid,
     t.typelem     AS elemtype,
@@ -1394,7 +1393,6 @@ WHERE
 -- name: TYPE_BY_NAME: public.hstore (set_builtin_type_codec('hstore', codec_name='pg_contrib.hstore'))
 -- source: asyncpg/introspection.py, TYPE_BY_NAME, executed by asyncpg/connection.py, Connection._introspect_type (from set_builtin_type_codec)
 -- compare: all
--- differs: types char as text, oid as int4
 SELECT
     t.oid,
     t.typelem     AS elemtype,
@@ -1408,7 +1406,6 @@ WHERE
 -- name: TYPE_BY_OID: numeric (asyncpg <= 0.30 only)
 -- source: asyncpg/introspection.py, TYPE_BY_OID as of v0.30.0 (removed in v0.31.0, commit 5c9986c), executed by asyncpg/connection.py, Connection._introspect_type for pg_catalog built-in names in set_type_codec
 -- compare: all
--- differs: types char as text, oid as int4
 SELECT
     t.oid,
     t.typelem     AS elemtype,

@@ -25,13 +25,11 @@ SELECT version();
 -- name: pg_enum availability probe
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDataSource.java, initialize -> PostgreUtils.isMetaObjectExists(session, "pg_enum", "*") / getQueryForSystemColumnChecking
 -- compare: all
--- differs: types name as text, oid as int4
 SELECT * FROM pg_catalog.pg_enum WHERE 1<>1 LIMIT 1;
 
 -- name: pg_class.reltype availability probe
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDataSource.java, initialize -> PostgreUtils.isMetaObjectExists(session, "pg_class", "reltype")
 -- compare: all
--- differs: types oid as int4
 SELECT reltype FROM pg_catalog.pg_class WHERE 1<>1 LIMIT 1;
 
 -- name: database info
@@ -43,7 +41,7 @@ SELECT db.oid,db.* FROM pg_catalog.pg_database db WHERE datname='velostream';
 -- name: data types of the database
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDatabase.java, cacheDataTypes (PG >= 10: typcategory filter on, read-all-types off)
 -- compare: shape
--- differs: types _aclitem as text, char as text, name as text, oid as int4, pg_node_tree as text, regproc as text
+-- differs: types _aclitem as text, pg_node_tree as text, regproc as text
 SELECT t.oid,t.*,c.relkind,format_type(nullif(t.typbasetype, 0), t.typtypmod) as base_type_name, d.description
 FROM pg_catalog.pg_type t
 LEFT OUTER JOIN pg_catalog.pg_type et ON et.oid=t.typelem 
@@ -55,7 +53,6 @@ AND (c.relkind IS NULL OR c.relkind = 'c') AND (et.typcategory IS NULL OR et.typ
 -- name: enum values
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDatabase.java, EnumValueCache
 -- compare: all
--- differs: types name as text, oid as int4
 SELECT * FROM pg_catalog.pg_enum;
 
 -- name: context defaults: current schema and user
@@ -88,7 +85,6 @@ LEFT OUTER JOIN pg_catalog.pg_description d ON d.objoid=n.oid AND d.objsubid=0 A
 -- name: schema id
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java, readSchemaInfo (bind = 'public')
 -- compare: all
--- differs: types oid as int4
 SELECT s.oid as schema_id
 from pg_catalog.pg_namespace s
 WHERE s.nspname ='public';
@@ -96,7 +92,7 @@ WHERE s.nspname ='public';
 -- name: roles
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDatabase.java, RoleCache (comments on roles supported)
 -- compare: rows-with velo
--- differs: types name as text, oid as int4; rows
+-- differs: rows
 SELECT a.oid,a.*,pd.description FROM pg_catalog.pg_roles a 
 left join pg_catalog.pg_shdescription pd on a.oid = pd.objoid
 ORDER BY a.rolname;
@@ -110,7 +106,7 @@ SELECT * FROM pg_catalog.pg_auth_members WHERE member=(SELECT oid FROM pg_catalo
 -- name: access methods
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDatabase.java, AccessMethodCache
 -- compare: shape
--- differs: types char as text, name as text, oid as int4, regproc as text
+-- differs: types regproc as text
 SELECT am.oid,am.* FROM pg_catalog.pg_am am 
 ORDER BY am.oid;
 
@@ -133,14 +129,14 @@ ORDER BY c.oid;
 -- name: languages
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDatabase.java, LanguageCache
 -- compare: shape
--- differs: types _aclitem as _text, name as text, oid as int4
+-- differs: types _aclitem as _text
 SELECT l.oid,l.* FROM pg_catalog.pg_language l 
 ORDER BY l.oid;
 
 -- name: foreign data wrappers
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDatabase.java, ForeignDataWrapperCache
 -- compare: all
--- differs: types _aclitem as text, _text as text, name as text, oid as int4
+-- differs: types _aclitem as text, _text as text
 SELECT l.oid,l.*,p.pronamespace as handler_schema_id 
 FROM pg_catalog.pg_foreign_data_wrapper l
 LEFT OUTER JOIN pg_catalog.pg_proc p ON p.oid=l.fdwhandler 
@@ -149,14 +145,14 @@ ORDER BY l.fdwname;
 -- name: foreign servers
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDatabase.java, ForeignServerCache
 -- compare: all
--- differs: types _aclitem as text, _text as text, name as text, oid as int4
+-- differs: types _aclitem as text, _text as text
 SELECT l.oid,l.* FROM pg_catalog.pg_foreign_server l
 ORDER BY l.srvname;
 
 -- name: tablespaces
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDatabase.java, TablespaceCache (PG >= 9.2 adds location)
 -- compare: shape
--- differs: types _aclitem as _text, _text as text, name as text, oid as int4
+-- differs: types _aclitem as _text, _text as text
 SELECT t.oid,t.*,pg_tablespace_location(t.oid) loc
 FROM pg_catalog.pg_tablespace t 
 ORDER BY t.oid;
@@ -164,13 +160,12 @@ ORDER BY t.oid;
 -- name: available extensions
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDatabase.java, AvailableExtensionCache
 -- compare: shape
--- differs: types name as text
 SELECT name,default_version,installed_version,comment FROM pg_catalog.pg_available_extensions ORDER BY name;
 
 -- name: event triggers
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDatabase.java, EventTriggersCache
 -- compare: all
--- differs: types _text as text, char as text, name as text, oid as int4
+-- differs: types _text as text
 SELECT pet.*, d.description FROM pg_catalog.pg_event_trigger pet
 LEFT OUTER JOIN pg_catalog.pg_description d ON pet."oid" = d.objoid;
 
@@ -232,7 +227,7 @@ ORDER BY e.oid;
 -- name: data types of a schema
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDataTypeCache.java, prepareObjectsStatement (bind = oid of schema public)
 -- compare: all
--- differs: types _aclitem as text, char as text, name as text, oid as int4, pg_node_tree as text, regproc as text
+-- differs: types _aclitem as text, pg_node_tree as text, regproc as text
 SELECT t.oid,t.*,c.relkind,format_type(nullif(t.typbasetype, 0), t.typtypmod) as base_type_name, d.description
 FROM pg_catalog.pg_type t
 LEFT OUTER JOIN pg_catalog.pg_type et ON et.oid=t.typelem 
@@ -263,7 +258,7 @@ WHERE c.relnamespace=(SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'p
 -- name: columns of a table
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java, TableCache.prepareChildrenStatement (forTable, bind = oid of trades)
 -- compare: all
--- differs: types _aclitem as text, _text as text, anyarray as text, char as text, name as text, oid as int4; rows
+-- differs: types _aclitem as text, _text as text, anyarray as text; rows
 SELECT c.relname,a.*,pg_catalog.pg_get_expr(ad.adbin, ad.adrelid, true) as def_value,dsc.description,dep.objid
 FROM pg_catalog.pg_attribute a
 INNER JOIN pg_catalog.pg_class c ON (a.attrelid=c.oid)
@@ -276,7 +271,7 @@ ORDER BY a.attnum;
 -- name: columns of all tables of a schema
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java, TableCache.prepareChildrenStatement (whole schema, bind = oid of schema public)
 -- compare: all
--- differs: types _aclitem as text, _text as text, anyarray as text, char as text, name as text, oid as int4; rows
+-- differs: types _aclitem as text, _text as text, anyarray as text; rows
 SELECT c.relname,a.*,pg_catalog.pg_get_expr(ad.adbin, ad.adrelid, true) as def_value,dsc.description,dep.objid
 FROM pg_catalog.pg_attribute a
 INNER JOIN pg_catalog.pg_class c ON (a.attrelid=c.oid)
@@ -289,7 +284,7 @@ ORDER BY a.attnum;
 -- name: constraints of a table
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java, ConstraintCache.prepareObjectsStatement (forParent, bind = oid of trades)
 -- compare: all
--- differs: types _int2 as text, _oid as _int4, char as text, int4 as int2, name as text, oid as int4, pg_node_tree as text
+-- differs: types _int2 as text, _oid as _int4, int4 as int2, pg_node_tree as text
 SELECT c.oid,c.*,t.relname as tabrelname,rt.relnamespace as refnamespace,d.description, case when c.contype='c' then "substring"(pg_get_constraintdef(c.oid), 7) else null end consrc_copy
 FROM pg_catalog.pg_constraint c
 INNER JOIN pg_catalog.pg_class t ON t.oid=c.conrelid
@@ -301,7 +296,7 @@ ORDER BY c.oid;
 -- name: constraints of a schema
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java, ConstraintCache.prepareObjectsStatement (whole schema, bind = oid of schema public)
 -- compare: all
--- differs: types _int2 as text, _oid as _int4, char as text, int4 as int2, name as text, oid as int4, pg_node_tree as text
+-- differs: types _int2 as text, _oid as _int4, int4 as int2, pg_node_tree as text
 SELECT c.oid,c.*,t.relname as tabrelname,rt.relnamespace as refnamespace,d.description, case when c.contype='c' then "substring"(pg_get_constraintdef(c.oid), 7) else null end consrc_copy
 FROM pg_catalog.pg_constraint c
 INNER JOIN pg_catalog.pg_class t ON t.oid=c.conrelid
@@ -313,7 +308,7 @@ ORDER BY c.oid;
 -- name: indexes of a table
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java, IndexCache.prepareObjectsStatement (forTable, bind = oid of trades)
 -- compare: all
--- differs: types int2vector as _int2, int8 as int4, name as text, oid as int4, oidvector as _int4, pg_node_tree as text
+-- differs: types int2vector as _int2, int8 as int4, oidvector as _int4, pg_node_tree as text
 SELECT i.*,i.indkey as keys,c.relname,c.relnamespace,c.relam,c.reltablespace,tc.relname as tabrelname,dsc.description,pg_catalog.pg_get_expr(i.indpred, i.indrelid) as pred_expr,pg_catalog.pg_get_expr(i.indexprs, i.indrelid, true) as expr,pg_catalog.pg_relation_size(i.indexrelid) as index_rel_size,pg_catalog.pg_stat_get_numscans(i.indexrelid) as index_num_scans
 FROM pg_catalog.pg_index i
 INNER JOIN pg_catalog.pg_class c ON c.oid=i.indexrelid
@@ -324,7 +319,6 @@ WHERE  i.indrelid='trades'::regclass ORDER BY c.relname;
 -- name: table inheritance of a schema
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java (bind = oid of schema public)
 -- compare: all
--- differs: types oid as int4
 SELECT i.inhrelid relid, pc.relnamespace parent_ns, pc.oid parent_oid, i.inhseqno
 FROM pg_catalog.pg_inherits i, pg_class rc, pg_class pc
 WHERE rc.oid=i.inhrelid AND rc.relnamespace=(SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'public') AND pc.oid=i.inhparent;
@@ -332,25 +326,22 @@ WHERE rc.oid=i.inhrelid AND rc.relnamespace=(SELECT oid FROM pg_catalog.pg_names
 -- name: parent tables
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreTable.java, initSuperTables (bind = oid of trades)
 -- compare: all
--- differs: types oid as int4
 SELECT i.*,c.relnamespace FROM pg_catalog.pg_inherits i,pg_catalog.pg_class c WHERE i.inhrelid='trades'::regclass AND c.oid=i.inhparent ORDER BY i.inhseqno;
 
 -- name: child tables / partitions
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreTable.java, sub-inheritance (bind = oid of trades)
 -- compare: all
--- differs: types oid as int4
 SELECT i.*,c.relnamespace FROM pg_catalog.pg_inherits i,pg_catalog.pg_class c WHERE i.inhparent='trades'::regclass AND c.oid=i.inhrelid;
 
 -- name: referencing schemas
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreTable.java, getReferences (bind = oid of trades)
 -- compare: all
--- differs: types oid as int4
 SELECT DISTINCT connamespace FROM pg_catalog.pg_constraint WHERE confrelid='trades'::regclass;
 
 -- name: triggers of a table
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreTableReal.java, TriggerCache (PG >= 9.0, bind = oid of trades)
 -- compare: all
--- differs: types char as text, int2vector as text, name as text, oid as int4, pg_node_tree as text
+-- differs: types int2vector as text, pg_node_tree as text
 SELECT x.oid,x.*,p.pronamespace as func_schema_id,d.description
 FROM pg_catalog.pg_trigger x
 LEFT OUTER JOIN pg_catalog.pg_proc p ON p.oid=x.tgfoid 
@@ -368,7 +359,7 @@ WHERE r.ev_class='trades'::regclass AND r.rulename <> '_RETURN'::name;
 -- name: row level security policies
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreTable.java, PolicyCache (binds = 'public', 'trades')
 -- compare: all
--- differs: types _name as _text, name as text
+-- differs: types _name as _text
 select * from pg_catalog.pg_policies where schemaname='public' and tablename='trades';
 
 -- name: table statistics
@@ -380,7 +371,7 @@ select pg_catalog.pg_total_relation_size('trades'::regclass) as total_rel_size,p
 -- name: schema relation statistics
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java, collectObjectStatistics (bind = oid of schema public)
 -- compare: all
--- differs: types oid as int4; rows
+-- differs: rows
 select c.oid,pg_catalog.pg_total_relation_size(c.oid) as total_rel_size,pg_catalog.pg_relation_size(c.oid) as rel_size
 FROM pg_class c
 WHERE c.relnamespace=(SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'public');
@@ -388,7 +379,6 @@ WHERE c.relnamespace=(SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'p
 -- name: database size
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDataSource.java, collectObjectStatistics (one database, bind = oid of velostream)
 -- compare: shape
--- differs: types name as text
 SELECT db.datname,pg_database_size(db.oid) FROM pg_catalog.pg_database db WHERE db.oid=(SELECT oid FROM pg_catalog.pg_database WHERE datname = 'velostream');
 
 -- name: database description
@@ -399,7 +389,7 @@ select description from pg_shdescription join pg_database on objoid = pg_databas
 -- name: objects the table depends on
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDependency.java, readDependencies(dependents = false, bind = oid of trades)
 -- compare: all
--- differs: types char as text, name as text, oid as int4; rows
+-- differs: types name as text; rows
 SELECT DISTINCT dep.deptype, dep.classid, dep.refobjid, cl.relkind, attr.attname,pg_get_expr(ad.adbin, ad.adrelid) adefval,
     CASE WHEN cl.relkind IS NOT NULL THEN cl.relkind::text || COALESCE(dep.objsubid::text, '')::text
         WHEN tg.oid IS NOT NULL THEN 'T'::text
@@ -444,7 +434,7 @@ ORDER BY type;
 -- name: objects depending on the table
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDependency.java, readDependencies(dependents = true, bind = oid of trades)
 -- compare: all
--- differs: types char as text, name as text, oid as int4; rows
+-- differs: types name as text; rows
 SELECT DISTINCT dep.deptype, dep.classid, dep.objid, cl.relkind, attr.attname,pg_get_expr(ad.adbin, ad.adrelid) adefval,
     CASE WHEN cl.relkind IS NOT NULL THEN cl.relkind::text || COALESCE(dep.objsubid::text, '')::text
         WHEN tg.oid IS NOT NULL THEN 'T'::text
@@ -489,13 +479,13 @@ ORDER BY type;
 -- name: default privileges of a schema
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java, readDefaultPrivileges (bind = oid of schema public)
 -- compare: all
--- differs: types _aclitem as text, char as text, oid as int4
+-- differs: types _aclitem as text
 SELECT * FROM pg_default_acl WHERE defaclnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'public');
 
 -- name: aggregate functions of a schema
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java, AggregateCache (bind = oid of schema public)
 -- compare: all
--- differs: types char as text, name as text, oid as int4, regproc as text
+-- differs: types regproc as text
 SELECT p.oid AS proc_oid,p.proname AS proc_name,a.*
 FROM pg_catalog.pg_aggregate a,pg_catalog.pg_proc p
 WHERE p.oid=a.aggfnoid AND p.pronamespace=(SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'public')
@@ -504,7 +494,7 @@ ORDER BY p.proname;
 -- name: functions of a schema
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java, ProceduresCache (PG >= 8.4, bind = oid of schema public)
 -- compare: all
--- differs: types _aclitem as _text, _char as _text, _oid as _int4, _oid as text, _text as text, char as text, name as text, oid as int4, oidvector as _int4, pg_node_tree as text, regproc as text
+-- differs: types _aclitem as _text, _char as _text, _oid as _int4, _oid as text, _text as text, oidvector as _int4, pg_node_tree as text, regproc as text
 SELECT p.oid as poid,p.*,pg_catalog.pg_get_expr(p.proargdefaults, 0) as arg_defaults,d.description
 FROM pg_catalog.pg_proc p
 LEFT OUTER JOIN pg_catalog.pg_description d ON d.objoid=p.oid and d.classoid='pg_proc'::regclass  AND d.objsubid = 0
@@ -526,7 +516,7 @@ select * from pg_catalog.pg_settings where name='search_path';
 -- name: sessions
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/session/PostgreSessionManager.java, generateSessionReadQuery
 -- compare: shape
--- differs: types inet as text, name as text, oid as int4, xid as text
+-- differs: types inet as text, xid as text
 SELECT sa.* FROM pg_catalog.pg_stat_activity sa;
 
 -- name: make public the default schema

@@ -14,7 +14,6 @@ set role velo;
 -- name: list schemas
 -- source: dbt/include/postgres/macros/adapters.sql, postgres__list_schemas
 -- compare: rows-with public
--- differs: types name as text
 /* {"app": "dbt", "dbt_version": "1.9.1", "profile_name": "velostream", "target_name": "dev", "connection_name": "list_velostream"} */
     select distinct nspname from pg_namespace;
 
@@ -27,7 +26,6 @@ set role velo;
 -- name: list relations without caching
 -- source: dbt/include/postgres/macros/adapters.sql, postgres__list_relations_without_caching (database 'velostream', schema 'public')
 -- compare: all
--- differs: types name as text
 /* {"app": "dbt", "dbt_version": "1.9.1", "profile_name": "velostream", "target_name": "dev", "connection_name": "list_velostream_public"} */
 select
       'velostream' as database,
@@ -56,7 +54,7 @@ select
 -- name: columns in relation
 -- source: dbt/include/postgres/macros/adapters.sql, postgres__get_columns_in_relation (relation "velostream"."public"."trades", relation.information_schema('columns') renders as "velostream".INFORMATION_SCHEMA.columns)
 -- compare: all
--- differs: types int4 as int8, name as text, varchar as text
+-- differs: types int4 as int8
 /* {"app": "dbt", "dbt_version": "1.9.1", "profile_name": "velostream", "target_name": "dev", "node_id": "model.velostream.trades_summary"} */
       select
           column_name,
@@ -158,7 +156,6 @@ select
 -- name: relation dependencies
 -- source: dbt/include/postgres/macros/relations.sql, postgres__get_relations (dbt/adapters/postgres/impl.py _link_cached_relations)
 -- compare: all
--- differs: types name as text
 /* {"app": "dbt", "dbt_version": "1.9.1", "profile_name": "velostream", "target_name": "dev", "connection_name": "master"} */
 with relation as (
         select
@@ -238,7 +235,6 @@ select grantee, privilege_type
 -- name: indexes of a relation
 -- source: dbt/include/postgres/macros/adapters.sql, postgres__get_show_indexes_sql (relation public.trades, used by postgres__describe_materialized_view)
 -- compare: all
--- differs: types name as text
 /* {"app": "dbt", "dbt_version": "1.9.1", "profile_name": "velostream", "target_name": "dev", "node_id": "model.velostream.trades_summary"} */
     select
         i.relname                                   as name,

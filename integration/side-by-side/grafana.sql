@@ -13,7 +13,6 @@ SELECT extversion FROM pg_extension WHERE extname = 'timescaledb';
 -- name: schema list
 -- source: public/app/plugins/datasource/grafana-postgresql-datasource/postgresMetaQuery.ts, showSchemas()
 -- compare: all
--- differs: types name as text
 SELECT schema_name AS "name"
     FROM information_schema.schemata
     WHERE schema_name NOT IN ('information_schema',
@@ -78,7 +77,6 @@ SELECT quote_ident(table_name) AS "table"
 -- name: columns of an unqualified table
 -- source: public/app/plugins/datasource/grafana-postgresql-datasource/postgresMetaQuery.ts, getSchema('trades') (datasource.ts fetchFields)
 -- compare: all
--- differs: types varchar as text
 SELECT quote_ident(column_name) AS "column", data_type AS "type"
     FROM information_schema.columns
     WHERE
@@ -102,7 +100,6 @@ SELECT quote_ident(column_name) AS "column", data_type AS "type"
 -- name: columns of a schema-qualified table
 -- source: public/app/plugins/datasource/grafana-postgresql-datasource/postgresMetaQuery.ts, getSchema('public.trades')
 -- compare: all
--- differs: types varchar as text
 SELECT quote_ident(column_name) AS "column", data_type AS "type"
     FROM information_schema.columns
     WHERE
@@ -126,7 +123,6 @@ SELECT quote_ident(column_name) AS "column", data_type AS "type"
 -- name: database list (older builder)
 -- source: public/app/plugins/datasource/postgres/postgresMetaQuery.ts (older plugin path, before the rename to grafana-postgresql-datasource), showDatabases()
 -- compare: rows-with velostream
--- differs: types name as text
 SELECT datname FROM pg_database WHERE datistemplate = false;
 
 -- name: table list (older builder)
@@ -156,7 +152,6 @@ select quote_ident(table_name) as "table" from information_schema.tables
 -- name: columns (older builder)
 -- source: public/app/plugins/datasource/postgres/postgresMetaQuery.ts (older plugin path, before the rename to grafana-postgresql-datasource), getSchema('trades')
 -- compare: all
--- differs: types varchar as text
 select quote_ident(column_name) as "column", data_type as "type"
     from information_schema.columns
     where quote_ident(table_name) = 'trades';
@@ -299,7 +294,6 @@ table_schema IN (
 -- name: column data type (legacy builder)
 -- source: public/app/plugins/datasource/postgres/meta_query.ts (legacy Angular query builder), buildDatatypeQuery('price') with table 'trades'
 -- compare: all
--- differs: types name as text
 SELECT udt_name FROM information_schema.columns WHERE 
 table_schema IN (
   SELECT
@@ -321,7 +315,6 @@ SELECT DISTINCT proname FROM pg_aggregate INNER JOIN pg_proc ON pg_aggregate.agg
 -- name: schema list (backend schema handler)
 -- source: pkg/tsdb/grafana-postgresql-datasource/schema.go, querySchemas
 -- compare: all
--- differs: types name as text
 SELECT schema_name FROM information_schema.schemata
 		 WHERE schema_name NOT LIKE 'pg_%' AND schema_name != 'information_schema'
 		 ORDER BY schema_name;
@@ -329,7 +322,6 @@ SELECT schema_name FROM information_schema.schemata
 -- name: table list (backend schema handler)
 -- source: pkg/tsdb/grafana-postgresql-datasource/schema.go, queryTables ($1 = 'public')
 -- compare: all
--- differs: types name as text
 SELECT table_name FROM information_schema.tables
 		 WHERE table_schema = 'public' AND table_type IN ('BASE TABLE', 'VIEW')
 		 ORDER BY table_name;
@@ -337,7 +329,7 @@ SELECT table_name FROM information_schema.tables
 -- name: columns (backend schema handler)
 -- source: pkg/tsdb/grafana-postgresql-datasource/schema.go, queryColumns ($1 = 'public', $2 = 'trades')
 -- compare: all
--- differs: types int4 as int8, name as text, varchar as text
+-- differs: types int4 as int8
 SELECT column_name, data_type, udt_name, numeric_precision, numeric_scale
 		 FROM information_schema.columns
 		 WHERE table_schema = 'public' AND table_name = 'trades'

@@ -61,7 +61,6 @@ END;
 -- source: src/Npgsql/PostgresDatabaseInfo.cs, GenerateLoadCompositeTypesQuery (defaults: LoadTableComposites=false, TypeLoadingSchemas=null)
 -- compare: shape
 -- Load field definitions for (free-standing) composite types
--- differs: types name as text, oid as int4
 SELECT typ.oid, att.attname, att.atttypid
 FROM pg_type AS typ
 JOIN pg_namespace AS ns ON (ns.oid = typ.typnamespace)
@@ -77,7 +76,6 @@ ORDER BY typ.oid, att.attnum;
 -- source: src/Npgsql/PostgresDatabaseInfo.cs, GenerateLoadEnumFieldsQuery (PG15: withEnumSortOrder; TypeLoadingSchemas=null)
 -- compare: shape
 -- Load enum fields
--- differs: types name as text, oid as int4
 SELECT typ.oid, enumlabel
 FROM pg_enum
 JOIN pg_type AS typ ON typ.oid = enumtypid
@@ -141,7 +139,6 @@ END;
 -- source: src/Npgsql/PostgresDatabaseInfo.cs, GenerateLoadCompositeTypesQuery (Load Table Composites=true; rows are public.trades columns keyed by its row-type oid)
 -- compare: shape
 -- Load field definitions for (free-standing) composite types
--- differs: types name as text, oid as int4
 SELECT typ.oid, att.attname, att.atttypid
 FROM pg_type AS typ
 JOIN pg_namespace AS ns ON (ns.oid = typ.typnamespace)
@@ -211,7 +208,6 @@ END;
 -- source: src/Npgsql/PostgresDatabaseInfo.cs, GenerateLoadCompositeTypesQuery (SetTypeLoadingSchemas("public"))
 -- compare: shape
 -- Load field definitions for (free-standing) composite types
--- differs: types name as text, oid as int4
 SELECT typ.oid, att.attname, att.atttypid
 FROM pg_type AS typ
 JOIN pg_namespace AS ns ON (ns.oid = typ.typnamespace)
@@ -228,7 +224,6 @@ ORDER BY typ.oid, att.attnum;
 -- source: src/Npgsql/PostgresDatabaseInfo.cs, GenerateLoadEnumFieldsQuery (SetTypeLoadingSchemas("public"))
 -- compare: shape
 -- Load enum fields
--- differs: types name as text, oid as int4
 SELECT typ.oid, enumlabel
 FROM pg_enum
 JOIN pg_type AS typ ON typ.oid = enumtypid
@@ -348,7 +343,6 @@ SELECT * FROM (
 -- name: GetSchema Tables [velostream, public, trades]
 -- source: src/Npgsql/NpgsqlSchema.cs, GetTables
 -- compare: all
--- differs: types name as text, varchar as text
 SELECT table_catalog, table_schema, table_name, table_type
 FROM information_schema.tables
 WHERE
@@ -385,7 +379,6 @@ JOIN pg_type AS typ ON typnamespace = ns.oid AND typname = udt_name WHERE table_
 -- name: GetSchema Views [null, public]
 -- source: src/Npgsql/NpgsqlSchema.cs, GetViews
 -- compare: all
--- differs: types name as text, varchar as text
 SELECT table_catalog, table_schema, table_name, check_option, is_updatable
 FROM information_schema.views
 WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_schema = 'public';
@@ -399,7 +392,7 @@ SELECT current_database(), schemaname, matviewname, matviewowner, hasindexes, is
 -- name: GetSchema Users [velo]
 -- source: src/Npgsql/NpgsqlSchema.cs, GetUsers
 -- compare: all
--- differs: types name as text, oid as int4; rows
+-- differs: rows
 SELECT usename, usesysid FROM pg_catalog.pg_user WHERE usename = 'velo';
 
 -- name: GetSchema Indexes [null, public, trades]

@@ -53,13 +53,12 @@ SELECT nspname AS "TABLE_SCHEM", current_database() AS "TABLE_CATALOG" FROM pg_c
 -- name: getCatalogs
 -- source: pgjdbc/src/main/java/org/postgresql/jdbc/PgDatabaseMetaData.java, getCatalogs
 -- compare: rows-with velostream
--- differs: types name as text
 SELECT datname AS "TABLE_CAT" FROM pg_catalog.pg_database WHERE datallowconn = true ORDER BY datname;
 
 -- name: getColumns(null, public, trades, %)
 -- source: pgjdbc/src/main/java/org/postgresql/jdbc/PgDatabaseMetaData.java, getColumns (PG15: window-function attnum, attidentity, attgenerated)
 -- compare: all
--- differs: types char as text, name as text, oid as int4; rows
+-- differs: types char as text, name as text; rows
 SELECT * FROM (SELECT current_database() AS current_database, n.nspname,c.relname,a.attname,a.atttypid,a.attnotnull  OR (t.typtype = 'd' AND t.typnotnull) AS attnotnull,a.atttypmod,a.attlen,t.typtypmod,row_number() OVER (PARTITION BY a.attrelid ORDER BY a.attnum) AS attnum, nullif(a.attidentity, '') as attidentity,nullif(a.attgenerated, '') as attgenerated,pg_catalog.pg_get_expr(def.adbin, def.adrelid) AS adsrc,dsc.description,t.typbasetype,t.typtype  FROM pg_catalog.pg_namespace n  JOIN pg_catalog.pg_class c ON (c.relnamespace = n.oid)  JOIN pg_catalog.pg_attribute a ON (a.attrelid=c.oid)  JOIN pg_catalog.pg_type t ON (a.atttypid = t.oid)  LEFT JOIN pg_catalog.pg_attrdef def ON (a.attrelid=def.adrelid AND a.attnum = def.adnum)  LEFT JOIN pg_catalog.pg_description dsc ON (c.oid=dsc.objoid AND a.attnum = dsc.objsubid)  LEFT JOIN pg_catalog.pg_class dc ON (dc.oid=dsc.classoid AND dc.relname='pg_class')  LEFT JOIN pg_catalog.pg_namespace dn ON (dc.relnamespace=dn.oid AND dn.nspname='pg_catalog')  WHERE c.relkind in ('r','p','v','f','m') and a.attnum > 0 AND NOT a.attisdropped  AND n.nspname LIKE 'public' AND c.relname LIKE 'trades') c WHERE true  AND attname LIKE '%' ORDER BY nspname,c.relname,attnum;
 
 -- name: getColumnPrivileges(null, public, trades, %)
@@ -77,7 +76,6 @@ SELECT current_database() AS current_database, n.nspname,c.relname,r.rolname,c.r
 -- name: getBestRowIdentifier(null, public, trades, session, true)
 -- source: pgjdbc/src/main/java/org/postgresql/jdbc/PgDatabaseMetaData.java, getBestRowIdentifier
 -- compare: all
--- differs: types name as text, oid as int4
 SELECT a.attname, a.atttypid, atttypmod FROM pg_catalog.pg_class ct   JOIN pg_catalog.pg_attribute a ON (ct.oid = a.attrelid)   JOIN pg_catalog.pg_namespace n ON (ct.relnamespace = n.oid)   JOIN (SELECT i.indexrelid, i.indrelid, i.indisprimary,              information_schema._pg_expandarray(i.indkey) AS keys         FROM pg_catalog.pg_index i) i     ON (a.attnum = (i.keys).x AND a.attrelid = i.indrelid) WHERE true  AND n.nspname = 'public' AND ct.relname = 'trades' AND i.indisprimary  ORDER BY a.attnum;
 
 -- name: getPrimaryKeys(null, public, trades)
@@ -89,7 +87,7 @@ SELECT        result.TABLE_CAT AS "TABLE_CAT",        result.TABLE_SCHEM AS "TAB
 -- name: getPrimaryUniqueKeys(null, public, trades) (updatable ResultSet check)
 -- source: pgjdbc/src/main/java/org/postgresql/jdbc/PgDatabaseMetaData.java, getPrimaryUniqueKeys (used by PgResultSet.isUpdateable)
 -- compare: all
--- differs: types int4 as int8, name as text
+-- differs: types int4 as int8
 SELECT        result.TABLE_CAT AS "TABLE_CAT",        result.TABLE_SCHEM AS "TABLE_SCHEM",        result.TABLE_NAME AS "TABLE_NAME",        result.COLUMN_NAME AS "COLUMN_NAME",        result.KEY_SEQ AS "KEY_SEQ",        result.PK_NAME AS "PK_NAME",        result.IS_NOT_NULL AS "IS_NOT_NULL"FROM      (SELECT NULL AS TABLE_CAT, n.nspname AS TABLE_SCHEM,   ct.relname AS TABLE_NAME, a.attname AS COLUMN_NAME,   (information_schema._pg_expandarray(i.indkey)).n AS KEY_SEQ, ci.relname AS PK_NAME,   information_schema._pg_expandarray(i.indkey) AS KEYS, a.attnum AS A_ATTNUM,   a.attnotnull AS IS_NOT_NULL FROM pg_catalog.pg_class ct   JOIN pg_catalog.pg_attribute a ON (ct.oid = a.attrelid)   JOIN pg_catalog.pg_namespace n ON (ct.relnamespace = n.oid)   JOIN pg_catalog.pg_index i ON ( a.attrelid = i.indrelid)   JOIN pg_catalog.pg_class ci ON (ci.oid = i.indexrelid) WHERE (i.indisprimary OR (     i.indisunique     AND i.indisvalid     AND i.indpred IS NULL     AND i.indexprs IS NULL   ))  AND n.nspname = 'public' AND ct.relname = 'trades' ) result where  result.A_ATTNUM = (result.KEYS).x  ORDER BY result.table_name, result.pk_name, result.key_seq;
 
 -- name: getMaxIndexKeys (pg_settings max_index_keys)
@@ -112,7 +110,6 @@ SELECT current_database() AS "PKTABLE_CAT", pkn.nspname AS "PKTABLE_SCHEM", pkc.
 -- name: getTypeInfo
 -- source: pgjdbc/src/main/java/org/postgresql/jdbc/PgDatabaseMetaData.java, getTypeInfo (followed by TypeInfoCache.cacheSQLTypes)
 -- compare: shape
--- differs: types name as text, oid as int4
 SELECT t.typname,t.oid FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON (t.typnamespace = n.oid)  WHERE n.nspname  != 'pg_toast' AND  (t.typrelid = 0 OR (SELECT c.relkind = 'c' FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid));
 
 -- name: getIndexInfo(null, public, trades, false, true)
@@ -136,13 +133,12 @@ SELECT current_database() AS "PROCEDURE_CAT",  n.nspname AS "PROCEDURE_SCHEM", p
 -- name: getProcedureColumns / getFunctionColumns(null, public, %, %)
 -- source: pgjdbc/src/main/java/org/postgresql/jdbc/PgDatabaseMetaData.java, getProcedureColumns and getFunctionColumns (same SQL)
 -- compare: all
--- differs: types _char as _text, _oid as _int4, char as text, name as text, oid as int4, oidvector as _int4
+-- differs: types _char as _text, _oid as _int4, name as text, oidvector as _int4
 SELECT current_database() AS current_database, n.nspname,p.proname,p.prorettype,p.proargtypes, t.typtype,t.typrelid,  p.proargnames, p.proargmodes, p.proallargtypes, p.oid  FROM pg_catalog.pg_proc p, pg_catalog.pg_namespace n, pg_catalog.pg_type t  WHERE p.pronamespace=n.oid AND p.prorettype=t.oid  AND n.nspname LIKE 'public' AND p.proname LIKE '%' ORDER BY n.nspname, p.proname, p.oid::text;
 
 -- name: getFunctionColumns: composite result columns
 -- source: pgjdbc/src/main/java/org/postgresql/jdbc/PgDatabaseMetaData.java, getProcedureColumns/getFunctionColumns inner query for composite return types ($1 = typrelid, here the table trades: 'public.trades'::regclass)
 -- compare: all
--- differs: types name as text, oid as int4
 SELECT a.attname,a.atttypid FROM pg_catalog.pg_attribute a  WHERE a.attrelid = 'public.trades'::regclass AND NOT a.attisdropped AND a.attnum > 0 ORDER BY a.attnum;
 
 -- name: getFunctions(null, public, %)
@@ -169,59 +165,54 @@ SELECT setting FROM pg_catalog.pg_settings WHERE name='default_transaction_isola
 -- name: ResultSetMetaData field metadata for SELECT * FROM trades
 -- source: pgjdbc/src/main/java/org/postgresql/jdbc/PgResultSetMetaData.java, fetchFieldMetaData (isNullable/getBaseColumnName/isAutoIncrement; PG15 attidentity; the driver inlines the table oid as a number, written here as 'public.trades'::regclass::oid)
 -- compare: all
--- differs: types name as text, oid as int4; rows
+-- differs: rows
 SELECT c.oid, a.attnum, a.attname, c.relname, n.nspname, a.attnotnull OR (t.typtype = 'd' AND t.typnotnull), a.attidentity != '' OR pg_catalog.pg_get_expr(d.adbin, d.adrelid) LIKE '%nextval(%' FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON (c.relnamespace = n.oid) JOIN pg_catalog.pg_attribute a ON (c.oid = a.attrelid) JOIN pg_catalog.pg_type t ON (a.atttypid = t.oid) LEFT JOIN pg_catalog.pg_attrdef d ON (d.adrelid = a.attrelid AND d.adnum = a.attnum) JOIN (SELECT 'public.trades'::regclass::oid AS oid , 1 AS attnum UNION ALL SELECT 'public.trades'::regclass::oid, 2 UNION ALL SELECT 'public.trades'::regclass::oid, 3 UNION ALL SELECT 'public.trades'::regclass::oid, 4) vals ON (c.oid = vals.oid AND a.attnum = vals.attnum) where c.oid in ('public.trades'::regclass::oid);
 
 -- name: TypeInfoCache.cacheSQLTypes (all types)
 -- source: pgjdbc/src/main/java/org/postgresql/jdbc/TypeInfoCache.java, getSQLTypeQuery(false) / cacheSQLTypes (typinput compared with regproc)
 -- compare: shape
--- differs: types char as text, name as text, oid as int4
 SELECT typinput='pg_catalog.array_in'::regproc as is_array, typtype, typname, pg_type.oid   FROM pg_catalog.pg_type   LEFT JOIN (select ns.oid as nspoid, ns.nspname, r.r           from pg_namespace as ns           join ( select s.r, (current_schemas(false))[s.r] as nspname                    from generate_series(1, array_upper(current_schemas(false), 1)) as s(r) ) as r          using ( nspname )        ) as sp     ON sp.nspoid = typnamespace  ORDER BY sp.r, pg_type.oid DESC;
 
 -- name: TypeInfoCache.getSQLType(oid) numeric
 -- source: pgjdbc/src/main/java/org/postgresql/jdbc/TypeInfoCache.java, getSQLTypeQuery(true) ($1 = 1700 numeric)
 -- compare: all
--- differs: types char as text, name as text, oid as int4
 SELECT typinput='pg_catalog.array_in'::regproc as is_array, typtype, typname, pg_type.oid   FROM pg_catalog.pg_type   LEFT JOIN (select ns.oid as nspoid, ns.nspname, r.r           from pg_namespace as ns           join ( select s.r, (current_schemas(false))[s.r] as nspname                    from generate_series(1, array_upper(current_schemas(false), 1)) as s(r) ) as r          using ( nspname )        ) as sp     ON sp.nspoid = typnamespace  WHERE pg_type.oid = 1700  ORDER BY sp.r, pg_type.oid DESC;
 
 -- name: TypeInfoCache.getSQLType(oid) trades
 -- source: pgjdbc/src/main/java/org/postgresql/jdbc/TypeInfoCache.java, getSQLTypeQuery(true) ($1 = row type of trades, written as 'public.trades'::regtype)
 -- compare: all
--- differs: types char as text, name as text, oid as int4; rows
+-- differs: rows
 SELECT typinput='pg_catalog.array_in'::regproc as is_array, typtype, typname, pg_type.oid   FROM pg_catalog.pg_type   LEFT JOIN (select ns.oid as nspoid, ns.nspname, r.r           from pg_namespace as ns           join ( select s.r, (current_schemas(false))[s.r] as nspname                    from generate_series(1, array_upper(current_schemas(false), 1)) as s(r) ) as r          using ( nspname )        ) as sp     ON sp.nspoid = typnamespace  WHERE pg_type.oid = 'public.trades'::regtype  ORDER BY sp.r, pg_type.oid DESC;
 
 -- name: TypeInfoCache.getPGType(name) simple
 -- source: pgjdbc/src/main/java/org/postgresql/jdbc/TypeInfoCache.java, getOidStatement simple ($1 = 'trades')
 -- compare: all
--- differs: types name as text, oid as int4; rows
+-- differs: rows
 SELECT pg_type.oid, typname   FROM pg_catalog.pg_type   LEFT   JOIN (select ns.oid as nspoid, ns.nspname, r.r           from pg_namespace as ns           join ( select s.r, (current_schemas(false))[s.r] as nspname                    from generate_series(1, array_upper(current_schemas(false), 1)) as s(r) ) as r          using ( nspname )        ) as sp     ON sp.nspoid = typnamespace  WHERE typname = 'trades'  ORDER BY sp.r, pg_type.oid DESC LIMIT 1;
 
 -- name: TypeInfoCache.getPGType(name) schema-qualified
 -- source: pgjdbc/src/main/java/org/postgresql/jdbc/TypeInfoCache.java, getOidStatement complex non-array ('public.trades': $1 = 'trades', $2 = 'public', $3 = false)
 -- compare: all
--- differs: types name as text, oid as int4; rows
+-- differs: rows
 SELECT t.oid, t.typname   FROM pg_catalog.pg_type t  JOIN pg_catalog.pg_namespace n ON t.typnamespace = n.oid WHERE t.typname = 'trades' AND (n.nspname = 'public' OR false AND n.nspname = ANY (current_schemas(true))) ORDER BY t.oid DESC LIMIT 1;
 
 -- name: TypeInfoCache.getPGType(name) array
 -- source: pgjdbc/src/main/java/org/postgresql/jdbc/TypeInfoCache.java, getOidStatement complex array ('trades[]': $1 = 'trades', $2 = NULL, $3 = true)
 -- compare: all
--- differs: types name as text, oid as int4; rows
+-- differs: rows
 SELECT t.typarray, arr.typname   FROM pg_catalog.pg_type t  JOIN pg_catalog.pg_namespace n ON t.typnamespace = n.oid  JOIN pg_catalog.pg_type arr ON arr.oid = t.typarray WHERE t.typname = 'trades' AND (n.nspname = NULL OR true AND n.nspname = ANY (current_schemas(true))) ORDER BY t.oid DESC LIMIT 1;
 
 -- name: TypeInfoCache.getPGType(oid) name lookup
 -- source: pgjdbc/src/main/java/org/postgresql/jdbc/TypeInfoCache.java, prepareGetNameStatement ($1 = 1184 timestamptz)
 -- compare: all
--- differs: types name as text
 SELECT n.nspname = ANY(current_schemas(true)), n.nspname, t.typname FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON t.typnamespace = n.oid WHERE t.oid = 1184;
 
 -- name: TypeInfoCache.getPGArrayElement
 -- source: pgjdbc/src/main/java/org/postgresql/jdbc/TypeInfoCache.java, prepareGetArrayElementOidStatement ($1 = 1231 _numeric)
 -- compare: all
--- differs: types name as text, oid as int4
 SELECT e.oid, n.nspname = ANY(current_schemas(true)), n.nspname, e.typname FROM pg_catalog.pg_type t JOIN pg_catalog.pg_type e ON t.typelem = e.oid JOIN pg_catalog.pg_namespace n ON t.typnamespace = n.oid WHERE t.oid = 1231;
 
 -- name: TypeInfoCache.getArrayDelimiter
 -- source: pgjdbc/src/main/java/org/postgresql/jdbc/TypeInfoCache.java, prepareGetArrayDelimiterStatement ($1 = 1231 _numeric)
 -- compare: all
--- differs: types char as text
 SELECT e.typdelim FROM pg_catalog.pg_type t, pg_catalog.pg_type e WHERE t.oid = 1231 and t.typelem = e.oid;

@@ -220,43 +220,39 @@ select 'trades'::text::regtype::oid;
 -- name: LoadType: typtype and typbasetype
 -- source: conn.go, Conn.LoadType ("... where oid=$1", $1 = oid of type trades, written as 'public.trades'::regtype)
 -- compare: all
--- differs: types oid as int4; rows
+-- differs: types text as char; rows
 select typtype::text, typbasetype from pg_type where oid='public.trades'::regtype;
 
 -- name: LoadType: array element and delimiter
 -- source: conn.go @master, getArrayElementOIDAndDelimiter ($1 = 1231, _numeric)
 -- compare: all
--- differs: types oid as int4
+-- differs: types text as char
 select typelem, typdelim::text from pg_type where oid=1231;
 
 -- name: LoadType: array element, v5.10.0 text
 -- source: conn.go @v5.10.0, getArrayElementOID ($1 = 1231, _numeric)
 -- compare: all
--- differs: types oid as int4
 select typelem from pg_type where oid=1231;
 
 -- name: LoadType: range subtype
 -- source: conn.go, getRangeElementOID ($1 = 3906, numrange)
 -- compare: all
--- differs: types oid as int4
 select rngsubtype from pg_range where rngtypid=3906;
 
 -- name: LoadType: multirange range type
 -- source: conn.go, getMultiRangeElementOID ($1 = 4532, nummultirange)
 -- compare: all
--- differs: types oid as int4
 select rngtypid from pg_range where rngmultitypid=4532;
 
 -- name: LoadType: composite typrelid
 -- source: conn.go, getCompositeFields ($1 = oid of type trades, written as 'public.trades'::regtype)
 -- compare: all
--- differs: types oid as int4; rows
+-- differs: rows
 select typrelid from pg_type where oid='public.trades'::regtype;
 
 -- name: LoadType: composite fields
 -- source: conn.go, getCompositeFields ($1 = typrelid of trades, written as 'public.trades'::regclass)
 -- compare: all
--- differs: types name as text, oid as int4
 select attname, atttypid
 from pg_attribute
 where attrelid='public.trades'::regclass

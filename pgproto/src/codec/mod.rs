@@ -21,9 +21,32 @@ pub use copy::csv_header;
 pub use ipc::IpcDecoder;
 pub use params::{decode_parameter, logical_oid};
 
+/// Field metadata naming a PostgreSQL type the Arrow type alone does not
+/// say (catalog columns are `name`, `oid`, `"char"`, ...), as the type's
+/// oid in decimal.
+pub const PG_TYPE_KEY: &str = "pg.type";
+
+/// The type `field` declares in its metadata, where its values are that
+/// type's in both text and binary form: strings for name, varchar and
+/// "char"; 4-byte integers for oid and its aliases.
+fn declared_type(field: &Field) -> Option<(u32, i16, i32)> {
+    use oid::*;
+    let declared: u32 = field.metadata().get(PG_TYPE_KEY)?.parse().ok()?;
+    match (declared, field.data_type()) {
+        (NAME, DataType::Utf8) => Some((NAME, 64, -1)),
+        (CHAR, DataType::Utf8) => Some((CHAR, 1, -1)),
+        (VARCHAR, DataType::Utf8) => Some((VARCHAR, -1, -1)),
+        (OID | REGPROC | REGTYPE | XID, DataType::Int32) => Some((declared, 4, -1)),
+        _ => None,
+    }
+}
+
 /// The PostgreSQL type of an Arrow field: (oid, typlen, typmod).
 pub fn pg_type(field: &Field) -> (u32, i16, i32) {
     use oid::*;
+    if let Some(declared) = declared_type(field) {
+        return declared;
+    }
     match field.data_type() {
         DataType::Boolean => (BOOL, 1, -1),
         DataType::Int16 => (INT2, 2, -1),
@@ -128,5 +151,26 @@ impl<'a> RowEncoder<'a> {
             }
         }
         DataRow::new(data, self.columns.len() as i16)
+    }
+}
+
+#[cfg(test)]
+mod declared_type_tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn declaring(data_type: DataType, oid: u32) -> Field {
+        Field::new("c", data_type, true)
+            .with_metadata(HashMap::from([(PG_TYPE_KEY.into(), oid.to_string())]))
+    }
+
+    #[test]
+    fn a_declared_type_is_used_only_where_the_values_fit_it() {
+        assert_eq!(pg_type(&declaring(DataType::Utf8, oid::NAME)).0, oid::NAME);
+        assert_eq!(pg_type(&declaring(DataType::Int32, oid::OID)).0, oid::OID);
+        // An oid is 4 bytes in binary: 8-byte values keep their own type.
+        assert_eq!(pg_type(&declaring(DataType::Int64, oid::OID)).0, oid::INT8);
+        assert_eq!(pg_type(&declaring(DataType::Int32, oid::NAME)).0, oid::INT4);
     }
 }

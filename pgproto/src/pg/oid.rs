@@ -4,11 +4,15 @@
 pub const UNSPECIFIED: u32 = 0;
 pub const BOOL: u32 = 16;
 pub const BYTEA: u32 = 17;
+pub const CHAR: u32 = 18;
 pub const NAME: u32 = 19;
 pub const INT8: u32 = 20;
 pub const INT2: u32 = 21;
 pub const INT4: u32 = 23;
+pub const REGPROC: u32 = 24;
 pub const TEXT: u32 = 25;
+pub const OID: u32 = 26;
+pub const XID: u32 = 28;
 pub const FLOAT4: u32 = 700;
 pub const FLOAT8: u32 = 701;
 pub const UNKNOWN: u32 = 705;
@@ -19,6 +23,7 @@ pub const TIMESTAMP: u32 = 1114;
 pub const TIMESTAMPTZ: u32 = 1184;
 pub const INTERVAL: u32 = 1186;
 pub const NUMERIC: u32 = 1700;
+pub const REGTYPE: u32 = 2206;
 pub const JSONB: u32 = 3802;
 
 /// Days from the Unix epoch to PostgreSQL's (2000-01-01), which binary

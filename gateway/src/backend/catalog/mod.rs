@@ -4,8 +4,10 @@
 //! the `datafusion-pg-catalog` library; the `public` schema mirrors the
 //! engine nodes' relations (ListRelations, cached by catalog version).
 
+mod column_types;
 mod fragments;
 mod functions;
+mod pg15_columns;
 mod pg15_oids;
 mod pg_catalog;
 mod relations;

@@ -17,6 +17,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::{collect, ExecutionPlan};
 use datafusion::prelude::SessionContext;
 
+use super::column_types::TypedSchema;
 use super::relations::Snapshot;
 use super::stable_oids::{OidSources, Renumbered, RENUMBERED};
 use super::DATABASE;
@@ -584,12 +585,24 @@ pub async fn install(ctx: &SessionContext, snapshot: Shared) -> anyhow::Result<(
     for (name, spec) in EMPTY_RELATIONS {
         ours.register_table(name.to_string(), empty_relation(spec)?)?;
     }
-    catalog.register_schema("pg_catalog", Arc::new(PgCatalog { inner, ours }))?;
+    catalog.register_schema(
+        "pg_catalog",
+        Arc::new(TypedSchema {
+            name: "pg_catalog",
+            inner: Arc::new(PgCatalog { inner, ours }),
+        }),
+    )?;
     let information_schema = MemorySchemaProvider::new();
     for (name, spec) in EMPTY_INFORMATION_SCHEMA {
         information_schema.register_table(name.to_string(), empty_relation(spec)?)?;
     }
-    catalog.register_schema("information_schema", Arc::new(information_schema))?;
+    catalog.register_schema(
+        "information_schema",
+        Arc::new(TypedSchema {
+            name: "information_schema",
+            inner: Arc::new(information_schema),
+        }),
+    )?;
     for sql in VIEWS {
         ctx.sql(sql)
             .await
