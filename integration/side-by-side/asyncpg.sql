@@ -2,7 +2,6 @@
 -- name: introspection: save and disable jit
 -- source: asyncpg/connection.py, Connection._introspect_types (jit off around the type lookup; run when server caps.jit, i.e. PostgreSQL >= 11)
 -- compare: all
--- differs: we fail with 42883
 SELECT
     current_setting('jit') AS cur,
     set_config('jit', 'off', false) AS new;
@@ -806,7 +805,6 @@ ORDER BY
 -- name: introspection: restore jit
 -- source: asyncpg/connection.py, Connection._introspect_types (restores the saved jit value when it was not 'off')
 -- compare: all
--- differs: we fail with 42883
 SELECT
     set_config('jit', 'on', false);
 

@@ -8,7 +8,6 @@ select 1 as id;
 -- name: role from the profile
 -- source: dbt/adapters/postgres/connections.py, open(): cursor.execute("set role {}") when credentials.role is set (no query comment)
 -- compare: all
--- differs: we fail with 0A000
 set role velo;
 
 -- name: list schemas
@@ -73,7 +72,6 @@ select
 -- name: catalog of one relation (dbt docs generate)
 -- source: dbt/include/postgres/macros/catalog.sql, postgres__get_catalog_relations (relations = [public.trades])
 -- compare: all
--- differs: types name as text
 /* {"app": "dbt", "dbt_version": "1.9.1", "profile_name": "velostream", "target_name": "dev", "connection_name": "velostream.information_schema"} */
     
     
@@ -115,7 +113,6 @@ select
 -- name: catalog of a schema (dbt docs generate)
 -- source: dbt/include/postgres/macros/catalog.sql, postgres__get_catalog (schemas = ['public'])
 -- compare: all
--- differs: types name as text
 /* {"app": "dbt", "dbt_version": "1.9.1", "profile_name": "velostream", "target_name": "dev", "connection_name": "velostream.information_schema"} */
     
     

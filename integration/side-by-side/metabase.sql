@@ -18,7 +18,6 @@ SET SESSION TIMEZONE TO 'Etc/UTC';
 -- name: connection impersonation, set the user's role
 -- source: src/metabase/driver/postgres.clj, driver.sql/set-role-statement (role 'velo' has no special characters, so unquoted)
 -- compare: all
--- differs: we fail with 0A000
 SET ROLE velo;
 
 -- name: connection impersonation reset to the default role
@@ -29,7 +28,6 @@ SET ROLE NONE;
 -- name: syncable schemas (JDBC DatabaseMetaData.getSchemas)
 -- source: src/metabase/driver/sql_jdbc/sync/describe_database.clj, all-schemas -> pgjdbc 42.7.5 PgDatabaseMetaData.getSchemas(null, null)
 -- compare: rows-with public
--- differs: types name as text
 SELECT nspname AS "TABLE_SCHEM", current_database() AS "TABLE_CATALOG" FROM pg_catalog.pg_namespace  WHERE nspname <> 'pg_toast' AND (nspname !~ '^pg_temp_'  OR nspname = (pg_catalog.current_schemas(true))[1]) AND (nspname !~ '^pg_toast_temp_'  OR nspname = replace((pg_catalog.current_schemas(true))[1], 'pg_temp_', 'pg_toast_temp_'))  ORDER BY "TABLE_SCHEM";
 
 -- name: current user table privileges
@@ -100,5 +98,5 @@ SELECT "tmp"."table-schema", "tmp"."table-name", TRIM(BOTH '"' FROM PG_CATALOG.P
 -- name: primary keys of a table (JDBC DatabaseMetaData.getPrimaryKeys)
 -- source: src/metabase/driver/sql_jdbc/sync/describe_table.clj, get-table-pks -> pgjdbc 42.7.5 PgDatabaseMetaData.getPrimaryKeys(null, 'public', 'trades') (note: no space in "PK_NAME"FROM, as sent)
 -- compare: all
--- differs: types int4 as int8, name as text
+-- differs: types int4 as int8
 SELECT        result.TABLE_CAT AS "TABLE_CAT",        result.TABLE_SCHEM AS "TABLE_SCHEM",        result.TABLE_NAME AS "TABLE_NAME",        result.COLUMN_NAME AS "COLUMN_NAME",        result.KEY_SEQ AS "KEY_SEQ",        result.PK_NAME AS "PK_NAME"FROM      (SELECT current_database() AS TABLE_CAT, n.nspname AS TABLE_SCHEM,   ct.relname AS TABLE_NAME, a.attname AS COLUMN_NAME,   (information_schema._pg_expandarray(i.indkey)).n AS KEY_SEQ, ci.relname AS PK_NAME,   information_schema._pg_expandarray(i.indkey) AS KEYS, a.attnum AS A_ATTNUM, i.indnkeyatts as KEY_COUNT FROM pg_catalog.pg_class ct   JOIN pg_catalog.pg_attribute a ON (ct.oid = a.attrelid)   JOIN pg_catalog.pg_namespace n ON (ct.relnamespace = n.oid)   JOIN pg_catalog.pg_index i ON ( a.attrelid = i.indrelid)   JOIN pg_catalog.pg_class ci ON (ci.oid = i.indexrelid) WHERE true  AND n.nspname = 'public' AND ct.relname = 'trades' AND i.indisprimary  ) result where  result.A_ATTNUM = (result.KEYS).x AND result.KEY_SEQ <= KEY_COUNT  ORDER BY result.table_name, result.pk_name, result.key_seq;

@@ -386,7 +386,6 @@ WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_schema 
 -- name: GetSchema MaterializedViews [null, public]
 -- source: src/Npgsql/NpgsqlSchema.cs, GetMaterializedViews
 -- compare: all
--- differs: types name as text
 SELECT current_database(), schemaname, matviewname, matviewowner, hasindexes, ispopulated FROM pg_catalog.pg_matviews WHERE schemaname = 'public';
 
 -- name: GetSchema Users [velo]
@@ -398,7 +397,6 @@ SELECT usename, usesysid FROM pg_catalog.pg_user WHERE usename = 'velo';
 -- name: GetSchema Indexes [null, public, trades]
 -- source: src/Npgsql/NpgsqlSchema.cs, GetIndexes
 -- compare: all
--- differs: types name as text
 SELECT current_database(),
     n.nspname,
     t.relname,
@@ -418,7 +416,6 @@ WHERE
 -- name: GetSchema IndexColumns [null, public, trades]
 -- source: src/Npgsql/NpgsqlSchema.cs, GetIndexColumns
 -- compare: all
--- differs: types name as text
 SELECT
     current_database(),
     t_ns.nspname,
@@ -444,7 +441,6 @@ WHERE
 -- name: GetSchema Constraints [null, public, trades]
 -- source: src/Npgsql/NpgsqlSchema.cs, GetConstraints (collection Constraints)
 -- compare: all
--- differs: types name as text
 SELECT
     current_database(),
     pgn.nspname,
@@ -472,7 +468,6 @@ FROM
 -- name: GetSchema PrimaryKey [null, public, trades]
 -- source: src/Npgsql/NpgsqlSchema.cs, GetConstraints (collection PrimaryKey)
 -- compare: all
--- differs: types name as text
 SELECT
     current_database(),
     pgn.nspname,
@@ -500,7 +495,6 @@ FROM
 -- name: GetSchema UniqueKeys [null, public, trades]
 -- source: src/Npgsql/NpgsqlSchema.cs, GetConstraints (collection UniqueKeys)
 -- compare: all
--- differs: types name as text
 SELECT
     current_database(),
     pgn.nspname,
@@ -528,7 +522,6 @@ FROM
 -- name: GetSchema ForeignKeys [null, public, trades]
 -- source: src/Npgsql/NpgsqlSchema.cs, GetConstraints (collection ForeignKeys)
 -- compare: all
--- differs: types name as text
 SELECT
     current_database(),
     pgn.nspname,
@@ -556,7 +549,6 @@ FROM
 -- name: GetSchema ConstraintColumns [null, public, trades]
 -- source: src/Npgsql/NpgsqlSchema.cs, GetConstraintColumns
 -- compare: all
--- differs: types name as text
 SELECT current_database(),
     n.nspname,
     c.conname,

@@ -158,8 +158,16 @@ impl Session {
     }
 
     fn set(&mut self, conn: &mut Connection, set: &Set) -> Result<(), GatewayError> {
-        let Set::Value { name, value } = set else {
-            return Ok(());
+        let (name, value) = match set {
+            Set::Value { name, value } => (name, value),
+            Set::Ignored => return Ok(()),
+            // Metabase and dbt set the role they logged in as.
+            Set::Role(role) if *role == self.user => return Ok(()),
+            Set::Role(_) => {
+                return Err(GatewayError::Unsupported(
+                    "SET ROLE and SET SESSION AUTHORIZATION are not supported: a session keeps the user it logged in as".into(),
+                ))
+            }
         };
         let lower = name.to_ascii_lowercase();
         if lower == "client_encoding"

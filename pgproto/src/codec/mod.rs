@@ -27,8 +27,8 @@ pub use params::{decode_parameter, logical_oid};
 pub const PG_TYPE_KEY: &str = "pg.type";
 
 /// The type `field` declares in its metadata, where its values are that
-/// type's in both text and binary form: strings for name, varchar and
-/// "char"; 4-byte integers for oid and its aliases.
+/// type's in both text and binary form: strings for name, varchar, json
+/// and "char"; 4-byte integers for oid and its aliases.
 fn declared_type(field: &Field) -> Option<(u32, i16, i32)> {
     use oid::*;
     let declared: u32 = field.metadata().get(PG_TYPE_KEY)?.parse().ok()?;
@@ -36,6 +36,7 @@ fn declared_type(field: &Field) -> Option<(u32, i16, i32)> {
         (NAME, DataType::Utf8) => Some((NAME, 64, -1)),
         (CHAR, DataType::Utf8) => Some((CHAR, 1, -1)),
         (VARCHAR, DataType::Utf8) => Some((VARCHAR, -1, -1)),
+        (JSON, DataType::Utf8) => Some((JSON, -1, -1)),
         (OID | REGPROC | REGTYPE | XID, DataType::Int32) => Some((declared, 4, -1)),
         _ => None,
     }

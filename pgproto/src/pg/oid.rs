@@ -13,6 +13,7 @@ pub const REGPROC: u32 = 24;
 pub const TEXT: u32 = 25;
 pub const OID: u32 = 26;
 pub const XID: u32 = 28;
+pub const JSON: u32 = 114;
 pub const FLOAT4: u32 = 700;
 pub const FLOAT8: u32 = 701;
 pub const UNKNOWN: u32 = 705;
@@ -32,6 +33,49 @@ pub const PG_EPOCH_DAYS: i32 = 10_957;
 /// Microseconds from the Unix epoch to PostgreSQL's, which binary
 /// timestamps count from.
 pub const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// The name `format_type` gives a type (what `pg_typeof` shows).
+pub fn type_name(oid: u32) -> &'static str {
+    match oid {
+        BOOL => "boolean",
+        BYTEA => "bytea",
+        CHAR => "\"char\"",
+        NAME => "name",
+        INT8 => "bigint",
+        INT2 => "smallint",
+        INT4 => "integer",
+        REGPROC => "regproc",
+        TEXT => "text",
+        OID => "oid",
+        XID => "xid",
+        JSON => "json",
+        FLOAT4 => "real",
+        FLOAT8 => "double precision",
+        UNKNOWN => "unknown",
+        VARCHAR => "character varying",
+        DATE => "date",
+        TIME => "time without time zone",
+        TIMESTAMP => "timestamp without time zone",
+        TIMESTAMPTZ => "timestamp with time zone",
+        INTERVAL => "interval",
+        NUMERIC => "numeric",
+        REGTYPE => "regtype",
+        JSONB => "jsonb",
+        1000 => "boolean[]",
+        1005 => "smallint[]",
+        1007 => "integer[]",
+        1009 => "text[]",
+        1016 => "bigint[]",
+        1021 => "real[]",
+        1022 => "double precision[]",
+        1115 => "timestamp without time zone[]",
+        1182 => "date[]",
+        1185 => "timestamp with time zone[]",
+        1231 => "numeric[]",
+        3807 => "jsonb[]",
+        _ => "unknown",
+    }
+}
 
 /// The array type of an element type (text[] for anything unlisted).
 pub fn array_oid(element: u32) -> u32 {

@@ -57,6 +57,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("lc_numeric", "C"),
     ("lc_time", "C"),
     ("max_identifier_length", "63"),
+    // Read by asyncpg (which turns jit off around its type lookup) and
+    // SQLAlchemy 2.1 (table options): PostgreSQL 15's defaults.
+    ("jit", "on"),
+    ("default_table_access_method", "heap"),
     ("velostream.offset_reset", "latest"),
 ];
 

@@ -66,6 +66,9 @@ pub enum Set {
     Value { name: String, value: String },
     /// `SET TRANSACTION ...` and `SET SESSION CHARACTERISTICS ...`: accepted.
     Ignored,
+    /// `SET ROLE name` or `SET SESSION AUTHORIZATION name`: a session keeps
+    /// its login user, so only that user is accepted.
+    Role(String),
 }
 
 /// One item of a local SELECT list.
@@ -454,13 +457,17 @@ fn set(words: &[String]) -> Result<Statement, GatewayError> {
         ["characteristics", ..] | ["transaction", ..] => return Ok(Statement::Set(Set::Ignored)),
         // Sessions keep their login user; resetting to it is a no-op (BI
         // tools reset impersonation with it).
-        ["role", "none"] | ["authorization", "default"] => {
-            return Ok(Statement::Set(Set::Ignored))
+        ["role", "none"] | ["authorization", "default"] => return Ok(Statement::Set(Set::Ignored)),
+        ["role" | "authorization", role] => {
+            return Ok(Statement::Set(Set::Role(
+                role.trim_start_matches('\'').to_string(),
+            )))
         }
         ["role", ..] | ["authorization", ..] => {
-            return Err(GatewayError::Unsupported(
-                "SET ROLE and SET SESSION AUTHORIZATION are not supported: a session keeps the user it logged in as".into(),
-            ))
+            return Err(GatewayError::Syntax(format!(
+                "syntax error at or near \"{}\"",
+                rest.get(2).copied().unwrap_or_default()
+            )))
         }
         ["names", v @ ..] => ("client_encoding".into(), v),
         [name, "to" | "=", v @ ..] => (name.to_string(), v),
@@ -991,9 +998,14 @@ mod tests {
                 "{sql}"
             );
         }
-        for sql in ["SET ROLE bob", "SET SESSION AUTHORIZATION bob"] {
+        for sql in [
+            "SET ROLE bob",
+            "SET SESSION AUTHORIZATION bob",
+            "SET ROLE 'bob'",
+            "SET ROLE \"bob\"",
+        ] {
             assert!(
-                matches!(classify(sql), Statement::Invalid(e) if e.sqlstate() == "0A000"),
+                matches!(classify(sql), Statement::Set(Set::Role(r)) if r == "bob"),
                 "{sql}"
             );
         }

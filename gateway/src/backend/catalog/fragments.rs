@@ -53,34 +53,49 @@ pub fn replace_fragments(sql: &str) -> std::borrow::Cow<'_, str> {
             out = std::borrow::Cow::Owned(out.replace(from, to));
         }
     }
-    if out.to_ascii_lowercase().contains("user") {
-        if let Some(replaced) = user_keyword(&out) {
+    let lower = out.to_ascii_lowercase();
+    if lower.contains("user") || lower.contains("current_") || lower.contains("\"char\"") {
+        if let Some(replaced) = keywords_and_types(&out) {
             out = std::borrow::Cow::Owned(replaced);
         }
     }
     out
 }
 
-/// The SQL keyword `user` is `current_user`. Done on tokens, before the
-/// catalog library sees the statement: its stand-in for Grafana's
-/// search-path subquery (written before it had current_setting) matches
-/// `user` and would empty Grafana's table list.
-fn user_keyword(sql: &str) -> Option<String> {
+/// SQL keywords that are functions called without parentheses, as the
+/// functions the catalog has, and the type `"char"` as the `char` DataFusion
+/// knows (one-character text). Done on tokens, before the catalog library
+/// sees the statement: its stand-in for Grafana's search-path subquery
+/// (written before it had current_setting) matches `user` and would empty
+/// Grafana's table list; `current_catalog` and `current_role` would parse
+/// as column names; `'r'::"char"` (Npgsql) would not plan.
+fn keywords_and_types(sql: &str) -> Option<String> {
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
-    let is_user = |t: &Token| matches!(t, Token::Word(w) if w.quote_style.is_none() && w.keyword == Keyword::USER);
-    if !tokens.iter().any(is_user) {
+    let replacement = |i: usize| match &tokens[i] {
+        Token::Word(w) if w.quote_style.is_none() => match w.keyword {
+            Keyword::USER => Some("current_user"),
+            // Quoted: sqlparser takes the bare keywords as no-argument
+            // functions that cannot be called with parentheses.
+            Keyword::CURRENT_CATALOG => Some("\"current_catalog\"()"),
+            Keyword::CURRENT_ROLE => Some("\"current_role\"()"),
+            _ => None,
+        },
+        Token::Word(w)
+            if w.quote_style == Some('"')
+                && w.value == "char"
+                && i > 0
+                && tokens[i - 1] == Token::DoubleColon =>
+        {
+            Some("char")
+        }
+        _ => None,
+    };
+    if !(0..tokens.len()).any(|i| replacement(i).is_some()) {
         return None;
     }
     Some(
-        tokens
-            .iter()
-            .map(|t| {
-                if is_user(t) {
-                    "current_user".to_string()
-                } else {
-                    t.to_string()
-                }
-            })
+        (0..tokens.len())
+            .map(|i| replacement(i).map_or_else(|| tokens[i].to_string(), str::to_string))
             .collect(),
     )
 }
@@ -134,10 +149,18 @@ mod tests {
     }
 
     #[test]
-    fn user_keyword_is_current_user() {
+    fn function_keywords_are_function_calls() {
         assert_eq!(
             replace_fragments("SELECT user, 'user', \"user\", usename FROM pg_user"),
             "SELECT current_user, 'user', \"user\", usename FROM pg_user"
+        );
+        assert_eq!(
+            replace_fragments("SELECT current_catalog, current_role, \"current_role\""),
+            "SELECT \"current_catalog\"(), \"current_role\"(), \"current_role\""
+        );
+        assert_eq!(
+            replace_fragments("SELECT 'r'::\"char\", ARRAY['v']::\"char\"[], \"char\" FROM t"),
+            "SELECT 'r'::char, ARRAY['v']::char[], \"char\" FROM t"
         );
     }
 }

@@ -25,6 +25,8 @@ struct PgFunction {
     name: &'static str,
     signature: Signature,
     returns: DataType,
+    /// The PostgreSQL type of the result, where `returns` does not say it.
+    pg_type: Option<u32>,
     body: Body,
 }
 
@@ -57,6 +59,19 @@ impl ScalarUDFImpl for PgFunction {
     }
     fn return_type(&self, _: &[DataType]) -> Result<DataType> {
         Ok(self.returns.clone())
+    }
+    fn return_field_from_args(
+        &self,
+        _: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<datafusion::arrow::datatypes::FieldRef> {
+        let field = datafusion::arrow::datatypes::Field::new(self.name, self.returns.clone(), true);
+        Ok(Arc::new(match self.pg_type {
+            Some(oid) => field.with_metadata(HashMap::from([(
+                crate::codec::PG_TYPE_KEY.to_string(),
+                oid.to_string(),
+            )])),
+            None => field,
+        }))
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
@@ -94,7 +109,92 @@ fn function(
         name,
         signature: arities(counts, Volatility::Stable),
         returns,
+        pg_type: None,
         body: Arc::new(body),
+    })
+}
+
+/// `json_build_object(key, value, ...)`: a json object, spaced as
+/// PostgreSQL builds it (`{"a" : 1, "b" : "x"}`).
+fn json_build_object() -> ScalarUDF {
+    ScalarUDF::new_from_impl(PgFunction {
+        name: "json_build_object",
+        signature: Signature::one_of(
+            vec![TypeSignature::Nullary, TypeSignature::VariadicAny],
+            Volatility::Immutable,
+        ),
+        returns: DataType::Utf8,
+        pg_type: Some(crate::pg::oid::JSON),
+        body: Arc::new(|args, rows| {
+            if args.len() % 2 == 1 {
+                return Err(datafusion::error::DataFusionError::Plan(
+                    "argument list must have even number of elements".into(),
+                ));
+            }
+            let objects = (0..rows).map(|row| {
+                let pairs: Vec<String> = args
+                    .chunks(2)
+                    .map(|pair| {
+                        let key = json_value(pair[0].as_ref(), row)?;
+                        let key = match key {
+                            serde_json::Value::String(k) => k,
+                            serde_json::Value::Null => {
+                                return Err(datafusion::error::DataFusionError::Plan(
+                                    "null value not allowed for object key".into(),
+                                ))
+                            }
+                            other => other.to_string(),
+                        };
+                        Ok(format!(
+                            "{} : {}",
+                            serde_json::Value::String(key),
+                            json_value(pair[1].as_ref(), row)?
+                        ))
+                    })
+                    .collect::<Result<_>>()?;
+                Ok(Some(format!("{{{}}}", pairs.join(", "))))
+            });
+            Ok(Arc::new(objects.collect::<Result<StringArray>>()?) as ArrayRef)
+        }),
+    })
+}
+
+/// One value as json: numbers and booleans as themselves, arrays as json
+/// arrays, everything else as its text.
+fn json_value(array: &dyn Array, row: usize) -> Result<serde_json::Value> {
+    use serde_json::Value;
+    // A NULL literal's array has no validity buffer to say so.
+    if array.data_type() == &DataType::Null || array.is_null(row) {
+        return Ok(Value::Null);
+    }
+    let text = || -> Result<String> {
+        let cast = datafusion::arrow::compute::cast(&array.slice(row, 1), &DataType::Utf8)?;
+        Ok(cast.as_string::<i32>().value(0).to_string())
+    };
+    Ok(match array.data_type() {
+        DataType::Boolean => Value::Bool(array.as_boolean().value(row)),
+        t if t.is_integer() || t.is_floating() || matches!(t, DataType::Decimal128(..)) => {
+            serde_json::from_str(&text()?)
+                .unwrap_or_else(|_| Value::String(text().unwrap_or_default()))
+        }
+        DataType::List(_) => {
+            let values = array.as_list::<i32>().value(row);
+            Value::Array(
+                (0..values.len())
+                    .map(|i| json_value(values.as_ref(), i))
+                    .collect::<Result<_>>()?,
+            )
+        }
+        _ => Value::String(text()?),
+    })
+}
+
+/// `pg_typeof(value)`: the PostgreSQL name of the value's type.
+fn pg_typeof() -> ScalarUDF {
+    function("pg_typeof", &[1], DataType::Utf8, |args, rows| {
+        let field = datafusion::arrow::datatypes::Field::new("", args[0].data_type().clone(), true);
+        let name = crate::pg::oid::type_name(crate::codec::pg_type(&field).0);
+        Ok(Arc::new(StringArray::from(vec![name; rows])) as ArrayRef)
     })
 }
 
@@ -117,6 +217,19 @@ fn constant_text(name: &'static str, counts: &[usize], value: Option<String>) ->
     })
 }
 
+/// A constant of type `name` (user, database and schema names).
+fn constant_name(name: &'static str, counts: &[usize], value: Option<String>) -> ScalarUDF {
+    ScalarUDF::new_from_impl(PgFunction {
+        name,
+        signature: arities(counts, Volatility::Stable),
+        returns: DataType::Utf8,
+        pg_type: Some(crate::pg::oid::NAME),
+        body: Arc::new(move |_, rows| {
+            Ok(Arc::new(StringArray::from(vec![value.clone(); rows])) as ArrayRef)
+        }),
+    })
+}
+
 fn constant_bool(name: &'static str, counts: &[usize], value: bool) -> ScalarUDF {
     function(name, counts, DataType::Boolean, move |_, rows| {
         Ok(Arc::new(BooleanArray::from(vec![value; rows])) as ArrayRef)
@@ -134,6 +247,10 @@ fn null_of(name: &'static str, counts: &[usize], returns: DataType) -> ScalarUDF
 pub fn register_static(registry: &mut dyn FunctionRegistry) -> Result<()> {
     let text = DataType::Utf8;
     let udfs = vec![
+        json_build_object(),
+        pg_typeof(),
+        // Streams take no UPDATE (Npgsql's column schema asks).
+        constant_bool("pg_column_is_updatable", &[3], false),
         null_of("pg_get_indexdef", &[1, 3], text.clone()),
         // No constraints exist to describe; any integer oid (literals are
         // bigint) and the pretty flag.
@@ -338,13 +455,19 @@ pub fn register_session(registry: &mut dyn FunctionRegistry, info: &SessionInfo)
     let settings = Arc::new(info.settings.clone());
     let pid = info.pid;
     let udfs = vec![
-        constant_text("session_user", &[0], user.clone()),
-        constant_text("current_user", &[0], user.clone()),
-        constant_text("current_role", &[0], user.clone()),
+        // Settings changed inside catalog statements (asyncpg turns jit off
+        // around its type lookup) do not outlive the statement: the new
+        // value is returned, as PostgreSQL does.
+        function("set_config", &[3], DataType::Utf8, |args, _| {
+            Ok(Arc::new(as_text(&args[1])?) as ArrayRef)
+        }),
+        constant_name("session_user", &[0], user.clone()),
+        constant_name("current_user", &[0], user.clone()),
+        constant_name("current_role", &[0], user.clone()),
         // Owners: everything here belongs to whoever asks.
-        constant_text("pg_get_userbyid", &[1], user),
-        constant_text("current_database", &[0], Some(info.database.clone())),
-        constant_text("current_catalog", &[0], Some(info.database.clone())),
+        constant_name("pg_get_userbyid", &[1], user),
+        constant_name("current_database", &[0], Some(info.database.clone())),
+        constant_name("current_catalog", &[0], Some(info.database.clone())),
         constant_text(
             "version",
             &[0],
@@ -387,6 +510,8 @@ pub fn register_session(registry: &mut dyn FunctionRegistry, info: &SessionInfo)
 
 #[cfg(test)]
 mod tests {
+    use datafusion::arrow::array::StringArray;
+
     #[test]
     fn format_like_postgres() {
         assert_eq!(
@@ -403,6 +528,24 @@ mod tests {
             ),
             "public.\"My T\" = 'it''s', % x|NULL"
         );
+    }
+
+    #[test]
+    fn json_values_as_postgresql_writes_them() {
+        use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, ListArray, NullArray};
+        use datafusion::arrow::datatypes::Int32Type;
+        use std::sync::Arc;
+        let value = |a: ArrayRef| super::json_value(a.as_ref(), 0).unwrap().to_string();
+        assert_eq!(value(Arc::new(NullArray::new(1))), "null");
+        assert_eq!(value(Arc::new(Int64Array::from(vec![7]))), "7");
+        assert_eq!(value(Arc::new(Float64Array::from(vec![1.5]))), "1.5");
+        assert_eq!(
+            value(Arc::new(StringArray::from(vec!["a\"b"]))),
+            r#""a\"b""#
+        );
+        let list =
+            ListArray::from_iter_primitive::<Int32Type, _, _>(vec![Some(vec![Some(1), None])]);
+        assert_eq!(value(Arc::new(list)), "[1,null]");
     }
 
     #[test]

@@ -131,7 +131,7 @@ impl VisitorMut for Rules<'_> {
     // PostgreSQL allows them. Clients see PostgreSQL's names anyway (see
     // query::names).
     fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-        if let SetExpr::Select(select) = query.body.as_mut() {
+        for_each_select(query.body.as_mut(), &mut |select| {
             let keys: Vec<Option<String>> = select
                 .projection
                 .iter()
@@ -150,7 +150,7 @@ impl VisitorMut for Rules<'_> {
                     };
                 }
             }
-        }
+        });
         ControlFlow::Continue(())
     }
 
@@ -218,6 +218,32 @@ impl VisitorMut for Rules<'_> {
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         match expr {
+            // LIKE ... ESCAPE '/': DataFusion takes only the backslash.
+            Expr::Like {
+                pattern,
+                escape_char: escape @ Some(_),
+                ..
+            }
+            | Expr::ILike {
+                pattern,
+                escape_char: escape @ Some(_),
+                ..
+            } => {
+                let char = escape.as_ref().and_then(|v| match &v.value {
+                    datafusion::sql::sqlparser::ast::Value::SingleQuotedString(s) => {
+                        let mut chars = s.chars();
+                        chars.next().filter(|_| chars.next().is_none())
+                    }
+                    _ => None,
+                });
+                if let Some(c) = char.filter(|c| *c != '\\') {
+                    let mut rewritten = pattern.as_ref().clone();
+                    if backslash_escaped(&mut rewritten, c).is_some() {
+                        **pattern = rewritten;
+                        *escape = None;
+                    }
+                }
+            }
             Expr::Identifier(column) if column.quote_style.is_none() => {
                 if let Some(value) = self.system_column(&column.value.to_ascii_lowercase(), None) {
                     replace_with(expr, &value);
@@ -350,6 +376,61 @@ impl VisitorMut for Rules<'_> {
             _ => {}
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// Calls `f` on each SELECT of a body, through UNION/INTERSECT/EXCEPT (a
+/// recursive CTE is one: pgx's type query).
+fn for_each_select(
+    body: &mut SetExpr,
+    f: &mut impl FnMut(&mut datafusion::sql::sqlparser::ast::Select),
+) {
+    match body {
+        SetExpr::Select(select) => f(select),
+        SetExpr::SetOperation { left, right, .. } => {
+            for_each_select(left, f);
+            for_each_select(right, f);
+        }
+        _ => {}
+    }
+}
+
+/// A LIKE pattern written for escape character `escape`, rewritten for
+/// the backslash DataFusion knows: `pg/_%` with `/` is `pg\_%`. Literal
+/// parts only (SQLAlchemy 2.1 writes `'pg/_' || '%' ESCAPE '/'`); `None`
+/// where the pattern is computed.
+fn backslash_escaped(pattern: &mut Expr, escape: char) -> Option<()> {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, Value};
+    match pattern {
+        Expr::Value(v) => {
+            let Value::SingleQuotedString(text) = &mut v.value else {
+                return None;
+            };
+            let mut out = String::with_capacity(text.len());
+            let mut chars = text.chars();
+            while let Some(c) = chars.next() {
+                if c == escape {
+                    out.push('\\');
+                    out.extend(chars.next());
+                } else if c == '\\' {
+                    out.push_str("\\\\");
+                } else {
+                    out.push(c);
+                }
+            }
+            *text = out;
+            Some(())
+        }
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::StringConcat,
+            right,
+        } => {
+            backslash_escaped(left, escape)?;
+            backslash_escaped(right, escape)
+        }
+        Expr::Nested(e) => backslash_escaped(e, escape),
+        _ => None,
     }
 }
 
@@ -543,6 +624,28 @@ mod tests {
         assert_eq!(
             rewritten("SELECT c.xmin, c.tableoid, tableoid, ctid FROM pg_class c"),
             "SELECT CAST(1 AS INT), CAST(1259 AS INT) AS column_2, CAST(1259 AS INT) AS column_3, '(0,1)' FROM pg_catalog.pg_class c"
+        );
+    }
+
+    #[test]
+    fn like_escape_characters_become_backslashes() {
+        assert_eq!(
+            rewritten(
+                r"SELECT 1 FROM n WHERE nspname NOT LIKE 'pg/_' || '%' ESCAPE '/' AND x LIKE 'a\b'"
+            ),
+            r"SELECT 1 FROM n WHERE nspname NOT LIKE 'pg\_' || '%' AND x LIKE 'a\b'"
+        );
+        assert_eq!(
+            rewritten(r"SELECT 1 FROM n WHERE a ILIKE 'x!%\' ESCAPE '!'"),
+            r"SELECT 1 FROM n WHERE a ILIKE 'x\%\\'"
+        );
+    }
+
+    #[test]
+    fn every_branch_of_a_union_gets_unique_names() {
+        assert_eq!(
+            rewritten("WITH RECURSIVE t(a, b, c) AS (SELECT 0::int4, x, 0 FROM s UNION ALL SELECT 1, y, 1 FROM t) SELECT * FROM t"),
+            "WITH RECURSIVE t (a, b, c) AS (SELECT 0::INT4 AS column_1, x, 0 AS column_3 FROM s UNION ALL SELECT 1 AS column_1, y, 1 AS column_3 FROM t) SELECT * FROM t"
         );
     }
 

@@ -81,6 +81,11 @@ const CATALOG_FUNCTIONS: &[&str] = &[
     "session_user",
     "current_user",
     "current_database",
+    "current_catalog",
+    "current_role",
+    "set_config",
+    "pg_typeof",
+    "json_build_object",
 ];
 
 /// Cast targets that only make sense against the catalog.
