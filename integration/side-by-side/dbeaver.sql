@@ -41,7 +41,7 @@ SELECT db.oid,db.* FROM pg_catalog.pg_database db WHERE datname='velostream';
 -- name: data types of the database
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDatabase.java, cacheDataTypes (PG >= 10: typcategory filter on, read-all-types off)
 -- compare: shape
--- differs: types _aclitem as text, pg_node_tree as text, regproc as text
+-- differs: types _aclitem as _text, pg_node_tree as text, regproc as text
 SELECT t.oid,t.*,c.relkind,format_type(nullif(t.typbasetype, 0), t.typtypmod) as base_type_name, d.description
 FROM pg_catalog.pg_type t
 LEFT OUTER JOIN pg_catalog.pg_type et ON et.oid=t.typelem 
@@ -227,7 +227,7 @@ ORDER BY e.oid;
 -- name: data types of a schema
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDataTypeCache.java, prepareObjectsStatement (bind = oid of schema public)
 -- compare: all
--- differs: types _aclitem as text, pg_node_tree as text, regproc as text
+-- differs: types _aclitem as _text, pg_node_tree as text, regproc as text
 SELECT t.oid,t.*,c.relkind,format_type(nullif(t.typbasetype, 0), t.typtypmod) as base_type_name, d.description
 FROM pg_catalog.pg_type t
 LEFT OUTER JOIN pg_catalog.pg_type et ON et.oid=t.typelem 
@@ -258,7 +258,7 @@ WHERE c.relnamespace=(SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'p
 -- name: columns of a table
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java, TableCache.prepareChildrenStatement (forTable, bind = oid of trades)
 -- compare: all
--- differs: types _aclitem as text, _text as text, anyarray as text; rows
+-- differs: types _aclitem as _text, anyarray as text; rows
 SELECT c.relname,a.*,pg_catalog.pg_get_expr(ad.adbin, ad.adrelid, true) as def_value,dsc.description,dep.objid
 FROM pg_catalog.pg_attribute a
 INNER JOIN pg_catalog.pg_class c ON (a.attrelid=c.oid)
@@ -271,7 +271,7 @@ ORDER BY a.attnum;
 -- name: columns of all tables of a schema
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java, TableCache.prepareChildrenStatement (whole schema, bind = oid of schema public)
 -- compare: all
--- differs: types _aclitem as text, _text as text, anyarray as text; rows
+-- differs: types _aclitem as _text, anyarray as text; rows
 SELECT c.relname,a.*,pg_catalog.pg_get_expr(ad.adbin, ad.adrelid, true) as def_value,dsc.description,dep.objid
 FROM pg_catalog.pg_attribute a
 INNER JOIN pg_catalog.pg_class c ON (a.attrelid=c.oid)
@@ -479,7 +479,7 @@ ORDER BY type;
 -- name: default privileges of a schema
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java, readDefaultPrivileges (bind = oid of schema public)
 -- compare: all
--- differs: types _aclitem as text
+-- differs: types _aclitem as _text
 SELECT * FROM pg_default_acl WHERE defaclnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'public');
 
 -- name: aggregate functions of a schema

@@ -59,7 +59,7 @@ SELECT * FROM (SELECT current_database() AS current_database, n.nspname,c.relnam
 -- name: getColumnPrivileges(null, public, trades, %)
 -- source: pgjdbc/src/main/java/org/postgresql/jdbc/PgDatabaseMetaData.java, getColumnPrivileges (PG15: a.attacl)
 -- compare: all
--- differs: types _aclitem as _text, _aclitem as text
+-- differs: types _aclitem as _text
 SELECT current_database() AS current_database, n.nspname,c.relname,r.rolname,c.relacl, a.attacl,  a.attname  FROM pg_catalog.pg_namespace n, pg_catalog.pg_class c,  pg_catalog.pg_roles r, pg_catalog.pg_attribute a  WHERE c.relnamespace = n.oid  AND c.relowner = r.oid  AND c.oid = a.attrelid  AND c.relkind = 'r'  AND a.attnum > 0 AND NOT a.attisdropped  AND n.nspname = 'public' AND c.relname = 'trades' AND a.attname LIKE '%' ORDER BY attname;
 
 -- name: getTablePrivileges(null, public, trades)

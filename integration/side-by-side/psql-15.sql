@@ -148,7 +148,6 @@
 -- name: \ddp
 -- source: src/bin/psql/describe.c
 -- compare: all
--- differs: psql output
 \ddp
 
 -- name: \dT
@@ -159,7 +158,6 @@
 -- name: \dT+
 -- source: src/bin/psql/describe.c
 -- compare: all
--- differs: psql output
 \dT+
 
 -- name: \df
@@ -170,7 +168,6 @@
 -- name: \df+
 -- source: src/bin/psql/describe.c
 -- compare: all
--- differs: psql output
 \df+
 
 -- name: \dx
@@ -239,13 +236,11 @@
 -- name: \drds
 -- source: src/bin/psql/describe.c
 -- compare: all
--- differs: psql output
 \drds
 
 -- name: \dconfig
 -- source: src/bin/psql/describe.c
 -- compare: shape
--- differs: psql output
 \dconfig
 
 -- name: \sf pg_catalog.lower(text)

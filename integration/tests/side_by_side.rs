@@ -203,7 +203,8 @@ impl Side {
 
     fn psql(&self, command: &str) -> Answer {
         let out = psql_command(&self.host, self.port, "velo", "velostream")
-            .args(["-X", "-c", command])
+            // Unaligned: column widths would depend on rows not compared.
+            .args(["-X", "-A", "-c", command])
             .output()
             .expect("psql");
         let text = String::from_utf8_lossy(&out.stdout).into_owned()
@@ -228,8 +229,8 @@ fn compared(answer: &Answer, compare: &str) -> Answer {
                 .cloned()
                 .collect(),
         },
-        // psql's aligned output: the column header line always, the other
-        // lines as the mode says.
+        // psql's unaligned output: the column header line always, the
+        // other lines as the mode says.
         Answer::Psql(text) => {
             let header = text.lines().find(|l| l.contains('|')).map(str::to_string);
             Answer::Psql(

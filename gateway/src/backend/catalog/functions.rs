@@ -287,6 +287,7 @@ pub fn register_static(registry: &mut dyn FunctionRegistry) -> Result<()> {
         constant_bool("has_column_privilege", &[3, 4], true),
         constant_bool("has_type_privilege", &[2, 3], true),
         constant_text("pg_client_encoding", &[0], Some("UTF8".into())),
+        constant_name("getdatabaseencoding", &[0], Some("UTF8".into())),
         // Any integer type (literals are bigint); PostgreSQL's names.
         function("pg_encoding_to_char", &[1], DataType::Utf8, |args, _| {
             let codes = as_int64(&args[0])?;
@@ -301,6 +302,23 @@ pub fn register_static(registry: &mut dyn FunctionRegistry) -> Result<()> {
                     .collect::<StringArray>(),
             ) as ArrayRef)
         }),
+        function("pg_char_to_encoding", &[1], DataType::Int32, |args, _| {
+            let names = as_text(&args[0])?;
+            Ok(Arc::new(
+                names
+                    .iter()
+                    .map(|n| {
+                        n.map(|n| match n.to_ascii_uppercase().as_str() {
+                            "SQL_ASCII" => 0,
+                            "UTF8" | "UTF-8" | "UNICODE" => 6,
+                            _ => -1,
+                        })
+                    })
+                    .collect::<Int32Array>(),
+            ) as ArrayRef)
+        }),
+        // Built-in functions have no SQL body (psql's \df+).
+        null_of("pg_get_function_sqlbody", &[1], text.clone()),
         constant_text("inet_server_addr", &[0], None),
         function("age", &[1], DataType::Int32, |_, rows| {
             Ok(Arc::new(Int32Array::from(vec![0; rows])) as ArrayRef)

@@ -307,6 +307,10 @@ fn array_columns() -> Vec<Reshape> {
         ("pg_namespace", vec![("nspacl", Utf8)], vec![]),
         ("pg_tablespace", vec![("spcacl", Utf8)], vec![]),
         ("pg_language", vec![("lanacl", Utf8)], vec![]),
+        ("pg_type", vec![("typacl", Utf8)], vec![]),
+        ("pg_default_acl", vec![("defaclacl", Utf8)], vec![]),
+        ("pg_policy", vec![("polroles", Int32)], vec![]),
+        ("pg_db_role_setting", vec![("setconfig", Utf8)], vec![]),
         (
             "pg_index",
             vec![
@@ -563,7 +567,15 @@ pub async fn install(ctx: &SessionContext, snapshot: Shared) -> anyhow::Result<(
     ours.register_table(
         "pg_attribute".into(),
         Arc::new(Attributes {
-            attribute: table("pg_attribute").await?,
+            attribute: Arc::new(ArrayColumns::new(
+                table("pg_attribute").await?,
+                &[
+                    ("attacl", DataType::Utf8),
+                    ("attoptions", DataType::Utf8),
+                    ("attfdwoptions", DataType::Utf8),
+                ],
+                &[],
+            )),
             class: table("pg_class").await?,
             namespace: table("pg_namespace").await?,
             snapshot: snapshot.clone(),

@@ -50,6 +50,8 @@ const CATALOG_FUNCTIONS: &[&str] = &[
     "current_schemas",
     "current_setting",
     "pg_encoding_to_char",
+    "pg_char_to_encoding",
+    "getdatabaseencoding",
     "pg_backend_pid",
     "pg_is_in_recovery",
     "txid_current",
