@@ -352,3 +352,25 @@ fn tools_catalog_queries_replay() {
         assert!(expectations > 0, "{} has no expectations", file.display());
     }
 }
+
+/// Tools cache oids across connections, which may land on another gateway
+/// or on one that restarted: PostgreSQL's objects have PostgreSQL's oids,
+/// the engine's the same on every gateway.
+#[test]
+fn oids_are_postgresqls_and_the_same_on_every_gateway() {
+    let sql = "SELECT oid FROM pg_namespace WHERE nspname = 'public';\n\
+               SELECT 'pg_catalog.pg_class'::regclass::oid;\n\
+               SELECT oid FROM pg_class WHERE relname = 'trades';\n\
+               SELECT attrelid FROM pg_attribute WHERE attname = 'volume';\n";
+    let first = Gateway::start(&[]);
+    let a = run_script(first.psql("velo"), sql);
+    drop(first);
+    let second = Gateway::start(&[]);
+    let b = run_script(second.psql("velo"), sql);
+    let lines: Vec<&str> = std::str::from_utf8(&a.stdout).unwrap().lines().collect();
+    assert_eq!(lines[..2], ["2200", "1259"], "{}", text(&a.stderr));
+    let trades: i64 = lines[2].parse().expect("an oid");
+    assert!(trades >= 16384, "a user object's oid: {trades}");
+    assert_eq!(lines[3], lines[2], "pg_attribute names the same relation");
+    assert_eq!(text(&a.stdout), text(&b.stdout));
+}
