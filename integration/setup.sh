@@ -16,10 +16,11 @@ for pair in python3:python3 psql:postgresql-client /usr/share/java/postgresql.ja
     need_apt+=("${pair#*:}")
 done
 # PgBouncer is built from Debian's source archive (see below) and the Rust
-# build compiles C (librdkafka, ring) and links with the C toolchain: they
-# need these (gcc without its recommends lacks libc6-dev); python3-venv
+# build compiles C (librdkafka, whose configure also wants a C++ compiler;
+# ring) and links with the C toolchain: they need these (gcc without its
+# recommends lacks libc6-dev); python3-venv
 # gives the virtual environments below their pip.
-for pkg in libevent-dev libssl-dev pkg-config make gcc libc6-dev ca-certificates python3-venv; do
+for pkg in libevent-dev libssl-dev pkg-config make gcc g++ libc6-dev ca-certificates python3-venv; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
