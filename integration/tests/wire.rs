@@ -41,6 +41,44 @@ fn ssl_is_refused_then_startup_proceeds() {
     }
 }
 
+/// GSSENCRequest is refused with 'N' like SSLRequest, and the startup
+/// then proceeds on the same socket (libpq's `gssencmode=prefer`).
+#[test]
+fn gssenc_is_refused_then_startup_proceeds() {
+    let gw = Gateway::start(&[]);
+    let mut raw = Raw::connect(&gw);
+    raw.send_untyped(&80877104i32.to_be_bytes());
+    let mut answer = [0u8; 1];
+    raw.s.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"N");
+    let mut body = 196608i32.to_be_bytes().to_vec();
+    body.extend_from_slice(b"user\0alice\0\0");
+    raw.send_untyped(&body);
+    let msgs = raw.until_ready();
+    assert_eq!(msgs.last().map(|m| m.0), Some(b'Z'));
+}
+
+/// A newer minor protocol version and `_pq_.` options: the server answers
+/// NegotiateProtocolVersion with the minor it speaks (0) and the options
+/// it does not know, then goes on with protocol 3.0.
+#[test]
+fn newer_protocol_minor_is_negotiated_down() {
+    let gw = Gateway::start(&[]);
+    let mut raw = Raw::connect(&gw);
+    let mut body = (196608i32 + 2).to_be_bytes().to_vec();
+    body.extend_from_slice(b"user\0alice\0_pq_.future\0on\0\0");
+    raw.send_untyped(&body);
+    let msgs = raw.until_ready();
+    let negotiate = msgs
+        .iter()
+        .find(|m| m.0 == b'v')
+        .expect("NegotiateProtocolVersion");
+    // Newest minor supported, count of unrecognized options, the option.
+    assert_eq!(&negotiate.1[..8], &[0, 0, 0, 0, 0, 0, 0, 1]);
+    assert_eq!(&negotiate.1[8..], b"_pq_.future\0");
+    assert_eq!(msgs.last().map(|m| m.0), Some(b'Z'));
+}
+
 #[test]
 fn transaction_status_and_errors_keep_the_connection() {
     let gw = Gateway::start(&[]);

@@ -62,6 +62,27 @@ public class DriverTest {
                     check(n == 3, "3 rows, got " + n);
                 }
             }
+            // Decimal and timestamp parameters: each bound value decides
+            // the count, so a parameter bound wrong changes the answer.
+            try (PreparedStatement ps = c.prepareStatement(
+                    "SELECT price FROM trades WHERE price >= ? AND ts > ? LIMIT 3")) {
+                Object[][] cases = {
+                    {new BigDecimal("0.01"), java.sql.Timestamp.valueOf("2000-01-01 00:00:00"), 3},
+                    {new BigDecimal("100000000.00"), java.sql.Timestamp.valueOf("2000-01-01 00:00:00"), 0},
+                    {new BigDecimal("0.01"), java.sql.Timestamp.valueOf("2999-01-01 00:00:00"), 0},
+                };
+                for (int round = 0; round < 2; round++) { // crosses prepareThreshold
+                    for (Object[] k : cases) {
+                        ps.setBigDecimal(1, (BigDecimal) k[0]);
+                        ps.setTimestamp(2, (java.sql.Timestamp) k[1]);
+                        int n = 0;
+                        try (ResultSet rs = ps.executeQuery()) {
+                            while (rs.next()) n++;
+                        }
+                        check(n == (Integer) k[2], "price >= " + k[0] + " and ts > " + k[1] + ": " + n + " rows");
+                    }
+                }
+            }
             try (Statement s = c.createStatement()) {
                 s.executeQuery("SELECT * FROM nope");
                 throw new AssertionError("no error");
