@@ -218,6 +218,20 @@ impl VisitorMut for Rules<'_> {
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         match expr {
+            // `proc.oid = typ.typreceive`: pg_type's function columns hold
+            // the function's name here, so join on the name (Npgsql's type
+            // loading).
+            Expr::BinaryOp {
+                left,
+                op: datafusion::sql::sqlparser::ast::BinaryOperator::Eq,
+                right,
+            } => {
+                if names_type_function(right) {
+                    join_by_proname(left);
+                } else if names_type_function(left) {
+                    join_by_proname(right);
+                }
+            }
             // LIKE ... ESCAPE '/': DataFusion takes only the backslash.
             Expr::Like {
                 pattern,
@@ -376,6 +390,35 @@ impl VisitorMut for Rules<'_> {
             _ => {}
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// pg_type's columns naming a function (`regproc` in PostgreSQL, the
+/// function's name in the library).
+const TYPE_FUNCTION_COLUMNS: &[&str] = &[
+    "typinput",
+    "typoutput",
+    "typreceive",
+    "typsend",
+    "typmodin",
+    "typmodout",
+    "typanalyze",
+    "typsubscript",
+];
+
+/// Whether `e` is `alias.typreceive` or another of pg_type's function
+/// columns.
+fn names_type_function(e: &Expr) -> bool {
+    matches!(e, Expr::CompoundIdentifier(parts)
+        if parts.last().is_some_and(|c| TYPE_FUNCTION_COLUMNS.contains(&c.value.to_ascii_lowercase().as_str())))
+}
+
+/// `alias.oid` → `alias.proname`.
+fn join_by_proname(e: &mut Expr) {
+    if let Expr::CompoundIdentifier(parts) = e {
+        if parts.len() == 2 && parts[1].value.eq_ignore_ascii_case("oid") {
+            parts[1] = Ident::new("proname");
+        }
     }
 }
 
@@ -638,6 +681,14 @@ mod tests {
         assert_eq!(
             rewritten(r"SELECT 1 FROM n WHERE a ILIKE 'x!%\' ESCAPE '!'"),
             r"SELECT 1 FROM n WHERE a ILIKE 'x\%\\'"
+        );
+    }
+
+    #[test]
+    fn type_functions_join_pg_proc_by_name() {
+        assert_eq!(
+            rewritten("SELECT 1 FROM pg_type t LEFT JOIN pg_proc p ON p.oid = t.typreceive WHERE t.typsend = p.oid"),
+            "SELECT 1 FROM pg_type t LEFT JOIN pg_proc p ON p.proname = t.typreceive WHERE t.typsend = p.proname"
         );
     }
 
