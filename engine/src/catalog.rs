@@ -463,6 +463,10 @@ impl Catalog {
         config.options_mut().sql_parser.map_string_types_to_utf8view = false;
         // `1.5` is an exact numeric in PostgreSQL, not a float.
         config.options_mut().sql_parser.parse_float_as_decimal = true;
+        // TIMESTAMPTZ (a literal, a cast) is an instant, as in PostgreSQL:
+        // without a zone here DataFusion makes it a timestamp without one.
+        // The gateway prints instants in the session's TimeZone.
+        config.options_mut().execution.time_zone = Some("+00:00".into());
         config
             .options_mut()
             .execution

@@ -259,7 +259,6 @@ select grantee, privilege_type
 -- name: source freshness (current_timestamp)
 -- source: dbt-adapters global_project/macros/adapters/freshness.sql default__collect_freshness with dbt/include/postgres/macros/timestamps.sql postgres__current_timestamp = now() (source "velostream"."public"."trades", loaded_at_field ts)
 -- compare: shape
--- differs: types timestamptz as timestamp
 /* {"app": "dbt", "dbt_version": "1.9.1", "profile_name": "velostream", "target_name": "dev", "node_id": "source.velostream.market.trades"} */
 select
       max(ts) as max_loaded_at,

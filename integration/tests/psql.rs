@@ -453,3 +453,31 @@ fn two_engine_nodes_balance_admit_and_fail_over() {
     }
     drop(b);
 }
+
+/// timestamptz values print in the session's TimeZone with its offset,
+/// in rows and in COPY, and TIMESTAMPTZ literals are instants: the same
+/// text as PostgreSQL 15.
+#[test]
+fn timestamptz_prints_in_the_session_time_zone_as_postgresql_does() {
+    let pg = Postgres::start();
+    let gw = Gateway::start(&[]);
+    let script = "SET TimeZone = 'Europe/Berlin';\n\
+                  SELECT TIMESTAMPTZ '2026-01-01 12:00:00+00' AS a, TIMESTAMPTZ '2026-07-01 12:00:00.5+00' AS b;\n\
+                  SET TimeZone = 'Asia/Kolkata';\n\
+                  SELECT TIMESTAMPTZ '2026-07-01 12:00:00+00' AS c;\n\
+                  COPY (SELECT TIMESTAMPTZ '2026-07-01 12:00:00+00') TO STDOUT;\n\
+                  SET TIME ZONE 'America/St_Johns';\n\
+                  SELECT CAST('2026-01-01 12:00:00+00' AS TIMESTAMPTZ) AS d;\n\
+                  SET TimeZone = 'utc';\n\
+                  SELECT TIMESTAMPTZ '2026-01-01 12:00:00+00' AS e;\n";
+    let ours = run_script(gw.psql("alice"), script);
+    let theirs = run_script(pg.psql(), script);
+    assert!(stderr(&theirs).is_empty(), "postgres: {}", stderr(&theirs));
+    assert!(stderr(&ours).is_empty(), "gateway: {}", stderr(&ours));
+    assert!(
+        stdout(&theirs).contains("2026-07-01 17:30:00+05:30"),
+        "the reference itself: {}",
+        stdout(&theirs)
+    );
+    assert_eq!(stdout(&ours), stdout(&theirs));
+}

@@ -87,7 +87,7 @@ impl Session {
         let sink = if fetch.moving {
             Sink::Discard
         } else {
-            Sink::Rows(&binary)
+            Sink::Rows(&binary, self.settings.output_zone())
         };
         let interrupt = self.interrupt();
         let sent = cursor

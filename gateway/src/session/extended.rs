@@ -338,7 +338,8 @@ impl Session {
         }
         let pump = portal.pump.as_mut().expect("opened above");
         let binary = binary_columns(&portal.formats, pump.schema().schema.fields().len());
-        pump.pump(conn, &interrupt, Sink::Rows(&binary), limit)
+        let zone = self.settings.output_zone();
+        pump.pump(conn, &interrupt, Sink::Rows(&binary, zone), limit)
             .await?;
         if !pump.is_finished() {
             conn.send(B::PortalSuspended(PortalSuspended::new()));

@@ -347,8 +347,11 @@ impl Session {
             conn.flush().await?;
         }
         let sink = match framing {
-            Framing::Rows => Sink::Rows(&[]),
-            Framing::Copy { csv, .. } => Sink::Copy { csv },
+            Framing::Rows => Sink::Rows(&[], self.settings.output_zone()),
+            Framing::Copy { csv, .. } => Sink::Copy {
+                csv,
+                zone: self.settings.output_zone(),
+            },
         };
         pump.pump(conn, &interrupt, sink, None)
             .await

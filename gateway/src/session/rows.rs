@@ -19,13 +19,15 @@ use crate::backend::{ResultSchema, ResultStream, StreamEvent};
 use crate::codec::RowEncoder;
 use crate::error::GatewayError;
 use crate::wire::Connection;
+use chrono_tz::Tz;
 
 /// Where pumped rows go.
 pub enum Sink<'a> {
-    /// DataRow messages; `true` columns in binary.
-    Rows(&'a [bool]),
+    /// DataRow messages; `true` columns in binary; timestamptz text in
+    /// the zone.
+    Rows(&'a [bool], Tz),
     /// COPY data lines (text or CSV), one CopyData per batch.
-    Copy { csv: bool },
+    Copy { csv: bool, zone: Tz },
     /// Counted, not sent (MOVE).
     Discard,
 }
@@ -231,8 +233,8 @@ fn write_rows(
         return to;
     }
     match sink {
-        Sink::Rows(binary) => {
-            let mut rows = RowEncoder::with_formats(batch, binary.to_vec());
+        Sink::Rows(binary, zone) => {
+            let mut rows = RowEncoder::with_formats(batch, binary.to_vec()).in_zone(*zone);
             let mut i = from;
             while i < to && !conn.needs_flush() {
                 conn.send(B::DataRow(rows.data_row(i)));
@@ -240,9 +242,9 @@ fn write_rows(
             }
             i
         }
-        Sink::Copy { csv } => {
+        Sink::Copy { csv, zone } => {
             // One CopyData per chunk: clients accept any chunking.
-            let mut rows = RowEncoder::new(batch);
+            let mut rows = RowEncoder::new(batch).in_zone(*zone);
             let mut lines = Vec::with_capacity(COPY_CHUNK.min((to - from).saturating_mul(32)));
             let mut i = from;
             while i < to && lines.len() < COPY_CHUNK {

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chrono_tz::Tz;
+
 use velo_proto::v1::{OffsetReset, SessionSettings};
 
 use crate::pg::server_info::{DEFAULTS, REPORTED};
@@ -101,6 +103,23 @@ impl Settings {
     }
 
     /// A timeout setting; `None` when it is 0 (off) or not a duration.
+    /// The zone timestamptz values are printed in: TimeZone, as an IANA
+    /// name in any case (`UTC`, `Europe/Berlin`); UTC for what is not one.
+    pub fn output_zone(&self) -> Tz {
+        let Some(name) = self.get("TimeZone") else {
+            return Tz::UTC;
+        };
+        name.parse()
+            .ok()
+            .or_else(|| {
+                chrono_tz::TZ_VARIANTS
+                    .iter()
+                    .find(|z| z.name().eq_ignore_ascii_case(name))
+                    .copied()
+            })
+            .unwrap_or(Tz::UTC)
+    }
+
     pub fn timeout(&self, name: &str) -> Option<Duration> {
         parse_duration(self.get(name)?, TimeUnit::Milliseconds).filter(|d| !d.is_zero())
     }

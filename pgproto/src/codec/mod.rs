@@ -127,6 +127,17 @@ impl<'a> RowEncoder<'a> {
         Self::from_columns(batch.columns(), binary)
     }
 
+    /// timestamptz values printed in `zone` (the session's TimeZone)
+    /// rather than UTC; binary values are UTC whatever the zone.
+    pub fn in_zone(mut self, zone: chrono_tz::Tz) -> Self {
+        for c in &mut self.columns {
+            if let ColumnText::Timestamp(_, z @ Some(_)) = c {
+                *z = Some(zone);
+            }
+        }
+        self
+    }
+
     fn from_columns(columns: &'a [ArrayRef], binary: Vec<bool>) -> Self {
         Self {
             columns: columns.iter().map(ColumnText::new).collect(),

@@ -12,7 +12,8 @@ use arrow::datatypes::{
     DataType, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
     IntervalMonthDayNanoType, Time64MicrosecondType, TimeUnit, TimestampMicrosecondType,
 };
-use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Timelike};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Offset, Timelike};
+use chrono_tz::Tz;
 
 /// One column of a batch, ready to print any of its rows.
 pub enum ColumnText<'a> {
@@ -26,7 +27,9 @@ pub enum ColumnText<'a> {
     Text(&'a StringArray),
     Bytes(&'a GenericBinaryArray<i32>),
     Date(&'a PrimitiveArray<Date32Type>),
-    Timestamp(&'a PrimitiveArray<TimestampMicrosecondType>, bool),
+    /// With the zone a timestamptz prints in (the session's TimeZone);
+    /// `None` for timestamp without time zone.
+    Timestamp(&'a PrimitiveArray<TimestampMicrosecondType>, Option<Tz>),
     Time(&'a PrimitiveArray<Time64MicrosecondType>),
     Numeric(&'a Decimal128Array, i8),
     Interval(&'a PrimitiveArray<IntervalMonthDayNanoType>),
@@ -50,7 +53,7 @@ impl<'a> ColumnText<'a> {
             DataType::Binary => Self::Bytes(array.as_binary()),
             DataType::Date32 => Self::Date(array.as_primitive()),
             DataType::Timestamp(TimeUnit::Microsecond, tz) => {
-                Self::Timestamp(array.as_primitive(), tz.is_some())
+                Self::Timestamp(array.as_primitive(), tz.as_ref().map(|_| Tz::UTC))
             }
             DataType::Time64(TimeUnit::Microsecond) => Self::Time(array.as_primitive()),
             DataType::Decimal128(_, s) => Self::Numeric(array.as_primitive(), *s),
@@ -331,11 +334,22 @@ fn write_hms_micros(out: &mut Vec<u8>, h: u32, m: u32, s: u32, micros: u32) {
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff]` with trailing fraction zeros trimmed, and
 /// `+00` for timestamptz (rendered in UTC).
-pub fn write_timestamp(out: &mut Vec<u8>, micros: i64, with_zone: bool) {
-    let Some(dt) = DateTime::from_timestamp_micros(micros) else {
+/// A timestamp as PostgreSQL prints it; with a zone (timestamptz), in
+/// that zone's local time followed by its UTC offset (`+01`, `+05:30`).
+pub fn write_timestamp(out: &mut Vec<u8>, micros: i64, zone: Option<Tz>) {
+    let Some(utc) = DateTime::from_timestamp_micros(micros) else {
         return write_infinity(out, micros < 0);
     };
-    let dt = dt.naive_utc();
+    let (dt, offset) = match zone {
+        Some(zone) => {
+            let local = utc.with_timezone(&zone);
+            (
+                local.naive_local(),
+                Some(local.offset().fix().local_minus_utc()),
+            )
+        }
+        None => (utc.naive_utc(), None),
+    };
     let bc = write_ymd(out, dt.date());
     out.push(b' ');
     write_hms_micros(
@@ -345,8 +359,17 @@ pub fn write_timestamp(out: &mut Vec<u8>, micros: i64, with_zone: bool) {
         dt.second(),
         dt.nanosecond() / 1000,
     );
-    if with_zone {
-        out.extend_from_slice(b"+00");
+    if let Some(offset) = offset {
+        let sign = if offset < 0 { '-' } else { '+' };
+        let offset = offset.unsigned_abs();
+        let (h, m, s) = (offset / 3600, offset / 60 % 60, offset % 60);
+        let _ = write!(VecWriter(out), "{sign}{h:02}");
+        if m != 0 || s != 0 {
+            let _ = write!(VecWriter(out), ":{m:02}");
+        }
+        if s != 0 {
+            let _ = write!(VecWriter(out), ":{s:02}");
+        }
     }
     if bc {
         out.extend_from_slice(b" BC");
@@ -554,8 +577,11 @@ mod tests {
         assert_eq!(text(&|o| write_date(o, i32::MAX)), "infinity");
         assert_eq!(text(&|o| write_date(o, i32::MIN)), "-infinity");
         assert_eq!(text(&|o| write_date(o, 0)), "1970-01-01");
-        assert_eq!(text(&|o| write_timestamp(o, i64::MIN, false)), "-infinity");
-        assert_eq!(text(&|o| write_timestamp(o, i64::MAX, true)), "infinity");
+        assert_eq!(text(&|o| write_timestamp(o, i64::MIN, None)), "-infinity");
+        assert_eq!(
+            text(&|o| write_timestamp(o, i64::MAX, Some(Tz::UTC))),
+            "infinity"
+        );
         assert_eq!(text(&|o| write_time(o, -1)), "23:59:59.999999");
         // A negative scale multiplies, whatever the size.
         assert_eq!(text(&|o| write_decimal(o, 12, -3)), "12000");
@@ -563,6 +589,28 @@ mod tests {
         assert_eq!(text(&|o| write_decimal(o, 0, -5)), "0");
         let huge = text(&|o| write_decimal(o, i128::MAX, -128));
         assert_eq!(huge.len(), i128::MAX.to_string().len() + 128);
+    }
+
+    #[test]
+    fn timestamptz_prints_local_time_and_offset() {
+        let text = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut out = Vec::new();
+            f(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        // 2026-01-01 12:00:00 UTC.
+        let noon = 1_767_268_800_000_000;
+        let at = |zone: &str| text(&|o| write_timestamp(o, noon, Some(zone.parse().unwrap())));
+        assert_eq!(at("UTC"), "2026-01-01 12:00:00+00");
+        assert_eq!(at("Europe/Berlin"), "2026-01-01 13:00:00+01");
+        assert_eq!(at("Asia/Kolkata"), "2026-01-01 17:30:00+05:30");
+        assert_eq!(at("America/St_Johns"), "2026-01-01 08:30:00-03:30");
+        // Before 1880 Berlin kept local mean time, +00:53:28.
+        let old = -3_155_673_600_000_000; // 1870-01-01 00:00:00 UTC
+        assert_eq!(
+            text(&|o| write_timestamp(o, old, Some(chrono_tz::Tz::Europe__Berlin))),
+            "1870-01-01 00:53:28+00:53:28"
+        );
     }
 
     fn float(v: f64) -> String {
@@ -615,7 +663,7 @@ mod tests {
     #[test]
     fn timestamps_trim_fractions() {
         let mut out = Vec::new();
-        write_timestamp(&mut out, 1_704_164_645_120_000, false);
+        write_timestamp(&mut out, 1_704_164_645_120_000, None);
         assert_eq!(String::from_utf8(out).unwrap(), "2024-01-02 03:04:05.12");
     }
 }
