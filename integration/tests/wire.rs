@@ -7,18 +7,24 @@ use std::time::Duration;
 use velo_integration::raw::{cancel, cstr, sqlstate, Msg, Raw};
 use velo_integration::Gateway;
 
-#[test]
-fn ssl_is_refused_then_startup_proceeds() {
-    let gw = Gateway::start(&[]);
-    let mut raw = Raw::connect(&gw);
-    raw.send_untyped(&80877103i32.to_be_bytes());
+/// Sends an encryption request (`code`), expects the one-byte refusal
+/// 'N', then starts up on the same socket: the messages up to ReadyForQuery.
+fn refused_then_started(gw: &Gateway, code: i32) -> Vec<Msg> {
+    let mut raw = Raw::connect(gw);
+    raw.send_untyped(&code.to_be_bytes());
     let mut answer = [0u8; 1];
     raw.s.read_exact(&mut answer).unwrap();
     assert_eq!(&answer, b"N");
     let mut body = 196608i32.to_be_bytes().to_vec();
     body.extend_from_slice(b"user\0alice\0\0");
     raw.send_untyped(&body);
-    let msgs = raw.until_ready();
+    raw.until_ready()
+}
+
+#[test]
+fn ssl_is_refused_then_startup_proceeds() {
+    let gw = Gateway::start(&[]);
+    let msgs = refused_then_started(&gw, 80877103);
     let params: Vec<String> = msgs
         .iter()
         .filter(|m| m.0 == b'S')
@@ -46,15 +52,7 @@ fn ssl_is_refused_then_startup_proceeds() {
 #[test]
 fn gssenc_is_refused_then_startup_proceeds() {
     let gw = Gateway::start(&[]);
-    let mut raw = Raw::connect(&gw);
-    raw.send_untyped(&80877104i32.to_be_bytes());
-    let mut answer = [0u8; 1];
-    raw.s.read_exact(&mut answer).unwrap();
-    assert_eq!(&answer, b"N");
-    let mut body = 196608i32.to_be_bytes().to_vec();
-    body.extend_from_slice(b"user\0alice\0\0");
-    raw.send_untyped(&body);
-    let msgs = raw.until_ready();
+    let msgs = refused_then_started(&gw, 80877104);
     assert_eq!(msgs.last().map(|m| m.0), Some(b'Z'));
 }
 
