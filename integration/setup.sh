@@ -5,12 +5,13 @@ cd "$(dirname "$0")/.."
 need_apt=()
 # command-or-file:package pairs. Everything a stock Debian 12 lacks for the
 # tests: the PostgreSQL tools, a JDK for pgjdbc, Node for node-postgres,
-# python3-venv for the Python tools, and the small system tools the tests
-# call (kill, ss, prlimit, runuser).
+# python3-venv for the Python tools, git (dbt debug checks for it), and the
+# small system tools the tests call (ss, prlimit, runuser; the tests send
+# signals with kill(2) themselves).
 for pair in python3:python3 psql:postgresql-client /usr/share/java/postgresql.jar:libpostgresql-jdbc-java \
   /usr/lib/postgresql/15/bin/initdb:postgresql-15 promtool:prometheus openssl:openssl \
-  javac:default-jdk-headless node:nodejs npm:npm kill:procps ss:iproute2 prlimit:util-linux \
-  unzip:unzip curl:curl; do
+  javac:default-jdk-headless node:nodejs npm:npm ss:iproute2 prlimit:util-linux \
+  unzip:unzip curl:curl git:git; do
   what=${pair%%:*}
   if [[ $what == /* ]]; then [ -e "$what" ]; else command -v "$what" >/dev/null; fi ||
     need_apt+=("${pair#*:}")
