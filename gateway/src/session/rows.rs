@@ -9,6 +9,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
+use chrono_tz::Tz;
 use pgwire::messages::copy::CopyData;
 use pgwire::messages::PgWireBackendMessage as B;
 use tokio::time::Instant;
@@ -19,7 +20,6 @@ use crate::backend::{ResultSchema, ResultStream, StreamEvent};
 use crate::codec::RowEncoder;
 use crate::error::GatewayError;
 use crate::wire::Connection;
-use chrono_tz::Tz;
 
 /// Where pumped rows go.
 pub enum Sink<'a> {

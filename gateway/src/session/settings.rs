@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono_tz::Tz;
-
 use velo_proto::v1::{OffsetReset, SessionSettings};
 
 use crate::pg::server_info::{DEFAULTS, REPORTED};
@@ -102,7 +101,6 @@ impl Settings {
         self.changed.retain(|k, _| LOGIN.contains(&k.as_str()));
     }
 
-    /// A timeout setting; `None` when it is 0 (off) or not a duration.
     /// The zone timestamptz values are printed in: TimeZone, as an IANA
     /// name in any case (`UTC`, `Europe/Berlin`); UTC for what is not one.
     pub fn output_zone(&self) -> Tz {
@@ -120,6 +118,7 @@ impl Settings {
             .unwrap_or(Tz::UTC)
     }
 
+    /// A timeout setting; `None` when it is 0 (off) or not a duration.
     pub fn timeout(&self, name: &str) -> Option<Duration> {
         parse_duration(self.get(name)?, TimeUnit::Milliseconds).filter(|d| !d.is_zero())
     }

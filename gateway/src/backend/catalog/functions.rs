@@ -212,18 +212,25 @@ fn as_text(array: &ArrayRef) -> Result<StringArray> {
 }
 
 fn constant_text(name: &'static str, counts: &[usize], value: Option<String>) -> ScalarUDF {
-    function(name, counts, DataType::Utf8, move |_, rows| {
-        Ok(Arc::new(StringArray::from(vec![value.clone(); rows])) as ArrayRef)
-    })
+    constant_string(name, counts, value, None)
 }
 
 /// A constant of type `name` (user, database and schema names).
 fn constant_name(name: &'static str, counts: &[usize], value: Option<String>) -> ScalarUDF {
+    constant_string(name, counts, value, Some(crate::pg::oid::NAME))
+}
+
+fn constant_string(
+    name: &'static str,
+    counts: &[usize],
+    value: Option<String>,
+    pg_type: Option<u32>,
+) -> ScalarUDF {
     ScalarUDF::new_from_impl(PgFunction {
         name,
         signature: arities(counts, Volatility::Stable),
         returns: DataType::Utf8,
-        pg_type: Some(crate::pg::oid::NAME),
+        pg_type,
         body: Arc::new(move |_, rows| {
             Ok(Arc::new(StringArray::from(vec![value.clone(); rows])) as ArrayRef)
         }),

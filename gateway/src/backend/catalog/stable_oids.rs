@@ -274,10 +274,18 @@ mod tests {
     }
 
     #[test]
-    fn colliding_names_get_distinct_oids() {
-        let same = relation("public", "trades");
-        let numbered = StableOids::number(vec![(1, same.clone()), (2, same)]);
-        // The same object twice (a library quirk) still gets two oids.
-        assert_ne!(numbered.0[&1], numbered.0[&2]);
+    fn colliding_names_get_distinct_oids_in_name_order() {
+        // Two names whose derived oids are the same (found by search).
+        let (a, b) = (relation("public", "t130465"), relation("public", "t407005"));
+        assert_eq!(a.derived(), b.derived());
+        for objects in [
+            vec![(1, a.clone()), (2, b.clone())],
+            vec![(2, b.clone()), (1, a.clone())],
+        ] {
+            let numbered = StableOids::number(objects);
+            // The first in name order keeps its oid, the other takes the next.
+            assert_eq!(numbered.0[&1], a.derived() as i32);
+            assert_eq!(numbered.0[&2], a.derived() as i32 + 1);
+        }
     }
 }
