@@ -279,6 +279,26 @@ fn dbt_debug_run_and_test() {
     dbt(&["run"], "Completed successfully");
     dbt(&["run"], "Completed successfully");
     dbt(&["test"], "PASS=5 WARN=0 ERROR=0 SKIP=0");
+    // The docs catalog: dbt's catalog query (pg_is_other_temp_schema,
+    // pg_class joined to pg_attribute) finds the models' columns.
+    dbt(&["docs", "generate"], "Catalog written to");
+    let catalog: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(project.path().join("target/catalog.json")).unwrap(),
+    )
+    .unwrap();
+    let nodes = catalog["nodes"].as_object().expect("catalog nodes");
+    let priced = nodes
+        .iter()
+        .find(|(id, _)| id.ends_with(".priced_trades"))
+        .map(|(_, node)| node)
+        .expect("priced_trades in the docs catalog");
+    assert_eq!(priced["metadata"]["type"], "VIEW", "{priced}");
+    for column in ["symbol", "price", "volume", "notional"] {
+        assert!(
+            priced["columns"].get(column).is_some(),
+            "{column} missing from {priced}"
+        );
+    }
     assert_lines(
         &psql(&gw, &["-c", r"\dv"]),
         &[
