@@ -53,7 +53,6 @@ select
 -- name: columns in relation
 -- source: dbt/include/postgres/macros/adapters.sql, postgres__get_columns_in_relation (relation "velostream"."public"."trades", relation.information_schema('columns') renders as "velostream".INFORMATION_SCHEMA.columns)
 -- compare: all
--- differs: types int4 as int8
 /* {"app": "dbt", "dbt_version": "1.9.1", "profile_name": "velostream", "target_name": "dev", "node_id": "model.velostream.trades_summary"} */
       select
           column_name,

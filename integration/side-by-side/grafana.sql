@@ -329,7 +329,6 @@ SELECT table_name FROM information_schema.tables
 -- name: columns (backend schema handler)
 -- source: pkg/tsdb/grafana-postgresql-datasource/schema.go, queryColumns ($1 = 'public', $2 = 'trades')
 -- compare: all
--- differs: types int4 as int8
 SELECT column_name, data_type, udt_name, numeric_precision, numeric_scale
 		 FROM information_schema.columns
 		 WHERE table_schema = 'public' AND table_name = 'trades'

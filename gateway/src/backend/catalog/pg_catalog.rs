@@ -653,6 +653,7 @@ const VIEWS: &[&str] = &[
      'NONE' AS check_option, 'NO' AS is_updatable, 'NO' AS is_insertable_into, \
      'NO' AS is_trigger_updatable, 'NO' AS is_trigger_deletable, \
      'NO' AS is_trigger_insertable_into FROM pg_catalog.pg_views",
+    // information_schema's numbers are cardinal_number, an int4.
     "CREATE VIEW information_schema.columns AS SELECT CAST('velostream' AS VARCHAR) AS table_catalog, \
      n.nspname AS table_schema, c.relname AS table_name, a.attname AS column_name, \
      CAST(a.attnum AS INT) AS ordinal_position, CAST(NULL AS VARCHAR) AS column_default, \
@@ -667,20 +668,20 @@ const VIEWS: &[&str] = &[
           WHEN t.typname = 'time' THEN 'time without time zone' \
           ELSE t.typname END AS data_type, \
      CAST(NULL AS INT) AS character_maximum_length, \
-     CASE WHEN t.typname IN ('text', 'varchar') THEN 1073741824 END AS character_octet_length, \
-     CASE WHEN t.typname = 'int2' THEN 16 WHEN t.typname = 'int4' THEN 32 \
+     CAST(CASE WHEN t.typname IN ('text', 'varchar') THEN 1073741824 END AS INT) AS character_octet_length, \
+     CAST(CASE WHEN t.typname = 'int2' THEN 16 WHEN t.typname = 'int4' THEN 32 \
           WHEN t.typname = 'int8' THEN 64 WHEN t.typname = 'float4' THEN 24 \
           WHEN t.typname = 'float8' THEN 53 \
           WHEN t.typname = 'numeric' AND a.atttypmod > 0 THEN (a.atttypmod - 4) / 65536 \
-          END AS numeric_precision, \
-     CASE WHEN t.typname IN ('int2', 'int4', 'int8', 'float4', 'float8') THEN 2 \
-          WHEN t.typname = 'numeric' THEN 10 END AS numeric_precision_radix, \
-     CASE WHEN t.typname IN ('int2', 'int4', 'int8') THEN 0 \
+          END AS INT) AS numeric_precision, \
+     CAST(CASE WHEN t.typname IN ('int2', 'int4', 'int8', 'float4', 'float8') THEN 2 \
+          WHEN t.typname = 'numeric' THEN 10 END AS INT) AS numeric_precision_radix, \
+     CAST(CASE WHEN t.typname IN ('int2', 'int4', 'int8') THEN 0 \
           WHEN t.typname = 'numeric' AND a.atttypmod > 0 THEN (a.atttypmod - 4) % 65536 \
-          END AS numeric_scale, \
-     CASE WHEN t.typname = 'date' THEN 0 \
+          END AS INT) AS numeric_scale, \
+     CAST(CASE WHEN t.typname = 'date' THEN 0 \
           WHEN t.typname IN ('timestamp', 'timestamptz', 'time', 'interval') THEN 6 \
-          END AS datetime_precision, \
+          END AS INT) AS datetime_precision, \
      CAST(NULL AS VARCHAR) AS interval_type, CAST(NULL AS INT) AS interval_precision, \
      CAST(NULL AS VARCHAR) AS character_set_catalog, CAST(NULL AS VARCHAR) AS character_set_schema, \
      CAST(NULL AS VARCHAR) AS character_set_name, CAST(NULL AS VARCHAR) AS collation_catalog, \
