@@ -88,36 +88,55 @@ pub(super) fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn A
         .ok_or_else(|| DataFusionError::Internal(format!("catalog column {name} missing")))
 }
 
+/// Schemas and relations by oid, as pg_namespace and pg_class name them.
+pub(super) struct Names {
+    pub namespaces: HashMap<i32, String>,
+    /// oid → (schema, relation)
+    pub relations: HashMap<i32, (String, String)>,
+}
+
+pub(super) async fn names(
+    namespace: &Arc<dyn TableProvider>,
+    class: &Arc<dyn TableProvider>,
+    state: &dyn Session,
+) -> Result<Names> {
+    let mut namespaces = HashMap::new();
+    for b in read_all(namespace, state).await? {
+        let (oid, name) = (column(&b, "oid")?, column(&b, "nspname")?);
+        for i in 0..b.num_rows() {
+            namespaces.insert(
+                oid.as_primitive::<Int32Type>().value(i),
+                name.as_string::<i32>().value(i).to_string(),
+            );
+        }
+    }
+    let mut relations = HashMap::new();
+    for b in read_all(class, state).await? {
+        let (oid, name, ns) = (
+            column(&b, "oid")?,
+            column(&b, "relname")?,
+            column(&b, "relnamespace")?,
+        );
+        for i in 0..b.num_rows() {
+            let Some(schema) = namespaces.get(&ns.as_primitive::<Int32Type>().value(i)) else {
+                continue;
+            };
+            relations.insert(
+                oid.as_primitive::<Int32Type>().value(i),
+                (schema.clone(), name.as_string::<i32>().value(i).to_string()),
+            );
+        }
+    }
+    Ok(Names {
+        namespaces,
+        relations,
+    })
+}
+
 impl Attributes {
     async fn patched(&self, state: &dyn Session) -> Result<Vec<RecordBatch>> {
         let snapshot = self.snapshot.read().expect("catalog snapshot").clone();
-        let mut namespaces = HashMap::new();
-        for b in read_all(&self.namespace, state).await? {
-            let (oid, name) = (column(&b, "oid")?, column(&b, "nspname")?);
-            for i in 0..b.num_rows() {
-                namespaces.insert(
-                    oid.as_primitive::<Int32Type>().value(i),
-                    name.as_string::<i32>().value(i).to_string(),
-                );
-            }
-        }
-        let mut relations = HashMap::new();
-        for b in read_all(&self.class, state).await? {
-            let (oid, name, ns) = (
-                column(&b, "oid")?,
-                column(&b, "relname")?,
-                column(&b, "relnamespace")?,
-            );
-            for i in 0..b.num_rows() {
-                let Some(schema) = namespaces.get(&ns.as_primitive::<Int32Type>().value(i)) else {
-                    continue;
-                };
-                relations.insert(
-                    oid.as_primitive::<Int32Type>().value(i),
-                    (schema.clone(), name.as_string::<i32>().value(i).to_string()),
-                );
-            }
-        }
+        let relations = names(&self.namespace, &self.class, state).await?.relations;
         let mut out = Vec::new();
         for b in read_all(&self.attribute, state).await? {
             let schema = b.schema();
@@ -545,41 +564,42 @@ pub async fn install(ctx: &SessionContext, snapshot: Shared) -> anyhow::Result<(
         namespace: library("pg_namespace").await?,
         class: library("pg_class").await?,
     });
-    // The library's tables, those holding oids of named objects renumbered.
+    // A library table, renumbered if it holds oids of named objects.
+    let renumbered = |name: &str, inner: Arc<dyn TableProvider>| -> Arc<dyn TableProvider> {
+        match RENUMBERED.iter().find(|(n, _)| *n == name) {
+            Some((_, columns)) => Arc::new(Renumbered {
+                inner,
+                columns,
+                sources: sources.clone(),
+            }),
+            None => inner,
+        }
+    };
     let table = |name: &str| {
         let library = library(name);
-        let sources = sources.clone();
-        let columns = RENUMBERED.iter().find(|(n, _)| *n == name).map(|(_, c)| *c);
-        async move {
-            let inner = library.await?;
-            Ok::<_, anyhow::Error>(match columns {
-                Some(columns) => Arc::new(Renumbered {
-                    inner,
-                    columns,
-                    sources,
-                }) as Arc<dyn TableProvider>,
-                None => inner,
-            })
-        }
+        let name = name.to_string();
+        async move { Ok::<_, anyhow::Error>(renumbered(&name, library.await?)) }
     };
     let ours = MemorySchemaProvider::new();
     ours.register_table("pg_database".into(), table("pg_database").await?)?;
+    // Typed and named over the library's own oids, then renumbered.
+    let attributes = Attributes {
+        attribute: Arc::new(ArrayColumns::new(
+            library("pg_attribute").await?,
+            &[
+                ("attacl", DataType::Utf8),
+                ("attoptions", DataType::Utf8),
+                ("attfdwoptions", DataType::Utf8),
+            ],
+            &[],
+        )),
+        class: sources.class.clone(),
+        namespace: sources.namespace.clone(),
+        snapshot: snapshot.clone(),
+    };
     ours.register_table(
         "pg_attribute".into(),
-        Arc::new(Attributes {
-            attribute: Arc::new(ArrayColumns::new(
-                table("pg_attribute").await?,
-                &[
-                    ("attacl", DataType::Utf8),
-                    ("attoptions", DataType::Utf8),
-                    ("attfdwoptions", DataType::Utf8),
-                ],
-                &[],
-            )),
-            class: table("pg_class").await?,
-            namespace: table("pg_namespace").await?,
-            snapshot: snapshot.clone(),
-        }),
+        renumbered("pg_attribute", Arc::new(attributes)),
     )?;
     ours.register_table("pg_views".into(), Arc::new(Views { snapshot }))?;
     ours.register_table("pg_settings".into(), settings_relation()?)?;

@@ -23,7 +23,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::pg15_oids::SYSTEM_RELATIONS;
-use super::pg_catalog::{column, read_all};
+use super::pg_catalog::{column, names, read_all};
 
 /// The first oid PostgreSQL gives to objects a user creates.
 const FIRST_USER_OID: u32 = 16384;
@@ -91,7 +91,7 @@ impl StableOids {
     /// two collide, in name order so that every gateway agrees.
     fn number(mut objects: Vec<(i32, Object)>) -> Self {
         let mut taken: HashSet<i32> = objects.iter().filter_map(|(_, o)| o.known()).collect();
-        objects.sort_by(|a, b| a.1.cmp(&b.1));
+        objects.sort_by(|a, b| (&a.1, a.0).cmp(&(&b.1, b.0)));
         let mut map = HashMap::new();
         for (library, object) in objects {
             let oid = match object.known() {
@@ -115,37 +115,11 @@ impl StableOids {
 
     /// Reads the library's schemas and relations.
     async fn read(sources: &OidSources, state: &dyn Session) -> Result<Self> {
-        let mut objects = Vec::new();
-        let mut namespaces = HashMap::new();
-        for b in read_all(&sources.namespace, state).await? {
-            let (oid, name) = (column(&b, "oid")?, column(&b, "nspname")?);
-            for i in 0..b.num_rows() {
-                let (oid, name) = (
-                    oid.as_primitive::<Int32Type>().value(i),
-                    name.as_string::<i32>().value(i).to_string(),
-                );
-                namespaces.insert(oid, name.clone());
-                objects.push((oid, Object::Namespace(name)));
-            }
-        }
-        for b in read_all(&sources.class, state).await? {
-            let (oid, name, ns) = (
-                column(&b, "oid")?,
-                column(&b, "relname")?,
-                column(&b, "relnamespace")?,
-            );
-            for i in 0..b.num_rows() {
-                let Some(schema) = namespaces.get(&ns.as_primitive::<Int32Type>().value(i)) else {
-                    continue;
-                };
-                let name = name.as_string::<i32>().value(i).to_string();
-                objects.push((
-                    oid.as_primitive::<Int32Type>().value(i),
-                    Object::Relation(schema.clone(), name),
-                ));
-            }
-        }
-        Ok(Self::number(objects))
+        let names = names(&sources.namespace, &sources.class, state).await?;
+        let namespaces = (names.namespaces.into_iter()).map(|(oid, n)| (oid, Object::Namespace(n)));
+        let relations =
+            (names.relations.into_iter()).map(|(oid, (s, n))| (oid, Object::Relation(s, n)));
+        Ok(Self::number(namespaces.chain(relations).collect()))
     }
 
     /// The databases of a pg_database batch, numbered by their names: the
