@@ -75,17 +75,9 @@ pub fn raise_own_fd_limit() {
 }
 
 fn psql(pg: &Postgres, sql: &str) {
-    let out = pg
-        .psql()
-        .env("PGPASSWORD", PASSWORD)
-        .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut cmd = pg.psql();
+    cmd.env("PGPASSWORD", PASSWORD);
+    velo_integration::run_sql(cmd, sql);
 }
 
 /// The 1,000,000-row file (symbol, price, volume, ts, id), written once.

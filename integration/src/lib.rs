@@ -319,10 +319,17 @@ pub async fn pg_client(gw: &Gateway) -> tokio_postgres::Client {
 pub async fn pg_client_with_socket(
     gw: &Gateway,
 ) -> (tokio_postgres::Client, tokio::task::JoinHandle<()>) {
-    let dsn = format!(
-        "host={} port={} user=alice dbname=velostream connect_timeout=10",
-        gw.host, gw.port
-    );
+    connect_as(&gw.host, gw.port, "alice").await
+}
+
+/// A tokio-postgres client of any server (database `velostream`),
+/// connected within 10 s, and the task that owns its socket.
+pub async fn connect_as(
+    host: &str,
+    port: u16,
+    user: &str,
+) -> (tokio_postgres::Client, tokio::task::JoinHandle<()>) {
+    let dsn = format!("host={host} port={port} user={user} dbname=velostream connect_timeout=10");
     let (client, connection) = tokio::time::timeout(
         Duration::from_secs(10),
         tokio_postgres::connect(&dsn, tokio_postgres::NoTls),
@@ -443,6 +450,20 @@ pub fn psql_command(host: &str, port: u16, user: &str, db: &str) -> Command {
 }
 
 /// Runs psql to completion with a script on stdin.
+/// Runs one statement with `cmd` (a psql command line), stopping at the
+/// first error; panics with psql's message if it fails.
+pub fn run_sql(mut cmd: Command, sql: &str) {
+    let out = cmd
+        .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn run_script(mut cmd: Command, script: &str) -> Output {
     use std::io::Write;
     cmd.args(["-q", "-A", "-t", "-v", "ON_ERROR_STOP=0", "-f", "-"])

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio_postgres::{Client, SimpleQueryMessage};
-use velo_integration::{psql_command, Gateway, Postgres};
+use velo_integration::{connect_as, psql_command, run_sql, Gateway, Postgres};
 
 const TABLE: &str = "CREATE TABLE trades (symbol text NOT NULL, price numeric(18,2) NOT NULL, \
                      volume bigint NOT NULL, ts timestamp NOT NULL)";
@@ -96,15 +96,7 @@ struct Side {
 
 impl Side {
     async fn connect(host: &str, port: u16) -> Self {
-        let dsn = format!("host={host} port={port} user=velo dbname=velostream connect_timeout=10");
-        let (client, connection) = tokio::time::timeout(
-            Duration::from_secs(10),
-            tokio_postgres::connect(&dsn, tokio_postgres::NoTls),
-        )
-        .await
-        .expect("connects within 10 s")
-        .expect("connects");
-        tokio::spawn(connection);
+        let (client, _socket) = connect_as(host, port, "velo").await;
         let mut side = Self {
             client,
             host: host.to_string(),
@@ -282,15 +274,7 @@ fn difference(theirs: &Answer, ours: &Answer) -> String {
 fn start_reference() -> Postgres {
     let pg = Postgres::start();
     let run = |user: &str, db: &str, sql: &str| {
-        let out = psql_command("127.0.0.1", pg.port, user, db)
-            .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
-            .output()
-            .expect("psql");
-        assert!(
-            out.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_sql(psql_command("127.0.0.1", pg.port, user, db), sql)
     };
     run("postgres", "postgres", "CREATE ROLE velo LOGIN");
     run(
