@@ -191,6 +191,7 @@ impl Metrics {
             "authentication_timeout",
             "draining",
             "protocol",
+            "tls",
         ] {
             self.connections_rejected.with_label_values(&[reason]);
         }

@@ -102,7 +102,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         );
     }
     let tls = match (&config.tls_cert_file, &config.tls_key_file) {
-        (Some(cert), Some(key)) => Some(crate::wire::tls::acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(crate::wire::tls::Tls::load(cert, key)?),
         _ => None,
     };
     let (source, engine) = match engine_source(&config) {

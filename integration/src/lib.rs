@@ -642,6 +642,26 @@ pub fn hash_password_with(gateway: &Path, user: &str, method: &str, password: &s
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// A self-signed certificate for `cn` (ECDSA P-256, signed with SHA-256)
+/// made by openssl in `dir`: (certificate file, key file).
+pub fn self_signed_certificate(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join(format!("{cn}.crt")), dir.join(format!("{cn}.key")));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .arg("-subj")
+        .arg(format!("/CN={cn}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success(), "openssl req");
+    (cert, key)
+}
+
 /// A plain HTTP/1.1 GET: (status code, body).
 pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};

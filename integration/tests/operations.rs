@@ -6,8 +6,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use velo_integration::{
-    binary, hash_password, http_get, metric, psql_command, run_script, wait_until, Engine, Gateway,
-    Proc,
+    binary, hash_password, http_get, metric, psql_command, run_script, self_signed_certificate,
+    wait_until, Engine, Gateway, Proc,
 };
 
 fn stdout(o: &std::process::Output) -> String {
@@ -323,24 +323,7 @@ fn json_logs_carry_the_session_and_never_the_password() {
 #[test]
 fn tls_when_a_certificate_is_configured() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(status.success());
+    let (cert, key) = self_signed_certificate(dir.path(), "localhost");
     let gw = Gateway::start(&[
         "--tls-cert-file",
         cert.to_str().unwrap(),

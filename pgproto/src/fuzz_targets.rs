@@ -125,10 +125,13 @@ pub fn scram(data: &[u8]) {
     assert!(mechanism.len() + client_first.len() < first.len());
     let verifier = ScramVerifier::with_salt("secret", b"0123456789abcdef", 1);
     for known in [Some(&verifier), None] {
-        if let Ok((exchange, server_first)) = ScramExchange::start(known, vec![7; 16], client_first)
-        {
-            assert!(server_first.starts_with("r="));
-            assert!(exchange.finish(last).is_none() || known.is_some());
+        for end_point in [None, Some(&[9u8; 32][..])] {
+            let start =
+                ScramExchange::start(known, vec![7; 16], mechanism, client_first, end_point);
+            if let Ok((exchange, server_first)) = start {
+                assert!(server_first.starts_with("r="));
+                assert!(exchange.finish(last).is_none() || known.is_some());
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
-//! SCRAM-SHA-256 (RFC 5802/7677) as PostgreSQL does it, server side, without
-//! channel binding.
+//! SCRAM-SHA-256 (RFC 5802/7677) as PostgreSQL does it, server side, and
+//! SCRAM-SHA-256-PLUS with `tls-server-end-point` channel binding (RFC 5929)
+//! over TLS.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -13,6 +14,10 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 pub const MECHANISM: &str = "SCRAM-SHA-256";
+/// The channel-binding variant, offered over TLS only.
+pub const MECHANISM_PLUS: &str = "SCRAM-SHA-256-PLUS";
+/// The only channel-binding type PostgreSQL (and so every client) uses.
+const BINDING_TYPE: &str = "tls-server-end-point";
 const DEFAULT_ITERATIONS: u32 = 4096;
 
 /// SASLInitialResponse: mechanism name (C string), then the length of the
@@ -116,28 +121,47 @@ pub struct ScramExchange {
     client_first_bare: String,
     server_first: String,
     nonce: String,
-    gs2_header: String,
+    /// What the client-final-message's `c=` must carry: the GS2 header,
+    /// then the channel-binding data when the client binds.
+    expected_binding: Vec<u8>,
 }
 
 impl ScramExchange {
-    /// Handles client-first-message; returns the exchange and server-first-message.
+    /// Handles client-first-message for the `mechanism` the client chose;
+    /// returns the exchange and server-first-message. `server_end_point`:
+    /// the connection's channel-binding data when it is TLS (and so
+    /// SCRAM-SHA-256-PLUS was offered).
     /// `verifier`: the user's, or `None` for an unknown user, who is
     /// offered `mock_salt` and the default iteration count and does the
     /// same work as a wrong password (no key derivation here either way).
     pub fn start(
         verifier: Option<&ScramVerifier>,
         mock_salt: Vec<u8>,
+        mechanism: &[u8],
         client_first: &[u8],
+        server_end_point: Option<&[u8]>,
     ) -> Result<(Self, String), String> {
         let text = std::str::from_utf8(client_first).map_err(|_| "invalid SCRAM message")?;
         let mut parts = text.splitn(3, ',');
         let cbind = parts.next().unwrap_or("");
         let _authzid = parts.next().ok_or("invalid SCRAM message")?;
         let bare = parts.next().ok_or("invalid SCRAM message")?;
-        if cbind.starts_with('p') {
-            return Err("channel binding is not supported".into());
-        }
-        let gs2_header = text[..text.len() - bare.len()].to_string();
+        let plus = match mechanism {
+            m if m == MECHANISM.as_bytes() => false,
+            m if m == MECHANISM_PLUS.as_bytes() && server_end_point.is_some() => true,
+            _ => return Err("unsupported SASL mechanism".into()),
+        };
+        let binding = match (cbind, plus) {
+            ("n", false) => None,
+            // The client could bind but believes we cannot: over TLS that
+            // is a downgrade by someone in between (RFC 5802 section 6).
+            ("y", false) if server_end_point.is_none() => None,
+            ("y", false) => return Err("channel binding downgrade".into()),
+            (p, true) if p.strip_prefix("p=") == Some(BINDING_TYPE) => server_end_point,
+            _ => return Err("channel binding does not match the SASL mechanism".into()),
+        };
+        let mut expected_binding = text.as_bytes()[..text.len() - bare.len()].to_vec();
+        expected_binding.extend_from_slice(binding.unwrap_or_default());
         let client_nonce = bare
             .split(',')
             .find_map(|a| a.strip_prefix("r="))
@@ -167,7 +191,7 @@ impl ScramExchange {
                 client_first_bare: bare.to_string(),
                 server_first: server_first.clone(),
                 nonce,
-                gs2_header,
+                expected_binding,
             },
             server_first,
         ))
@@ -186,8 +210,7 @@ impl ScramExchange {
                 nonce = Some(r);
             }
         }
-        if nonce? != self.nonce || B64.decode(channel_binding?).ok()? != self.gs2_header.as_bytes()
-        {
+        if nonce? != self.nonce || B64.decode(channel_binding?).ok()? != self.expected_binding {
             return None;
         }
         let auth_message = format!(
@@ -228,7 +251,9 @@ mod tests {
         let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
         let v = ScramVerifier::with_salt("pencil", &salt, 4096);
         let client_first = b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO";
-        let (mut ex, _) = ScramExchange::start(Some(&v), Vec::new(), client_first).unwrap();
+        let (mut ex, _) =
+            ScramExchange::start(Some(&v), Vec::new(), b"SCRAM-SHA-256", client_first, None)
+                .unwrap();
         // Pin the server nonce to the RFC's.
         ex.nonce = "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0".into();
         ex.server_first = format!("r={},s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096", ex.nonce);
@@ -239,6 +264,96 @@ mod tests {
         );
         let tampered = b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=AHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
         assert!(ex.finish(tampered).is_none());
+    }
+
+    /// A client's side of the exchange, as libpq computes it.
+    fn client_final(
+        password: &str,
+        client_first: &str,
+        server_first: &str,
+        binding: &[u8],
+    ) -> String {
+        let attrs = |m: &str, k: &str| {
+            m.split(',')
+                .find_map(|a| a.strip_prefix(k))
+                .unwrap()
+                .to_string()
+        };
+        let salt = B64.decode(attrs(server_first, "s=")).unwrap();
+        let iterations = attrs(server_first, "i=").parse().unwrap();
+        let v = ScramVerifier::with_salt(password, &salt, iterations);
+        let bare = client_first.splitn(3, ',').nth(2).unwrap();
+        let without_proof = format!("c={},r={}", B64.encode(binding), attrs(server_first, "r="));
+        let auth = format!("{bare},{server_first},{without_proof}");
+        // ClientProof = ClientKey XOR HMAC(StoredKey, AuthMessage); the
+        // verifier keeps StoredKey only, so derive ClientKey again.
+        let mut salted = [0u8; 32];
+        pbkdf2::derive(
+            pbkdf2::PBKDF2_HMAC_SHA256,
+            std::num::NonZeroU32::new(iterations).unwrap(),
+            &salt,
+            password.as_bytes(),
+            &mut salted,
+        );
+        let client_key = hmac_sha256(&salted, b"Client Key");
+        let signature = hmac_sha256(&v.stored_key, auth.as_bytes());
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(a, b)| a ^ b)
+            .collect();
+        format!("{without_proof},p={}", B64.encode(proof))
+    }
+
+    #[test]
+    fn channel_binding_ties_the_proof_to_the_servers_certificate() {
+        let v = ScramVerifier::new("pencil");
+        let ours = [1u8; 32];
+        let login = |mechanism: &str, cbind: &str, seen_by_client: &[u8]| {
+            let first = format!("{cbind},,n=,r=clientnonce");
+            let (ex, server_first) = ScramExchange::start(
+                Some(&v),
+                Vec::new(),
+                mechanism.as_bytes(),
+                first.as_bytes(),
+                Some(&ours),
+            )?;
+            let mut binding = format!("{cbind},,").into_bytes();
+            if cbind.starts_with('p') {
+                binding.extend_from_slice(seen_by_client);
+            }
+            let last = client_final("pencil", &first, &server_first, &binding);
+            ex.finish(last.as_bytes())
+                .ok_or("proof rejected".to_string())
+        };
+        let plus = "p=tls-server-end-point";
+        assert!(login(MECHANISM_PLUS, plus, &ours).is_ok());
+        // A proxy re-encrypting with its own certificate: the client binds
+        // to that certificate's hash.
+        assert!(login(MECHANISM_PLUS, plus, &[2u8; 32]).is_err());
+        assert!(login(MECHANISM, "n", &[]).is_ok());
+        assert!(login(MECHANISM, "y", &[]).is_err(), "downgrade over TLS");
+        assert!(login(MECHANISM, plus, &ours).is_err());
+        assert!(login(MECHANISM_PLUS, "n", &[]).is_err());
+        assert!(login(MECHANISM_PLUS, "p=tls-unique", &ours).is_err());
+        // Without TLS, PLUS is not offered and "y" is fine.
+        let first = "y,,n=,r=abc";
+        assert!(ScramExchange::start(
+            Some(&v),
+            vec![],
+            MECHANISM.as_bytes(),
+            first.as_bytes(),
+            None
+        )
+        .is_ok());
+        assert!(ScramExchange::start(
+            Some(&v),
+            vec![],
+            MECHANISM_PLUS.as_bytes(),
+            b"p=tls-server-end-point,,n=,r=abc",
+            None
+        )
+        .is_err());
     }
 
     #[test]
@@ -270,8 +385,19 @@ mod tests {
             }
             // The SCRAM exchange takes whatever the client sent as its
             // first and final messages without panicking.
-            if let Ok((exchange, _)) = ScramExchange::start(None, vec![1; 16], &input) {
-                assert!(exchange.finish(&input).is_none());
+            for (mechanism, end_point) in
+                [(MECHANISM, None), (MECHANISM_PLUS, Some(&[7u8; 32][..]))]
+            {
+                let start = ScramExchange::start(
+                    None,
+                    vec![1; 16],
+                    mechanism.as_bytes(),
+                    &input,
+                    end_point,
+                );
+                if let Ok((exchange, _)) = start {
+                    assert!(exchange.finish(&input).is_none());
+                }
             }
         }
     }

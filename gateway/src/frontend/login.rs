@@ -4,7 +4,7 @@
 use pgwire::messages::startup::{Authentication, PasswordMessageFamily};
 use pgwire::messages::{PgWireBackendMessage as B, PgWireFrontendMessage as F};
 
-use crate::auth::scram::{sasl_initial_response, ScramExchange, MECHANISM};
+use crate::auth::scram::{sasl_initial_response, ScramExchange, MECHANISM, MECHANISM_PLUS};
 use crate::auth::{constant_time_eq, md5, AuthMethod, Secret, Users};
 use crate::error::GatewayError;
 use crate::wire::Connection;
@@ -46,16 +46,24 @@ pub async fn authenticate(
         Some(Secret::Scram(v)) => Some(v),
         _ => None,
     };
-    conn.send(B::Authentication(Authentication::SASL(vec![
-        MECHANISM.into()
-    ])));
+    // Over TLS, SCRAM-SHA-256-PLUS first, as PostgreSQL lists them.
+    let end_point = conn.server_end_point().map(<[u8]>::to_vec);
+    let mut mechanisms = Vec::with_capacity(2);
+    if end_point.is_some() {
+        mechanisms.push(MECHANISM_PLUS.into());
+    }
+    mechanisms.push(MECHANISM.into());
+    conn.send(B::Authentication(Authentication::SASL(mechanisms)));
     let body = password_message(conn, "SASLInitialResponse").await?;
     let (mechanism, data) = sasl_initial_response(&body)?;
-    if mechanism != MECHANISM.as_bytes() {
-        return Ok(false);
-    }
-    let Ok((exchange, server_first)) = ScramExchange::start(verifier, users.mock_salt(user), data)
-    else {
+    let start = ScramExchange::start(
+        verifier,
+        users.mock_salt(user),
+        mechanism,
+        data,
+        end_point.as_deref(),
+    );
+    let Ok((exchange, server_first)) = start else {
         return Ok(false);
     };
     conn.send(B::Authentication(Authentication::SASLContinue(

@@ -16,7 +16,6 @@ use pgwire::messages::startup::{
 };
 use pgwire::messages::PgWireBackendMessage as B;
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{field::Empty, Instrument};
 
@@ -27,6 +26,7 @@ use crate::error::GatewayError;
 use crate::metrics::METRICS;
 use crate::pg::server_info::REPORTED;
 use crate::session::{Login, Quotas, Session, Settings, UserCounts};
+use crate::wire::tls::Tls;
 use crate::wire::Connection;
 use velo_pgproto::startup::command_line_options;
 
@@ -37,7 +37,7 @@ pub struct Frontend {
     pub cancels: Arc<CancelRegistry>,
     pub auth: AuthMethod,
     pub users: Users,
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<Tls>,
     pub limits: Limits,
     pub quotas: Arc<Quotas>,
     /// Set when the gateway drains: new sessions are refused.
@@ -89,7 +89,7 @@ impl Frontend {
         backend: Backend,
         auth: AuthMethod,
         users: Users,
-        tls: Option<TlsAcceptor>,
+        tls: Option<Tls>,
         limits: Limits,
         quotas: Arc<Quotas>,
     ) -> Self {

@@ -1,27 +1,42 @@
 //! Before the StartupMessage: SSLRequest starts TLS when it is configured
-//! (else, like GSSENCRequest, it is refused with 'N'), a CancelRequest is
-//! routed to the registry, and the protocol version is checked.
+//! (else, like GSSENCRequest, it is refused with 'N'), so does a TLS
+//! handshake sent at once (a direct TLS start), a CancelRequest is routed
+//! to the registry, and the protocol version is checked.
 
 use pgwire::messages::startup::{NegotiateProtocolVersion, Startup};
 use pgwire::messages::{
     PgWireBackendMessage as B, PgWireFrontendMessage as F, SslNegotiationMetaMessage as Ssl,
 };
-use tokio_rustls::TlsAcceptor;
 
 use crate::backend::Backend;
 use crate::cancel::{session_id, CancelRegistry};
 use crate::error::GatewayError;
 use crate::metrics::METRICS;
+use crate::wire::tls::Tls;
 use crate::wire::Connection;
 
 /// Returns the StartupMessage, or `None` when the connection is done
 /// (a cancel request, or the client left).
 pub async fn negotiate(
     conn: &mut Connection,
-    tls: Option<&TlsAcceptor>,
+    tls: Option<&Tls>,
     cancels: &CancelRegistry,
     backend: &Backend,
 ) -> Result<Option<Startup>, GatewayError> {
+    if let Some(tls) = tls {
+        if conn.starts_with_tls_handshake().await {
+            if let Err(e) = conn.start_direct_tls(tls).await {
+                // As PostgreSQL: logged, and the connection closed without
+                // a reply (the client may not speak our protocol at all).
+                tracing::info!("{e}");
+                METRICS
+                    .connections_rejected
+                    .with_label_values(&["tls"])
+                    .inc();
+                return Ok(None);
+            }
+        }
+    }
     loop {
         match conn.read_message().await? {
             Some(F::SslNegotiation(Ssl::PostgresSsl(_))) if tls.is_some() && !conn.is_tls() => {

@@ -17,6 +17,7 @@ use crate::metrics::METRICS;
 type Socket = Either<TcpStream, Box<TlsStream<TcpStream>>>;
 
 use super::frame::MessageReader;
+use super::tls::{self, Tls};
 
 /// Flush early when this much output is buffered.
 const FLUSH_AT: usize = 256 * 1024;
@@ -35,6 +36,9 @@ pub struct Connection {
     /// Rows queued since the last flush (counted into metrics there, not
     /// per row).
     rows_pending: u64,
+    /// Over TLS: the `tls-server-end-point` data SCRAM-SHA-256-PLUS binds
+    /// the login to (see `wire::tls`).
+    server_end_point: Option<Vec<u8>>,
 }
 
 impl Connection {
@@ -48,6 +52,7 @@ impl Connection {
             write: BytesMut::with_capacity(1024),
             eof: false,
             rows_pending: 0,
+            server_end_point: None,
         }
     }
 
@@ -80,10 +85,7 @@ impl Connection {
     /// Answers an SSLRequest with 'S' and runs the TLS handshake. Bytes the
     /// client sent before the handshake would be unencrypted data spliced
     /// into the session, so they are refused.
-    pub async fn start_tls(
-        &mut self,
-        acceptor: &tokio_rustls::TlsAcceptor,
-    ) -> Result<(), GatewayError> {
+    pub async fn start_tls(&mut self, tls: &Tls) -> Result<(), GatewayError> {
         if self.input.buffered() > 0 {
             return Err(GatewayError::Protocol(
                 "received unencrypted data after SSL request".into(),
@@ -93,12 +95,50 @@ impl Connection {
         self.flush()
             .await
             .map_err(|e| GatewayError::Protocol(e.to_string()))?;
+        self.handshake(tls).await
+    }
+
+    /// Whether the client's first byte starts a TLS handshake (a direct
+    /// TLS start, without SSLRequest). Waits for that byte.
+    pub async fn starts_with_tls_handshake(&mut self) -> bool {
+        let mut first = [0u8; 1];
+        match self.socket.as_mut() {
+            Some(Either::Left(tcp)) if self.input.buffered() == 0 => {
+                matches!(tcp.peek(&mut first).await, Ok(1) if first[0] == tls::HANDSHAKE_RECORD)
+            }
+            _ => false,
+        }
+    }
+
+    /// A direct TLS start: the handshake runs at once, and the client must
+    /// have negotiated the "postgresql" ALPN (as PostgreSQL 17 requires, so
+    /// that a TLS connection meant for another protocol is not taken for
+    /// ours). The SSL negotiation is then over.
+    pub async fn start_direct_tls(&mut self, tls: &Tls) -> Result<(), GatewayError> {
+        self.handshake(tls).await?;
+        let alpn = match self.socket.as_ref() {
+            Some(Either::Right(stream)) => stream.get_ref().1.alpn_protocol(),
+            _ => None,
+        };
+        if alpn != Some(tls::ALPN) {
+            self.eof = true;
+            return Err(GatewayError::Protocol(
+                "received direct SSL connection request without ALPN protocol negotiation extension"
+                    .into(),
+            ));
+        }
+        self.ssl_negotiated();
+        Ok(())
+    }
+
+    async fn handshake(&mut self, tls: &Tls) -> Result<(), GatewayError> {
         let Some(Either::Left(tcp)) = self.socket.take() else {
             return Err(GatewayError::Protocol("TLS requested twice".into()));
         };
-        match acceptor.accept(tcp).await {
-            Ok(tls) => {
-                self.socket = Some(Either::Right(Box::new(tls)));
+        match tls.acceptor.accept(tcp).await {
+            Ok(stream) => {
+                self.socket = Some(Either::Right(Box::new(stream)));
+                self.server_end_point = tls.server_end_point.clone();
                 Ok(())
             }
             Err(e) => {
@@ -106,6 +146,11 @@ impl Connection {
                 Err(GatewayError::Protocol(format!("TLS handshake failed: {e}")))
             }
         }
+    }
+
+    /// The channel-binding data of this connection's TLS, if any.
+    pub fn server_end_point(&self) -> Option<&[u8]> {
+        self.server_end_point.as_deref()
     }
 
     /// The next message, or `None` when the client has gone (see
