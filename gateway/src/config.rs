@@ -66,6 +66,13 @@ pub struct GatewayConfig {
     /// answered 'S').
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    /// Audit log destination: a file (appended to, created 0600) or
+    /// "stdout"; none by default. Apart from the operational log.
+    pub audit_log: Option<String>,
+    /// Audit lines per statement: "none", "summary" (who, route, node,
+    /// duration, rows, SQLSTATE) or "text" (the summary and the SQL text;
+    /// parameter values never).
+    pub audit_statements: String,
     /// Events per second of the embedded demo generator.
     pub demo_rate: u32,
 }
@@ -97,6 +104,8 @@ impl Default for GatewayConfig {
             log_format: "text".into(),
             tls_cert_file: None,
             tls_key_file: None,
+            audit_log: None,
+            audit_statements: "none".into(),
             demo_rate: 1000,
         }
     }
@@ -166,6 +175,15 @@ impl GatewayConfig {
         {
             ensure!(file.is_file(), "{} does not exist", file.display());
         }
+        ensure!(
+            crate::audit::StatementDetail::parse(&self.audit_statements).is_some(),
+            "audit_statements: {:?} is not one of none, summary, text",
+            self.audit_statements
+        );
+        ensure!(
+            self.audit_statements == "none" || self.audit_log.is_some(),
+            "audit_statements needs audit_log"
+        );
         ensure!(self.max_connections > 0, "max_connections must be > 0");
         ensure!(
             self.max_queries_per_session > 0,

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! server → admin, frontend → session → sql, backend, codec → wire, auth, cancel
-//!        → pg, error, metrics, config
+//!        → pg, error, metrics, audit, config
 //! ```
 //!
 //! A client's bytes enter at `frontend` (startup, login, the message loop),
@@ -14,6 +14,7 @@
 //! its rows are encoded by `codec` onto the `wire`.
 
 mod admin;
+mod audit;
 mod auth;
 mod backend;
 mod cancel;

@@ -83,6 +83,12 @@ struct Args {
     tls_cert_file: Option<PathBuf>,
     #[arg(long, env = "VELO_GATEWAY_TLS_KEY_FILE")]
     tls_key_file: Option<PathBuf>,
+    /// Audit log: a file, or "stdout".
+    #[arg(long, env = "VELO_GATEWAY_AUDIT_LOG")]
+    audit_log: Option<String>,
+    /// none, summary or text.
+    #[arg(long, env = "VELO_GATEWAY_AUDIT_STATEMENTS")]
+    audit_statements: Option<String>,
     /// Events per second of the embedded demo market.
     #[arg(long, env = "VELO_GATEWAY_DEMO_RATE")]
     demo_rate: Option<u32>,
@@ -143,6 +149,8 @@ impl Args {
         set(&mut c.log_format, &self.log_format);
         c.tls_cert_file = self.tls_cert_file.clone().or(c.tls_cert_file);
         c.tls_key_file = self.tls_key_file.clone().or(c.tls_key_file);
+        c.audit_log = self.audit_log.clone().or(c.audit_log);
+        set(&mut c.audit_statements, &self.audit_statements);
         set(&mut c.demo_rate, &self.demo_rate);
         c.validate()?;
         Ok(c)

@@ -38,6 +38,7 @@ pub struct Metrics {
     pub client_connections: IntGaugeVec,
     pub connections_accepted: IntCounter,
     pub connections_rejected: IntCounterVec,
+    pub audit_write_errors: IntCounter,
     pub auth_attempts: IntCounterVec,
     pub queries: IntCounterVec,
     pub query_duration: HistogramVec,
@@ -123,6 +124,10 @@ impl Metrics {
                 "connections_rejected_total",
                 "Connections refused before a session started, by reason.",
                 &["reason"],
+            ),
+            audit_write_errors: counter(
+                "audit_write_errors_total",
+                "Audit log lines that could not be written.",
             ),
             auth_attempts: counter_vec(
                 "auth_attempts_total",

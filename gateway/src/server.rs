@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, Readiness};
+use crate::audit::{AuditLog, StatementDetail};
 use crate::auth::{AuthMethod, Users};
 use crate::backend::{Backend, Catalog, EnginePool, EngineSource, PoolOptions};
 use crate::config::GatewayConfig;
@@ -162,6 +163,14 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
             .collect(),
     };
     let quotas = Quotas::new(config.max_queries_per_session, config.max_queries_per_user);
+    let audit = match &config.audit_log {
+        Some(destination) => {
+            let statements = StatementDetail::parse(&config.audit_statements)
+                .expect("validated audit_statements");
+            Some(Arc::new(AuditLog::open(destination, statements)?))
+        }
+        None => None,
+    };
     let frontend = Arc::new(Frontend::new(
         Backend::new(pool.clone(), catalog),
         auth,
@@ -169,6 +178,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         tls,
         limits,
         Arc::new(quotas),
+        audit,
     ));
     let connections = TaskTracker::new();
     let mut addrs = Vec::new();

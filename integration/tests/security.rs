@@ -125,3 +125,136 @@ fn channel_binding_logs_in_directly_and_fails_through_a_man_in_the_middle() {
         "{text}"
     );
 }
+
+/// The audit log's lines, parsed (each line must be one JSON object).
+fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+fn events<'a>(lines: &'a [serde_json::Value], event: &str) -> Vec<&'a serde_json::Value> {
+    lines.iter().filter(|l| l["event"] == event).collect()
+}
+
+/// psycopg with a parameter whose value must never reach the audit log.
+fn parameterized_query(gw: &Gateway, secret: &str) {
+    let program = format!(
+        "import psycopg\n\
+         with psycopg.connect(host='{}', port={}, user='alice', password='{PASSWORD}', \
+         dbname='velostream', sslmode='require', connect_timeout=10) as c:\n    \
+         print(c.execute('SELECT %s::text AS v', ['{secret}']).fetchone()[0])\n",
+        gw.host, gw.port
+    );
+    let mut cmd = Command::new(format!("{DRIVERS_VENV}/python"));
+    cmd.args(["-c", &program]);
+    run_expecting(cmd, secret);
+}
+
+#[test]
+fn audit_log_records_connections_statements_and_disconnections_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed_certificate(dir.path(), "localhost");
+    let users = dir.path().join("users");
+    std::fs::write(&users, hash_password("alice", "scram", PASSWORD)).unwrap();
+    for detail in ["summary", "text"] {
+        let audit = dir.path().join(format!("audit-{detail}.jsonl"));
+        let gw = Gateway::start(&[
+            "--tls-cert-file",
+            cert.to_str().unwrap(),
+            "--tls-key-file",
+            key.to_str().unwrap(),
+            "--users-file",
+            users.to_str().unwrap(),
+            "--audit-log",
+            audit.to_str().unwrap(),
+            "--audit-statements",
+            detail,
+        ]);
+        let mut psql = Command::new("psql");
+        psql.arg("-X")
+            .arg(format!(
+                "host=127.0.0.1 port={} user=alice dbname=velostream connect_timeout=10 \
+                 sslmode=require application_name=audit-test",
+                gw.port
+            ))
+            .env("PGPASSWORD", PASSWORD);
+        let out = run_script(
+            psql,
+            "SELECT x FROM (VALUES ('a'), ('b')) AS t(x);\nSELECT * FROM no_such_relation;\n",
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("a\nb"));
+        let mut wrong = Command::new("psql");
+        wrong
+            .arg("-X")
+            .arg(format!(
+                "host=127.0.0.1 port={} user=alice dbname=velostream connect_timeout=10 \
+                 sslmode=disable",
+                gw.port
+            ))
+            .env("PGPASSWORD", "wrong-password-xyz");
+        assert!(!run_script(wrong, "SELECT 1;\n").status.success());
+        let secret = "secret-param-value-42";
+        parameterized_query(&gw, secret);
+        velo_integration::wait_until(
+            "two disconnections audited",
+            Duration::from_secs(10),
+            || events(&audit_lines(&audit), "disconnection").len() == 2,
+        );
+
+        let raw = std::fs::read_to_string(&audit).unwrap();
+        for never in [PASSWORD, "wrong-password-xyz", secret, "SCRAM", "p="] {
+            assert!(!raw.contains(never), "{never:?} in the audit log:\n{raw}");
+        }
+        let lines = audit_lines(&audit);
+        let connections = events(&lines, "connection");
+        assert_eq!(connections.len(), 3, "{raw}");
+        let first = connections[0];
+        assert_eq!(first["outcome"], "success");
+        assert_eq!(first["user"], "alice");
+        assert_eq!(first["database"], "velostream");
+        assert_eq!(first["application_name"], "audit-test");
+        assert_eq!(first["auth_method"], "scram-sha-256-plus");
+        assert!(
+            first["tls"].as_str().unwrap().starts_with("TLSv1_3"),
+            "{first}"
+        );
+        assert!(first["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+        let failed = connections[1];
+        assert_eq!(failed["outcome"], "failure");
+        assert_eq!(failed["sqlstate"], "28P01");
+        assert_eq!(failed["auth_method"], "scram-sha-256");
+        assert!(failed["tls"].is_null(), "{failed}");
+
+        let statements: Vec<_> = events(&lines, "statement")
+            .into_iter()
+            .filter(|s| s["pid"] == first["pid"])
+            .collect();
+        assert_eq!(statements.len(), 2, "{raw}");
+        let rows = statements[0];
+        assert_eq!(rows["route"], "engine");
+        assert_eq!(rows["rows"], 2);
+        assert_eq!(rows["sqlstate"], "00000");
+        assert!(rows["query_id"].as_str().unwrap().starts_with("gw-"));
+        assert!(rows["node"].as_str().unwrap().starts_with("127.0.0.1:"));
+        assert_eq!(statements[1]["sqlstate"], "42P01");
+        let sql = &statements[0]["sql"];
+        match detail {
+            "summary" => assert!(sql.is_null(), "{raw}"),
+            _ => assert_eq!(sql, "SELECT x FROM (VALUES ('a'), ('b')) AS t(x)"),
+        }
+        let driver = connections[2];
+        let parameterized = events(&lines, "statement")
+            .into_iter()
+            .find(|s| s["pid"] == driver["pid"] && s["route"] == "engine")
+            .expect("the driver's statement");
+        if detail == "text" {
+            assert_eq!(parameterized["sql"], "SELECT $1::text AS v");
+        }
+        let disconnection = events(&lines, "disconnection")[0];
+        assert_eq!(disconnection["pid"], first["pid"]);
+        assert!(disconnection["session_seconds"].as_f64().unwrap() > 0.0);
+    }
+}

@@ -167,6 +167,14 @@ impl ResultStream {
         }
     }
 
+    /// The engine node running the query.
+    pub fn node(&self) -> Option<&str> {
+        match &self.source {
+            Source::Engine { query, .. } => Some(&query.node),
+            Source::Batches { .. } => None,
+        }
+    }
+
     /// How to cancel the query on its node while the session waits on it.
     pub fn cancel_handle(&self) -> Option<CancelHandle> {
         match &self.source {

@@ -18,16 +18,17 @@ pub fn method_name(auth: AuthMethod, users: &Users, user: &str) -> &'static str 
     }
 }
 
-/// Runs the configured exchange; `Ok(false)` means wrong password or
-/// unknown user (indistinguishable to the client).
+/// Runs the configured exchange: the method that logged the user in, or
+/// `None` for a wrong password or an unknown user (indistinguishable to
+/// the client).
 pub async fn authenticate(
     conn: &mut Connection,
     auth: AuthMethod,
     users: &Users,
     user: &str,
-) -> Result<bool, GatewayError> {
+) -> Result<Option<&'static str>, GatewayError> {
     if auth == AuthMethod::Trust {
-        return Ok(true);
+        return Ok(Some("trust"));
     }
     let secret = users.get(user);
     if let Some(Secret::Md5(stored)) = secret {
@@ -40,7 +41,7 @@ pub async fn authenticate(
             .strip_suffix(&[0])
             .ok_or_else(|| malformed("password"))?;
         let expected = md5::expected_response(stored, &salt);
-        return Ok(constant_time_eq(password, expected.as_bytes()));
+        return Ok(constant_time_eq(password, expected.as_bytes()).then_some("md5"));
     }
     let verifier = match secret {
         Some(Secret::Scram(v)) => Some(v),
@@ -64,7 +65,12 @@ pub async fn authenticate(
         end_point.as_deref(),
     );
     let Ok((exchange, server_first)) = start else {
-        return Ok(false);
+        return Ok(None);
+    };
+    let used = if mechanism == MECHANISM_PLUS.as_bytes() {
+        "scram-sha-256-plus"
+    } else {
+        "scram-sha-256"
     };
     conn.send(B::Authentication(Authentication::SASLContinue(
         server_first.into_bytes().into(),
@@ -75,9 +81,9 @@ pub async fn authenticate(
             conn.send(B::Authentication(Authentication::SASLFinal(
                 server_final.into_bytes().into(),
             )));
-            Ok(true)
+            Ok(Some(used))
         }
-        None => Ok(false),
+        None => Ok(None),
     }
 }
 

@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{field::Empty, Instrument};
 
+use crate::audit::{Audit, ConnectionAttempt};
 use crate::auth::{AuthMethod, Users};
 use crate::backend::Backend;
 use crate::cancel::{session_id, CancelRegistry};
@@ -45,6 +46,7 @@ pub struct Frontend {
     /// Cancelled when a drain runs out of time: every session still open
     /// ends with 57P01.
     pub shutdown: CancellationToken,
+    pub audit: Audit,
     connections: AtomicUsize,
     per_user: UserCounts,
 }
@@ -92,6 +94,7 @@ impl Frontend {
         tls: Option<Tls>,
         limits: Limits,
         quotas: Arc<Quotas>,
+        audit: Audit,
     ) -> Self {
         Self {
             backend,
@@ -103,6 +106,7 @@ impl Frontend {
             quotas,
             draining: Arc::default(),
             shutdown: CancellationToken::new(),
+            audit,
             connections: AtomicUsize::new(0),
             per_user: UserCounts::default(),
         }
@@ -154,17 +158,24 @@ pub async fn serve_connection(socket: TcpStream, peer: SocketAddr, frontend: Arc
         database = Empty,
         application_name = Empty
     );
-    serve(Connection::new(socket), frontend)
+    let mut attempt = ConnectionAttempt::new(peer);
+    serve(Connection::new(socket), frontend, &mut attempt)
         .instrument(span)
         .await
 }
 
 /// Sends a FATAL error and counts the refusal.
-async fn reject(conn: &mut Connection, reason: &str, e: GatewayError) {
+async fn reject(
+    conn: &mut Connection,
+    attempt: &mut ConnectionAttempt,
+    reason: &str,
+    e: GatewayError,
+) {
     METRICS
         .connections_rejected
         .with_label_values(&[reason])
         .inc();
+    attempt.failed(e.sqlstate());
     send_fatal(conn, &e).await;
 }
 
@@ -177,26 +188,54 @@ async fn send_fatal(conn: &mut Connection, e: &GatewayError) {
     let _ = conn.flush().await;
 }
 
-async fn serve(mut conn: Connection, frontend: Arc<Frontend>) {
+async fn serve(mut conn: Connection, frontend: Arc<Frontend>, attempt: &mut ConnectionAttempt) {
+    let started = std::time::Instant::now();
+    let Some((login, _user_session)) = log_in_within_deadline(&mut conn, &frontend, attempt).await
+    else {
+        if let Some(audit) = &frontend.audit {
+            audit.connection(attempt);
+        }
+        return;
+    };
+    attempt.outcome = "success";
+    run_session(&mut conn, &frontend, login, attempt).await;
+    if let Some(audit) = &frontend.audit {
+        audit.disconnection(attempt, started.elapsed());
+    }
+}
+
+/// The handshake under its deadline (`authentication_timeout`, or a short
+/// one for a connection over `max_connections`, which is only refused).
+async fn log_in_within_deadline(
+    conn: &mut Connection,
+    frontend: &Arc<Frontend>,
+    attempt: &mut ConnectionAttempt,
+) -> Option<(Login, UserSession)> {
     let (_admitted, over_limit) = frontend.admit();
     let deadline = if over_limit {
         REFUSAL_TIMEOUT
     } else {
         frontend.limits.authentication_timeout
     };
-    let handshake = Box::pin(handshake(&mut conn, &frontend, over_limit));
-    let (mut login, _user_session) = match tokio::time::timeout(deadline, handshake).await {
-        Ok(Some(logged_in)) => logged_in,
-        Ok(None) => return,
+    let handshake = Box::pin(handshake(conn, frontend, over_limit, attempt));
+    match tokio::time::timeout(deadline, handshake).await {
+        Ok(logged_in) => logged_in,
         Err(_) => {
-            return reject(
-                &mut conn,
-                "authentication_timeout",
-                GatewayError::AuthenticationTimeout,
-            )
-            .await;
+            let e = GatewayError::AuthenticationTimeout;
+            reject(conn, attempt, "authentication_timeout", e).await;
+            None
         }
-    };
+    }
+}
+
+/// A logged-in session: its cancel key and first ReadyForQuery, then the
+/// message loop until the client leaves.
+async fn run_session(
+    conn: &mut Connection,
+    frontend: &Frontend,
+    mut login: Login,
+    attempt: &mut ConnectionAttempt,
+) {
     conn.logged_in(frontend.limits.max_message_size);
     let registration = frontend.cancels.register();
     conn.send(B::BackendKeyData(BackendKeyData::new(
@@ -205,18 +244,23 @@ async fn serve(mut conn: Connection, frontend: Arc<Frontend>) {
     )));
     login.pid = registration.pid;
     login.session_id = session_id(registration.pid, registration.secret);
+    attempt.pid = Some(registration.pid);
+    if let Some(audit) = &frontend.audit {
+        audit.connection(attempt);
+    }
     let mut session = Session::new(
         login,
         frontend.backend.clone(),
         registration.slot.clone(),
         frontend.quotas.clone(),
         frontend.shutdown.child_token(),
+        frontend.audit.clone(),
     );
     conn.send(session.ready_for_query());
     if conn.flush().await.is_err() {
         return;
     }
-    machine::run(&mut conn, &mut session).await;
+    machine::run(conn, &mut session).await;
 }
 
 /// From the first byte to a logged-in user, or `None` when the connection
@@ -225,6 +269,7 @@ async fn handshake(
     conn: &mut Connection,
     frontend: &Arc<Frontend>,
     over_limit: bool,
+    attempt: &mut ConnectionAttempt,
 ) -> Option<(Login, UserSession)> {
     let startup = match startup::negotiate(
         conn,
@@ -238,22 +283,24 @@ async fn handshake(
         Ok(None) => return None,
         Err(e) => {
             tracing::debug!("protocol error before startup: {e}");
-            reject(conn, "protocol", e).await;
+            reject(conn, attempt, "protocol", e).await;
             return None;
         }
     };
+    attempt.tls = conn.tls_description();
     if frontend.draining.load(Ordering::Relaxed) {
-        reject(conn, "draining", GatewayError::ShuttingDown).await;
+        reject(conn, attempt, "draining", GatewayError::ShuttingDown).await;
         return None;
     }
     if over_limit {
-        reject(conn, "max_connections", GatewayError::TooManyConnections).await;
+        let e = GatewayError::TooManyConnections;
+        reject(conn, attempt, "max_connections", e).await;
         return None;
     }
-    let login = log_in(conn, frontend, &startup).await?;
+    let login = log_in(conn, frontend, &startup, attempt).await?;
     let Some(user_session) = frontend.admit_user(&login.user) else {
         let e = GatewayError::TooManyConnectionsForRole(login.user.clone());
-        reject(conn, "max_connections_per_user", e).await;
+        reject(conn, attempt, "max_connections_per_user", e).await;
         return None;
     };
     Some((login, user_session))
@@ -261,12 +308,18 @@ async fn handshake(
 
 /// Authenticates the startup packet's user and sends AuthenticationOk and
 /// the reported settings; `None` when login failed (already answered).
-async fn log_in(conn: &mut Connection, frontend: &Frontend, startup: &Startup) -> Option<Login> {
+async fn log_in(
+    conn: &mut Connection,
+    frontend: &Frontend,
+    startup: &Startup,
+    attempt: &mut ConnectionAttempt,
+) -> Option<Login> {
     let parameter = |name: &str| startup.parameters.get(name).filter(|v| !v.is_empty());
     let Some(user) = parameter("user").cloned() else {
         let e = GatewayError::InvalidAuthorization(
             "no PostgreSQL user name specified in startup packet".into(),
         );
+        attempt.failed(e.sqlstate());
         conn.send(e.response().into_message());
         let _ = conn.flush().await;
         return None;
@@ -280,24 +333,30 @@ async fn log_in(conn: &mut Connection, frontend: &Frontend, startup: &Startup) -
     if let Some(app) = parameter("application_name") {
         span.record("application_name", app.as_str());
     }
+    attempt.user = Some(user.clone());
+    attempt.database = Some(database.clone());
+    attempt.application_name = parameter("application_name").cloned();
     let method = login::method_name(frontend.auth, &frontend.users, &user);
+    attempt.auth_method = Some(method);
     let outcome = login::authenticate(conn, frontend.auth, &frontend.users, &user).await;
-    let succeeded = matches!(outcome, Ok(true));
+    let succeeded = matches!(outcome, Ok(Some(_)));
     METRICS
         .auth_attempts
         .with_label_values(&[method, if succeeded { "success" } else { "failure" }])
         .inc();
     match outcome {
-        Ok(true) => {}
-        Ok(false) => {
+        Ok(Some(used)) => attempt.auth_method = Some(used),
+        Ok(None) => {
             tracing::info!(method, "authentication failed");
-            conn.send(GatewayError::AuthFailed(user).response().into_message());
+            let e = GatewayError::AuthFailed(user);
+            attempt.failed(e.sqlstate());
+            conn.send(e.response().into_message());
             let _ = conn.flush().await;
             return None;
         }
         Err(GatewayError::ClientGone) => return None,
         Err(e) => {
-            reject(conn, "protocol", e).await;
+            reject(conn, attempt, "protocol", e).await;
             return None;
         }
     }

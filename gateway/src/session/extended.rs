@@ -266,14 +266,13 @@ impl Session {
             .portals
             .remove(&name)
             .ok_or_else(|| GatewayError::UnknownPortal(name.clone()))?;
-        let started = std::time::Instant::now();
-        self.route = Route::Local;
+        let started = self.statement_starts(conn);
         let span = tracing::info_span!("query", query_id = tracing::field::Empty);
         let result = self
             .execute_portal(conn, &mut portal, limit)
             .instrument(span.clone())
             .await;
-        span.in_scope(|| self.observe(started, &result));
+        span.in_scope(|| self.observe(conn, started, &result, &portal.parsed.text));
         self.extended.portals.insert(name, portal);
         result
     }

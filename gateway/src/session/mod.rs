@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{field::Empty, Instrument};
 use velo_proto::v1::{ExecuteQueryRequest, TypedValue};
 
+use crate::audit::{Audit, StatementDetail, StatementEvent};
 use crate::backend::{Backend, SessionInfo};
 use crate::cancel::CancelSlot;
 use crate::codec::{csv_header, row_description};
@@ -69,7 +70,12 @@ pub struct Session {
     extended: extended::Extended,
     /// Where the current statement is being answered (for metrics).
     route: Route,
+    /// The current statement's query id and engine node (for the audit
+    /// log).
+    query_id: Option<String>,
+    node: Option<String>,
     shutdown: CancellationToken,
+    audit: Audit,
 }
 
 /// How a simple-protocol query's rows are framed.
@@ -86,6 +92,7 @@ impl Session {
         cancel: Arc<CancelSlot>,
         quotas: Arc<Quotas>,
         shutdown: CancellationToken,
+        audit: Audit,
     ) -> Self {
         Self {
             user: login.user,
@@ -102,7 +109,10 @@ impl Session {
             session_id: login.session_id,
             extended: extended::Extended::default(),
             route: Route::Local,
+            query_id: None,
+            node: None,
             shutdown,
+            audit,
         }
     }
 
@@ -162,14 +172,13 @@ impl Session {
                 }
                 other => other,
             };
-            let started = Instant::now();
-            self.route = Route::Local;
+            let started = self.statement_starts(conn);
             let span = tracing::info_span!("query", query_id = Empty);
             let result = self
                 .simple_statement(conn, &statement, piece)
                 .instrument(span.clone())
                 .await;
-            span.in_scope(|| self.observe(started, &result));
+            span.in_scope(|| self.observe(conn, started, &result, piece.text));
             match result {
                 Err(GatewayError::ClientGone) => return Err(GatewayError::ClientGone),
                 Err(e) => {
@@ -234,11 +243,43 @@ impl Session {
         Ok(())
     }
 
-    fn observe(&self, started: Instant, result: &Result<(), GatewayError>) {
+    /// A statement begins: (when, rows sent so far), for `observe`.
+    fn statement_starts(&mut self, conn: &Connection) -> (Instant, u64) {
+        self.route = Route::Local;
+        self.query_id = None;
+        self.node = None;
+        (Instant::now(), conn.rows_sent())
+    }
+
+    /// A statement ended: metrics, the log, and the audit log.
+    fn observe(
+        &self,
+        conn: &Connection,
+        (started, rows_before): (Instant, u64),
+        result: &Result<(), GatewayError>,
+        text: &str,
+    ) {
         let sqlstate = result.as_ref().err().map(|e| e.sqlstate());
-        METRICS.query_finished(self.route, started.elapsed(), sqlstate);
+        let elapsed = started.elapsed();
+        METRICS.query_finished(self.route, elapsed, sqlstate);
         if let Some(code) = sqlstate {
             tracing::debug!(code, "statement failed");
+        }
+        match &self.audit {
+            Some(audit) if audit.statements != StatementDetail::None => {
+                audit.statement(&StatementEvent {
+                    user: &self.user,
+                    pid: self.pid,
+                    route: self.route.label(),
+                    query_id: self.query_id.as_deref(),
+                    node: self.node.as_deref(),
+                    rows: conn.rows_sent() - rows_before,
+                    duration_ms: elapsed.as_secs_f64() * 1e3,
+                    sqlstate: sqlstate.unwrap_or("00000"),
+                    sql: (audit.statements == StatementDetail::Text).then_some(text),
+                })
+            }
+            _ => {}
         }
     }
 
@@ -287,6 +328,7 @@ impl Session {
     ) -> Result<RowPump, GatewayError> {
         let query_id = self.next_query_id();
         tracing::Span::current().record("query_id", query_id.as_str());
+        self.query_id = Some(query_id.clone());
         self.route = self.backend.route(sql)?;
         let permit = self.quotas.acquire(&self.user, &self.open_queries)?;
         if self.route == Route::Catalog {
@@ -302,7 +344,10 @@ impl Session {
             max_rows: 0,
             session_id: self.session_id.clone(),
         };
-        RowPump::open(conn, interrupt, permit, self.backend.engine_query(request)).await
+        let pump =
+            RowPump::open(conn, interrupt, permit, self.backend.engine_query(request)).await?;
+        self.node = pump.node().map(str::to_string);
+        Ok(pump)
     }
 
     /// A query in the simple protocol: RowDescription (or CopyOutResponse),

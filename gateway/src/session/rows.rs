@@ -144,6 +144,11 @@ impl RowPump {
         })
     }
 
+    /// The engine node running the query (none for the catalog).
+    pub fn node(&self) -> Option<&str> {
+        self.stream.node()
+    }
+
     pub fn schema(&self) -> &ResultSchema {
         &self.schema
     }

@@ -36,6 +36,8 @@ pub struct Connection {
     /// Rows queued since the last flush (counted into metrics there, not
     /// per row).
     rows_pending: u64,
+    /// Rows sent before the last flush, over the connection's life.
+    rows_flushed: u64,
     /// Over TLS: the `tls-server-end-point` data SCRAM-SHA-256-PLUS binds
     /// the login to (see `wire::tls`).
     server_end_point: Option<Vec<u8>>,
@@ -52,6 +54,7 @@ impl Connection {
             write: BytesMut::with_capacity(1024),
             eof: false,
             rows_pending: 0,
+            rows_flushed: 0,
             server_end_point: None,
         }
     }
@@ -148,6 +151,17 @@ impl Connection {
         }
     }
 
+    /// TLS protocol version and cipher suite (for the audit log).
+    pub fn tls_description(&self) -> Option<String> {
+        let Some(Either::Right(stream)) = self.socket.as_ref() else {
+            return None;
+        };
+        let connection = stream.get_ref().1;
+        let version = connection.protocol_version()?;
+        let suite = connection.negotiated_cipher_suite()?.suite();
+        Some(format!("{version:?} {suite:?}"))
+    }
+
     /// The channel-binding data of this connection's TLS, if any.
     pub fn server_end_point(&self) -> Option<&[u8]> {
         self.server_end_point.as_deref()
@@ -212,6 +226,11 @@ impl Connection {
         }
     }
 
+    /// Rows sent (or queued to send) over the connection's life.
+    pub fn rows_sent(&self) -> u64 {
+        self.rows_flushed + self.rows_pending
+    }
+
     /// Rows sent inside COPY data (which carries many rows per message).
     pub fn count_copy_rows(&mut self, rows: usize) {
         self.rows_pending += rows as u64;
@@ -225,6 +244,7 @@ impl Connection {
     pub async fn flush(&mut self) -> io::Result<()> {
         if self.rows_pending > 0 {
             METRICS.rows_sent.inc_by(self.rows_pending);
+            self.rows_flushed += self.rows_pending;
             self.rows_pending = 0;
         }
         if !self.write.is_empty() {
