@@ -99,7 +99,7 @@ impl AuditLog {
     pub fn disconnection(&self, attempt: &ConnectionAttempt, duration: Duration) {
         #[derive(Serialize)]
         struct Body<'a> {
-            client: &'a str,
+            client: SocketAddr,
             user: Option<&'a str>,
             pid: Option<i32>,
             session_seconds: f64,
@@ -107,7 +107,7 @@ impl AuditLog {
         self.write(
             "disconnection",
             &Body {
-                client: &attempt.client,
+                client: attempt.client,
                 user: attempt.user.as_deref(),
                 pid: attempt.pid,
                 session_seconds: duration.as_secs_f64(),
@@ -121,9 +121,9 @@ impl AuditLog {
 }
 
 /// A connection attempt, filled in as the handshake goes (see `frontend`).
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct ConnectionAttempt {
-    pub client: String,
+    pub client: SocketAddr,
     pub user: Option<String>,
     pub database: Option<String>,
     pub application_name: Option<String>,
@@ -141,9 +141,15 @@ pub struct ConnectionAttempt {
 impl ConnectionAttempt {
     pub fn new(client: SocketAddr) -> Self {
         Self {
-            client: client.to_string(),
+            client,
+            user: None,
+            database: None,
+            application_name: None,
+            tls: None,
+            auth_method: None,
             outcome: "abandoned",
-            ..Self::default()
+            sqlstate: None,
+            pid: None,
         }
     }
 

@@ -62,6 +62,16 @@ pub struct GatewayConfig {
     pub drain_timeout_secs: u64,
     /// `text` (human-readable) or `json` (one object per line).
     pub log_format: String,
+    /// Connection attempts per second from one client address (IPv6: one
+    /// /64); more are refused with 53300. 0: no limit.
+    pub connection_rate_per_address: u32,
+    /// Failed logins from one address within `auth_lockout` after which
+    /// the address is refused (28000) for `auth_lockout`. 0: no limit.
+    pub auth_failures_per_address: u32,
+    /// The same per user, from any address. 0 (the default): no limit,
+    /// since anyone could lock a user out.
+    pub auth_failures_per_user: u32,
+    pub auth_lockout: String,
     /// PEM certificate chain and private key; both enable TLS (SSLRequest
     /// answered 'S').
     pub tls_cert_file: Option<PathBuf>,
@@ -102,6 +112,10 @@ impl Default for GatewayConfig {
             queue_timeout_ms: 10_000,
             drain_timeout_secs: 30,
             log_format: "text".into(),
+            connection_rate_per_address: 0,
+            auth_failures_per_address: 10,
+            auth_failures_per_user: 0,
+            auth_lockout: "60s".into(),
             tls_cert_file: None,
             tls_key_file: None,
             audit_log: None,
@@ -199,6 +213,11 @@ impl GatewayConfig {
             self.authentication_timeout
         );
         ensure!(
+            self.auth_lockout().is_some_and(|d| !d.is_zero()),
+            "auth_lockout: {:?} is not a positive duration (e.g. 60s)",
+            self.auth_lockout
+        );
+        ensure!(
             self.engine_heartbeat_timeout()
                 .is_some_and(|d| !d.is_zero()),
             "engine_heartbeat_timeout: {:?} is not a positive duration (e.g. 5s)",
@@ -228,6 +247,10 @@ impl GatewayConfig {
 
     pub fn authentication_timeout(&self) -> Option<Duration> {
         parse_duration(&self.authentication_timeout, TimeUnit::Seconds)
+    }
+
+    pub fn auth_lockout(&self) -> Option<Duration> {
+        parse_duration(&self.auth_lockout, TimeUnit::Seconds)
     }
 
     pub fn engine_heartbeat_timeout(&self) -> Option<Duration> {

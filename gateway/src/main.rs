@@ -79,6 +79,15 @@ struct Args {
     /// text or json.
     #[arg(long, env = "VELO_GATEWAY_LOG_FORMAT")]
     log_format: Option<String>,
+    #[arg(long, env = "VELO_GATEWAY_CONNECTION_RATE_PER_ADDRESS")]
+    connection_rate_per_address: Option<u32>,
+    #[arg(long, env = "VELO_GATEWAY_AUTH_FAILURES_PER_ADDRESS")]
+    auth_failures_per_address: Option<u32>,
+    #[arg(long, env = "VELO_GATEWAY_AUTH_FAILURES_PER_USER")]
+    auth_failures_per_user: Option<u32>,
+    /// How long failed logins count, and a lockout lasts (e.g. 60s).
+    #[arg(long, env = "VELO_GATEWAY_AUTH_LOCKOUT")]
+    auth_lockout: Option<String>,
     #[arg(long, env = "VELO_GATEWAY_TLS_CERT_FILE")]
     tls_cert_file: Option<PathBuf>,
     #[arg(long, env = "VELO_GATEWAY_TLS_KEY_FILE")]
@@ -147,6 +156,16 @@ impl Args {
         set(&mut c.queue_timeout_ms, &self.queue_timeout_ms);
         set(&mut c.drain_timeout_secs, &self.drain_timeout_secs);
         set(&mut c.log_format, &self.log_format);
+        set(
+            &mut c.connection_rate_per_address,
+            &self.connection_rate_per_address,
+        );
+        set(
+            &mut c.auth_failures_per_address,
+            &self.auth_failures_per_address,
+        );
+        set(&mut c.auth_failures_per_user, &self.auth_failures_per_user);
+        set(&mut c.auth_lockout, &self.auth_lockout);
         c.tls_cert_file = self.tls_cert_file.clone().or(c.tls_cert_file);
         c.tls_key_file = self.tls_key_file.clone().or(c.tls_key_file);
         c.audit_log = self.audit_log.clone().or(c.audit_log);

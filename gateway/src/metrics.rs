@@ -39,6 +39,8 @@ pub struct Metrics {
     pub connections_accepted: IntCounter,
     pub connections_rejected: IntCounterVec,
     pub audit_write_errors: IntCounter,
+    pub auth_lockouts: IntCounter,
+    pub throttle_untracked: IntCounter,
     pub auth_attempts: IntCounterVec,
     pub queries: IntCounterVec,
     pub query_duration: HistogramVec,
@@ -129,6 +131,14 @@ impl Metrics {
                 "audit_write_errors_total",
                 "Audit log lines that could not be written.",
             ),
+            auth_lockouts: counter(
+                "auth_lockouts_total",
+                "Client addresses and users locked out after too many failed logins.",
+            ),
+            throttle_untracked: counter(
+                "throttle_untracked_total",
+                "Connections or failures not rate-limited because the limiter's tables were full.",
+            ),
             auth_attempts: counter_vec(
                 "auth_attempts_total",
                 "Authentication attempts by method and outcome.",
@@ -197,6 +207,8 @@ impl Metrics {
             "draining",
             "protocol",
             "tls",
+            "connection_rate",
+            "auth_lockout",
         ] {
             self.connections_rejected.with_label_values(&[reason]);
         }

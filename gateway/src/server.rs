@@ -16,7 +16,7 @@ use crate::audit::{AuditLog, StatementDetail};
 use crate::auth::{AuthMethod, Users};
 use crate::backend::{Backend, Catalog, EnginePool, EngineSource, PoolOptions};
 use crate::config::GatewayConfig;
-use crate::frontend::{serve_connection, Frontend, Limits};
+use crate::frontend::{serve_connection, Frontend, Limits, ThrottleLimits};
 use crate::metrics::METRICS;
 use crate::session::Quotas;
 
@@ -161,6 +161,12 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
             .iter()
             .map(|(name, value)| (*name, value.to_string()))
             .collect(),
+        throttle: ThrottleLimits {
+            connection_rate_per_address: config.connection_rate_per_address,
+            auth_failures_per_address: config.auth_failures_per_address,
+            auth_failures_per_user: config.auth_failures_per_user,
+            lockout: config.auth_lockout().expect("validated auth_lockout"),
+        },
     };
     let quotas = Quotas::new(config.max_queries_per_session, config.max_queries_per_user);
     let audit = match &config.audit_log {

@@ -258,3 +258,95 @@ fn audit_log_records_connections_statements_and_disconnections_without_secrets()
         assert!(disconnection["session_seconds"].as_f64().unwrap() > 0.0);
     }
 }
+
+/// psql as alice with `password`, without TLS: (logged in, output).
+fn psql_password(gw: &Gateway, password: &str) -> (bool, String) {
+    let mut cmd = Command::new("psql");
+    cmd.arg("-X")
+        .arg(format!(
+            "host=127.0.0.1 port={} user=alice dbname=velostream connect_timeout=10 sslmode=disable",
+            gw.port
+        ))
+        .env("PGPASSWORD", password);
+    let out = run_script(cmd, "SELECT x FROM (VALUES ('logged-in')) AS t(x);\n");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (text.contains("logged-in"), text)
+}
+
+#[test]
+fn failed_logins_lock_the_address_out_for_a_while_and_spare_open_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(&users, hash_password("alice", "scram", PASSWORD)).unwrap();
+    let gw = Gateway::start(&[
+        "--users-file",
+        users.to_str().unwrap(),
+        "--auth-failures-per-address",
+        "3",
+        "--auth-lockout",
+        "3s",
+    ]);
+    // A session opened before the attack goes on through it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dsn = format!(
+        "host=127.0.0.1 port={} user=alice password={PASSWORD} dbname=velostream connect_timeout=10",
+        gw.port
+    );
+    let (client, connection) = rt
+        .block_on(tokio_postgres::connect(&dsn, tokio_postgres::NoTls))
+        .expect("connects");
+    rt.spawn(connection);
+    for _ in 0..3 {
+        let (ok, text) = psql_password(&gw, "guess");
+        assert!(
+            !ok && text.contains("password authentication failed"),
+            "{text}"
+        );
+    }
+    let (ok, text) = psql_password(&gw, PASSWORD);
+    assert!(!ok, "the right password is refused while locked: {text}");
+    assert!(
+        text.contains("too many failed login attempts from 127.0.0.1: try again in"),
+        "{text}"
+    );
+    assert_eq!(gw.metric("velo_gateway_auth_lockouts_total"), 1.0);
+    assert_eq!(
+        gw.metric("velo_gateway_connections_rejected_total{reason=\"auth_lockout\"}"),
+        1.0
+    );
+    let row = rt
+        .block_on(client.query_one("SELECT 'still-here'::text", &[]))
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "still-here");
+    // The lockout ends by itself.
+    velo_integration::wait_until("the lockout ends", Duration::from_secs(10), || {
+        psql_password(&gw, PASSWORD).0
+    });
+}
+
+#[test]
+fn connection_attempts_over_the_rate_of_an_address_are_refused() {
+    let gw = Gateway::start(&["--connection-rate-per-address", "3"]);
+    let mut codes = Vec::new();
+    for _ in 0..12 {
+        let mut raw = velo_integration::raw::Raw::connect(&gw);
+        raw.send_untyped(&velo_integration::raw::startup_body("alice"));
+        let msgs = raw.until_ready();
+        codes.push(match msgs.iter().find(|m| m.0 == b'E') {
+            Some(e) => velo_integration::raw::sqlstate(e),
+            None => "ok".to_string(),
+        });
+    }
+    assert_eq!(codes[0], "ok", "{codes:?}");
+    assert!(codes.iter().all(|c| c == "ok" || c == "53300"), "{codes:?}");
+    let refused = codes.iter().filter(|c| *c == "53300").count();
+    assert!(refused >= 1, "{codes:?}");
+    assert_eq!(
+        gw.metric("velo_gateway_connections_rejected_total{reason=\"connection_rate\"}"),
+        refused as f64
+    );
+}

@@ -55,6 +55,13 @@ pub enum GatewayError {
     TooManyConnections,
     #[error("too many connections for role \"{0}\"")]
     TooManyConnectionsForRole(String),
+    /// Connection attempts from one address over its rate.
+    #[error("too many connection attempts from {0}")]
+    ConnectionRateExceeded(String),
+    /// Too many failed logins from an address, or for a user: refused
+    /// until the lockout ends.
+    #[error("too many failed login attempts {who}: try again in {seconds} s")]
+    LoginsLocked { who: String, seconds: u64 },
     #[error("canceling authentication due to timeout")]
     AuthenticationTimeout,
     #[error("canceling statement due to statement timeout")]
@@ -123,9 +130,11 @@ impl GatewayError {
             Self::TransactionAborted => code::IN_FAILED_SQL_TRANSACTION,
             Self::Cancelled => code::QUERY_CANCELED,
             Self::EngineUnavailable(_) => code::IO_ERROR,
-            Self::TooBusy(_) | Self::TooManyConnections | Self::TooManyConnectionsForRole(_) => {
-                code::TOO_MANY_CONNECTIONS
-            }
+            Self::TooBusy(_)
+            | Self::TooManyConnections
+            | Self::TooManyConnectionsForRole(_)
+            | Self::ConnectionRateExceeded(_) => code::TOO_MANY_CONNECTIONS,
+            Self::LoginsLocked { .. } => code::INVALID_AUTHORIZATION_SPECIFICATION,
             Self::AuthenticationTimeout | Self::StatementTimeout => code::QUERY_CANCELED,
             Self::IdleInTransactionTimeout => code::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
             Self::IdleSessionTimeout => code::IDLE_SESSION_TIMEOUT,
@@ -158,6 +167,8 @@ impl GatewayError {
             | Self::InvalidAuthorization(_)
             | Self::TooManyConnections
             | Self::TooManyConnectionsForRole(_)
+            | Self::ConnectionRateExceeded(_)
+            | Self::LoginsLocked { .. }
             | Self::AuthenticationTimeout
             | Self::IdleInTransactionTimeout
             | Self::IdleSessionTimeout

@@ -5,6 +5,7 @@
 mod login;
 mod machine;
 mod startup;
+mod throttle;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -29,6 +30,8 @@ use crate::pg::server_info::REPORTED;
 use crate::session::{Login, Quotas, Session, Settings, UserCounts};
 use crate::wire::tls::Tls;
 use crate::wire::Connection;
+use throttle::Throttle;
+pub use throttle::ThrottleLimits;
 use velo_pgproto::startup::command_line_options;
 
 /// What every connection needs from the gateway: how to log clients in,
@@ -47,6 +50,7 @@ pub struct Frontend {
     /// ends with 57P01.
     pub shutdown: CancellationToken,
     pub audit: Audit,
+    throttle: Throttle,
     connections: AtomicUsize,
     per_user: UserCounts,
 }
@@ -63,7 +67,12 @@ pub struct Limits {
     pub authentication_timeout: Duration,
     /// Settings every session starts from.
     pub session_defaults: Vec<(&'static str, String)>,
+    /// Connection attempts and failed logins per address and user.
+    pub throttle: ThrottleLimits,
 }
+
+/// Why a connection is refused: a metrics label and the FATAL error.
+type Refusal = (&'static str, GatewayError);
 
 /// An accepted socket, counted against `max_connections` while it lives.
 struct Admitted(Arc<Frontend>);
@@ -102,6 +111,7 @@ impl Frontend {
             auth,
             users,
             tls,
+            throttle: Throttle::new(limits.throttle.clone()),
             limits,
             quotas,
             draining: Arc::default(),
@@ -112,10 +122,18 @@ impl Frontend {
         }
     }
 
-    /// Counts a socket; the flag says whether it is over the limit.
-    fn admit(self: &Arc<Self>) -> (Admitted, bool) {
+    /// Counts a socket, and says why it is to be refused, if it is: over
+    /// `max_connections`, or a client address over its rate or locked out.
+    fn admit(self: &Arc<Self>, client: SocketAddr) -> (Admitted, Option<Refusal>) {
         let n = self.connections.fetch_add(1, Ordering::Relaxed);
-        (Admitted(self.clone()), n >= self.limits.max_connections)
+        let admitted = Admitted(self.clone());
+        if n >= self.limits.max_connections {
+            return (
+                admitted,
+                Some(("max_connections", GatewayError::TooManyConnections)),
+            );
+        }
+        (admitted, self.throttle.connection(client.ip()).err())
     }
 
     fn admit_user(self: &Arc<Self>, user: &str) -> Option<UserSession> {
@@ -211,13 +229,13 @@ async fn log_in_within_deadline(
     frontend: &Arc<Frontend>,
     attempt: &mut ConnectionAttempt,
 ) -> Option<(Login, UserSession)> {
-    let (_admitted, over_limit) = frontend.admit();
-    let deadline = if over_limit {
+    let (_admitted, refusal) = frontend.admit(attempt.client);
+    let deadline = if refusal.is_some() {
         REFUSAL_TIMEOUT
     } else {
         frontend.limits.authentication_timeout
     };
-    let handshake = Box::pin(handshake(conn, frontend, over_limit, attempt));
+    let handshake = Box::pin(handshake(conn, frontend, refusal, attempt));
     match tokio::time::timeout(deadline, handshake).await {
         Ok(logged_in) => logged_in,
         Err(_) => {
@@ -268,7 +286,7 @@ async fn run_session(
 async fn handshake(
     conn: &mut Connection,
     frontend: &Arc<Frontend>,
-    over_limit: bool,
+    refusal: Option<Refusal>,
     attempt: &mut ConnectionAttempt,
 ) -> Option<(Login, UserSession)> {
     let startup = match startup::negotiate(
@@ -292,9 +310,8 @@ async fn handshake(
         reject(conn, attempt, "draining", GatewayError::ShuttingDown).await;
         return None;
     }
-    if over_limit {
-        let e = GatewayError::TooManyConnections;
-        reject(conn, attempt, "max_connections", e).await;
+    if let Some((reason, e)) = refusal {
+        reject(conn, attempt, reason, e).await;
         return None;
     }
     let login = log_in(conn, frontend, &startup, attempt).await?;
@@ -338,6 +355,10 @@ async fn log_in(
     attempt.application_name = parameter("application_name").cloned();
     let method = login::method_name(frontend.auth, &frontend.users, &user);
     attempt.auth_method = Some(method);
+    if let Err((reason, e)) = frontend.throttle.login(&user) {
+        reject(conn, attempt, reason, e).await;
+        return None;
+    }
     let outcome = login::authenticate(conn, frontend.auth, &frontend.users, &user).await;
     let succeeded = matches!(outcome, Ok(Some(_)));
     METRICS
@@ -348,6 +369,7 @@ async fn log_in(
         Ok(Some(used)) => attempt.auth_method = Some(used),
         Ok(None) => {
             tracing::info!(method, "authentication failed");
+            frontend.throttle.failed(attempt.client.ip(), &user);
             let e = GatewayError::AuthFailed(user);
             attempt.failed(e.sqlstate());
             conn.send(e.response().into_message());
