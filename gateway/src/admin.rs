@@ -1,6 +1,6 @@
-//! The admin HTTP server on its own address: `/metrics` (Prometheus text),
-//! `/healthz` (the process answers), `/readyz` (at least one healthy engine
-//! node and not draining).
+//! The admin HTTP server on its own address: `/metrics` (Prometheus text,
+//! behind a bearer token when one is configured), `/healthz` (the process
+//! answers), `/readyz` (at least one healthy engine node and not draining).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -35,11 +35,15 @@ pub struct Readiness {
     pub healthy_nodes: Arc<dyn Fn() -> usize + Send + Sync>,
 }
 
-/// Binds the admin address and serves it in the background.
+/// Binds the admin address and serves it in the background. With
+/// `metrics_token`, /metrics answers only `Authorization: Bearer <token>`
+/// (the probes stay open: the kubelet sends no credentials).
 pub async fn start(
     listen: &str,
     readiness: Readiness,
+    metrics_token: Option<String>,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let metrics_token: Option<Arc<str>> = metrics_token.map(Into::into);
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("binding admin address {listen}: {e}"))?;
@@ -56,8 +60,9 @@ pub async fn start(
                 }
             };
             let readiness = readiness.clone();
+            let token = metrics_token.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |req| respond(req, readiness.clone()));
+                let service = service_fn(move |req| respond(req, readiness.clone(), token.clone()));
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(HEADER_TIMEOUT)
@@ -70,9 +75,20 @@ pub async fn start(
     Ok((addr, task))
 }
 
+/// Whether the request carries the bearer token (compared in constant
+/// time).
+fn authorized(req: &Request<Incoming>, token: &str) -> bool {
+    req.headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| crate::auth::constant_time_eq(given.as_bytes(), token.as_bytes()))
+}
+
 async fn respond(
     req: Request<Incoming>,
     readiness: Readiness,
+    metrics_token: Option<Arc<str>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let text = |status: StatusCode, body: String| {
         Response::builder()
@@ -85,6 +101,11 @@ async fn respond(
         return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into()));
     }
     Ok(match req.uri().path() {
+        "/metrics" if metrics_token.is_some_and(|t| !authorized(&req, &t)) => Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header(hyper::header::WWW_AUTHENTICATE, "Bearer realm=\"metrics\"")
+            .body(Full::new(Bytes::from("bearer token required\n")))
+            .expect("response"),
         "/metrics" => Response::builder()
             .header("content-type", prometheus::TEXT_FORMAT)
             .body(Full::new(Bytes::from(METRICS.render())))

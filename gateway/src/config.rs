@@ -76,6 +76,10 @@ pub struct GatewayConfig {
     /// answered 'S').
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    /// A file holding the bearer token /metrics requires (trailing
+    /// whitespace ignored); none: /metrics is open to whoever reaches
+    /// `admin_listen`.
+    pub metrics_token_file: Option<PathBuf>,
     /// Audit log destination: a file (appended to, created 0600) or
     /// "stdout"; none by default. Apart from the operational log.
     pub audit_log: Option<String>,
@@ -118,6 +122,7 @@ impl Default for GatewayConfig {
             auth_lockout: "60s".into(),
             tls_cert_file: None,
             tls_key_file: None,
+            metrics_token_file: None,
             audit_log: None,
             audit_statements: "none".into(),
             demo_rate: 1000,
@@ -183,9 +188,14 @@ impl GatewayConfig {
             self.tls_cert_file.is_some() == self.tls_key_file.is_some(),
             "tls_cert_file and tls_key_file go together"
         );
-        for file in [&self.users_file, &self.tls_cert_file, &self.tls_key_file]
-            .into_iter()
-            .flatten()
+        for file in [
+            &self.users_file,
+            &self.tls_cert_file,
+            &self.tls_key_file,
+            &self.metrics_token_file,
+        ]
+        .into_iter()
+        .flatten()
         {
             ensure!(file.is_file(), "{} does not exist", file.display());
         }
@@ -247,6 +257,22 @@ impl GatewayConfig {
 
     pub fn authentication_timeout(&self) -> Option<Duration> {
         parse_duration(&self.authentication_timeout, TimeUnit::Seconds)
+    }
+
+    /// The /metrics bearer token, read from `metrics_token_file`.
+    pub fn metrics_token(&self) -> anyhow::Result<Option<String>> {
+        let Some(path) = &self.metrics_token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        let token = text.trim_end().to_string();
+        anyhow::ensure!(
+            !token.is_empty(),
+            "metrics_token_file {} is empty",
+            path.display()
+        );
+        Ok(Some(token))
     }
 
     pub fn auth_lockout(&self) -> Option<Duration> {

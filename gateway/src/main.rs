@@ -92,6 +92,9 @@ struct Args {
     tls_cert_file: Option<PathBuf>,
     #[arg(long, env = "VELO_GATEWAY_TLS_KEY_FILE")]
     tls_key_file: Option<PathBuf>,
+    /// A file with the bearer token /metrics requires.
+    #[arg(long, env = "VELO_GATEWAY_METRICS_TOKEN_FILE")]
+    metrics_token_file: Option<PathBuf>,
     /// Audit log: a file, or "stdout".
     #[arg(long, env = "VELO_GATEWAY_AUDIT_LOG")]
     audit_log: Option<String>,
@@ -168,6 +171,7 @@ impl Args {
         set(&mut c.auth_lockout, &self.auth_lockout);
         c.tls_cert_file = self.tls_cert_file.clone().or(c.tls_cert_file);
         c.tls_key_file = self.tls_key_file.clone().or(c.tls_key_file);
+        c.metrics_token_file = self.metrics_token_file.clone().or(c.metrics_token_file);
         c.audit_log = self.audit_log.clone().or(c.audit_log);
         set(&mut c.audit_statements, &self.audit_statements);
         set(&mut c.demo_rate, &self.demo_rate);

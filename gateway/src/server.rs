@@ -102,6 +102,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
             config.listen.join(", ")
         );
     }
+    let metrics_token = config.metrics_token()?;
     let tls = match (&config.tls_cert_file, &config.tls_key_file) {
         (Some(cert), Some(key)) => Some(crate::wire::tls::Tls::load(cert, key)?),
         _ => None,
@@ -204,7 +205,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         draining: frontend.draining.clone(),
         healthy_nodes: Arc::new(move || pool.healthy_nodes()),
     };
-    let (admin_addr, _) = admin::start(&config.admin_listen, readiness).await?;
+    let (admin_addr, _) = admin::start(&config.admin_listen, readiness, metrics_token).await?;
     Ok(RunningGateway {
         addrs,
         admin_addr,

@@ -112,8 +112,35 @@ fn chart_lints_renders_and_validates() {
     );
     assert!(config.contains("tls_cert_file = \"/etc/velo-gateway/tls/tls.crt\""));
     assert!(config.contains("log_format = \"json\""));
+    for line in [
+        "metrics_token_file = \"/etc/velo-gateway/metrics-token/token\"",
+        "audit_log = \"stdout\"",
+        "audit_statements = \"summary\"",
+        "connection_rate_per_address = 50",
+        "auth_lockout = \"5min\"",
+    ] {
+        assert!(config.contains(line), "{line} in\n{config}");
+    }
     let monitor = document(&full, "ServiceMonitor", "velo-velo-gateway");
     assert!(monitor.contains("port: metrics") && monitor.contains("path: /metrics"));
+    assert!(
+        monitor.contains("type: Bearer") && monitor.contains("name: velo-metrics-token"),
+        "{monitor}"
+    );
+    let policy = document(&full, "NetworkPolicy", "velo-velo-gateway");
+    assert!(
+        policy.contains("port: admin")
+            && policy.contains("kubernetes.io/metadata.name: monitoring"),
+        "{policy}"
+    );
+    assert!(policy.contains("velostream/clients: \"true\""), "{policy}");
+    let engine_policy = document(&full, "NetworkPolicy", "velo-velo-gateway-engine");
+    assert!(
+        engine_policy.contains("port: grpc")
+            && engine_policy.contains("app.kubernetes.io/component: gateway"),
+        "{engine_policy}"
+    );
+    assert!(!default.contains("kind: NetworkPolicy"));
     let deployment = document(&full, "Deployment", "velo-velo-gateway");
     assert!(deployment.contains("requiredDuringSchedulingIgnoredDuringExecution"));
     assert!(deployment.contains("terminationGracePeriodSeconds: 60"));
@@ -150,9 +177,14 @@ fn rendered_config_is_accepted_by_the_gateway() {
         .arg("--config")
         .arg(&file)
         .args(
-            ["--users-file", "--tls-cert-file", "--tls-key-file"]
-                .iter()
-                .flat_map(|f| [f.to_string(), stand_in.display().to_string()]),
+            [
+                "--users-file",
+                "--tls-cert-file",
+                "--tls-key-file",
+                "--metrics-token-file",
+            ]
+            .iter()
+            .flat_map(|f| [f.to_string(), stand_in.display().to_string()]),
         )
         .arg("--print-config")));
     assert!(

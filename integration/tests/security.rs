@@ -350,3 +350,28 @@ fn connection_attempts_over_the_rate_of_an_address_are_refused() {
         refused as f64
     );
 }
+
+#[test]
+fn metrics_need_the_bearer_token_when_one_is_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("metrics-token");
+    std::fs::write(&token_file, "s3cret-scrape-token\n").unwrap();
+    let gw = Gateway::start(&["--metrics-token-file", token_file.to_str().unwrap()]);
+    let get = |headers: &str| {
+        velo_integration::http_get_with(&gw.admin, "/metrics", headers).expect("GET /metrics")
+    };
+    let (status, body) = get("");
+    assert_eq!(status, 401, "{body}");
+    assert!(!body.contains("velo_gateway_"));
+    assert_eq!(get("Authorization: Bearer wrong-token\r\n").0, 401);
+    assert_eq!(get("Authorization: Basic czNjcmV0\r\n").0, 401);
+    let (status, body) = get("Authorization: Bearer s3cret-scrape-token\r\n");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("velo_gateway_connections_accepted_total"),
+        "{body}"
+    );
+    // The probes stay open: the kubelet sends no credentials.
+    let (status, _) = velo_integration::http_get(&gw.admin, "/healthz").unwrap();
+    assert_eq!(status, 200);
+}
