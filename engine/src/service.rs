@@ -40,6 +40,8 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
 struct Job {
     sql: String,
+    /// The session user it runs for (SessionSettings.user); may be empty.
+    user: String,
     /// The client session's id (ExecuteQueryRequest.session_id); may be empty.
     session_id: String,
     started: SystemTime,
@@ -123,6 +125,10 @@ impl v1::engine_service_server::EngineService for EngineNode {
                 id.clone(),
                 Job {
                     sql: req.sql.clone(),
+                    user: req
+                        .settings
+                        .as_ref()
+                        .map_or_else(String::new, |s| s.user.clone()),
                     session_id: req.session_id.clone(),
                     started: SystemTime::now(),
                     cancel: cancel.clone(),
@@ -337,7 +343,16 @@ impl Run<'_> {
             }
             Statement::ShowStreams => self.one_batch(self.show_streams().await?).await,
             Statement::ShowTables => self.one_batch(self.show_tables().await?).await,
-            Statement::ShowJobs => self.one_batch(self.show_jobs()?).await,
+            Statement::ShowJobs => {
+                // Least privilege: a user sees their own queries only,
+                // unless the gateway says the user is an admin.
+                let only_user = req
+                    .settings
+                    .as_ref()
+                    .filter(|s| !s.admin)
+                    .map(|s| s.user.as_str());
+                self.one_batch(self.show_jobs(only_user)?).await
+            }
             Statement::Describe(name) => self.one_batch(self.describe(&name).await?).await,
             Statement::CreateView {
                 name,
@@ -517,9 +532,12 @@ impl Run<'_> {
         )
     }
 
-    fn show_jobs(&self) -> Result<RecordBatch> {
+    fn show_jobs(&self, only_user: Option<&str>) -> Result<RecordBatch> {
         let jobs = self.jobs.lock().expect("jobs lock");
-        let mut list: Vec<_> = jobs.iter().collect();
+        let mut list: Vec<_> = jobs
+            .iter()
+            .filter(|(_, j)| only_user.is_none_or(|u| j.user == u))
+            .collect();
         list.sort_by_key(|(_, j)| j.started);
         let micros = |t: SystemTime| {
             t.duration_since(SystemTime::UNIX_EPOCH)
@@ -543,6 +561,10 @@ impl Run<'_> {
                 strings(
                     list.iter()
                         .map(|(_, j)| Some(j.session_id.clone()).filter(|s| !s.is_empty())),
+                ),
+                strings(
+                    list.iter()
+                        .map(|(_, j)| Some(j.user.clone()).filter(|u| !u.is_empty())),
                 ),
             ],
         )
@@ -618,6 +640,7 @@ fn show_jobs_schema() -> SchemaRef {
     ));
     fields.push(Field::new("rows_sent", DataType::Int64, false));
     fields.push(Field::new("session_id", DataType::Utf8, true));
+    fields.push(Field::new("user_name", DataType::Utf8, true));
     Arc::new(Schema::new(fields))
 }
 

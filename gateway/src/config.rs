@@ -30,6 +30,9 @@ pub struct GatewayConfig {
     pub users_file: Option<PathBuf>,
     /// `trust` or `password`; default: password when a users file is given.
     pub auth: Option<String>,
+    /// Users who see every user's running queries (`SHOW JOBS`); others
+    /// see their own only.
+    pub admin_users: Vec<String>,
     /// Client connections at once, counted from accept (before login).
     pub max_connections: usize,
     /// Connections one user may hold at once (0: no limit of its own).
@@ -101,6 +104,7 @@ impl Default for GatewayConfig {
             engine_dns_refresh_secs: 10,
             users_file: None,
             auth: None,
+            admin_users: Vec::new(),
             max_connections: 1000,
             max_connections_per_user: 0,
             max_queries_per_user: 0,

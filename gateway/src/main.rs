@@ -92,6 +92,13 @@ struct Args {
     tls_cert_file: Option<PathBuf>,
     #[arg(long, env = "VELO_GATEWAY_TLS_KEY_FILE")]
     tls_key_file: Option<PathBuf>,
+    /// Users who see every user's queries (repeatable).
+    #[arg(
+        long = "admin-user",
+        env = "VELO_GATEWAY_ADMIN_USERS",
+        value_delimiter = ','
+    )]
+    admin_users: Vec<String>,
     /// A file with the bearer token /metrics requires.
     #[arg(long, env = "VELO_GATEWAY_METRICS_TOKEN_FILE")]
     metrics_token_file: Option<PathBuf>,
@@ -123,6 +130,9 @@ impl Args {
         }
         if !self.engines.is_empty() {
             c.engines = self.engines.clone();
+        }
+        if !self.admin_users.is_empty() {
+            c.admin_users = self.admin_users.clone();
         }
         set(&mut c.admin_listen, &self.admin_listen);
         c.engine_dns = self.engine_dns.clone().or(c.engine_dns);

@@ -85,7 +85,8 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     let users = match &config.users_file {
         Some(path) => Users::load(path)?,
         None => Users::default(),
-    };
+    }
+    .with_admins(&config.admin_users);
     let auth = if config.requires_password() {
         AuthMethod::Password
     } else {

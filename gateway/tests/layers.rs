@@ -12,28 +12,29 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "server",
         &[
-            "admin", "frontend", "session", "backend", "auth", "config", "metrics", "wire",
+            "admin", "frontend", "session", "backend", "auth", "config", "audit", "metrics", "wire",
         ],
     ),
-    ("admin", &["metrics"]),
+    ("admin", &["auth", "metrics"]),
     (
         "frontend",
         &[
-            "session", "backend", "wire", "auth", "cancel", "pg", "error", "metrics",
+            "session", "backend", "wire", "auth", "cancel", "pg", "error", "audit", "metrics",
         ],
     ),
     (
         "session",
         &[
-            "sql", "backend", "codec", "wire", "cancel", "pg", "error", "metrics",
+            "sql", "backend", "codec", "wire", "cancel", "pg", "error", "audit", "metrics",
         ],
     ),
     ("backend", &["codec", "pg", "error", "metrics"]),
     ("wire", &["pg", "error", "metrics"]),
     ("auth", &["pg", "error", "metrics"]),
     ("cancel", &["pg", "error", "metrics"]),
+    ("config", &["pg", "audit"]),
+    ("audit", &["metrics"]),
     ("metrics", &[]),
-    ("config", &["pg"]),
 ];
 
 /// The same for `velo-pgproto`, whose modules the gateway reaches as

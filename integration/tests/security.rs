@@ -375,3 +375,54 @@ fn metrics_need_the_bearer_token_when_one_is_configured() {
     let (status, _) = velo_integration::http_get(&gw.admin, "/healthz").unwrap();
     assert_eq!(status, 200);
 }
+
+#[test]
+fn users_see_only_their_own_queries_unless_they_are_admins() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    let lines: String = ["alice", "bob", "carol"]
+        .iter()
+        .map(|u| hash_password(u, "scram", PASSWORD))
+        .collect();
+    std::fs::write(&users, lines).unwrap();
+    let gw = Gateway::start(&[
+        "--users-file",
+        users.to_str().unwrap(),
+        "--admin-user",
+        "carol",
+    ]);
+    let psql_as = |user: &str| {
+        let mut cmd = velo_integration::psql_command(&gw.host, gw.port, user, "velostream");
+        cmd.env("PGPASSWORD", PASSWORD);
+        cmd
+    };
+    let jobs_of = |user: &str| {
+        let out = run_script(psql_as(user), "SHOW JOBS;\n");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut live = psql_as("alice");
+    live.args([
+        "-c",
+        "COPY (SELECT symbol FROM trades WHERE symbol <> 'alices-own-query' EMIT CHANGES) TO STDOUT",
+    ]);
+    let _live = Proc::spawn(live);
+    velo_integration::wait_until("alice sees her query", Duration::from_secs(20), || {
+        jobs_of("alice").contains("alices-own-query")
+    });
+    let bob = jobs_of("bob");
+    assert!(!bob.contains("alices-own-query"), "{bob}");
+    let carol = jobs_of("carol");
+    let row = carol
+        .lines()
+        .find(|l| l.contains("alices-own-query"))
+        .unwrap_or_else(|| panic!("the admin sees every query: {carol}"));
+    assert!(
+        row.ends_with("|alice"),
+        "user_name is the last column: {row}"
+    );
+}

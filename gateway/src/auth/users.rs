@@ -23,6 +23,8 @@ pub struct Users {
     /// every replica sharing it answers an unknown name the same way, and
     /// no one without the file can tell a mock salt from a real one.
     mock_key: Vec<u8>,
+    /// Users who see every user's queries (`admin_users`).
+    admins: Vec<String>,
 }
 
 impl Users {
@@ -65,7 +67,21 @@ impl Users {
         )
         .as_ref()
         .to_vec();
-        Ok(Self { by_name, mock_key })
+        Ok(Self {
+            by_name,
+            mock_key,
+            admins: Vec::new(),
+        })
+    }
+
+    /// Marks `admins` as users who see every user's queries.
+    pub fn with_admins(mut self, admins: &[String]) -> Self {
+        self.admins = admins.to_vec();
+        self
+    }
+
+    pub fn is_admin(&self, user: &str) -> bool {
+        self.admins.iter().any(|a| a == user)
     }
 
     /// The salt SCRAM offers for a user who does not exist: the same for

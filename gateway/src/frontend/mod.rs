@@ -404,6 +404,7 @@ async fn log_in(
         }
     }
     Some(Login {
+        admin: frontend.users.is_admin(&user),
         user,
         database,
         settings,

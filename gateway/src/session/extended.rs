@@ -121,7 +121,9 @@ impl Session {
                     .await?
             }
             _ => {
-                let settings = self.settings.to_engine(&self.user, &self.database);
+                let settings = self
+                    .settings
+                    .to_engine(&self.user, &self.database, self.admin);
                 self.backend.describe_engine(&parsed.text, settings).await?
             }
         };

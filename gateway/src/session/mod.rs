@@ -44,6 +44,8 @@ pub use transaction::TxState;
 /// Who is logged in and what they set up at startup.
 pub struct Login {
     pub user: String,
+    /// Sees every user's queries (`admin_users`).
+    pub admin: bool,
     pub database: String,
     pub settings: Settings,
     /// The BackendKeyData pid clients see (and `pg_backend_pid()`).
@@ -55,6 +57,7 @@ pub struct Login {
 /// The SQL state of one connection, driven by the frontend's message loop.
 pub struct Session {
     user: String,
+    admin: bool,
     database: String,
     settings: Settings,
     tx: TxState,
@@ -96,6 +99,7 @@ impl Session {
     ) -> Self {
         Self {
             user: login.user,
+            admin: login.admin,
             database: login.database,
             settings: login.settings,
             tx: TxState::Idle,
@@ -340,7 +344,10 @@ impl Session {
             query_id,
             sql: sql.to_string(),
             parameters,
-            settings: Some(self.settings.to_engine(&self.user, &self.database)),
+            settings: Some(
+                self.settings
+                    .to_engine(&self.user, &self.database, self.admin),
+            ),
             max_rows: 0,
             session_id: self.session_id.clone(),
         };

@@ -124,7 +124,7 @@ impl Settings {
     }
 
     /// What the engine needs of the session with every query.
-    pub fn to_engine(&self, user: &str, database: &str) -> SessionSettings {
+    pub fn to_engine(&self, user: &str, database: &str, admin: bool) -> SessionSettings {
         let offset_reset = match self.get("velostream.offset_reset") {
             Some(v) if v.eq_ignore_ascii_case("earliest") => OffsetReset::Earliest,
             _ => OffsetReset::Latest,
@@ -141,6 +141,7 @@ impl Settings {
                 .map_or(0, |d| d.as_millis() as u64),
             offset_reset: offset_reset as i32,
             extra: Default::default(),
+            admin,
         }
     }
 }
