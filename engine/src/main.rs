@@ -46,6 +46,15 @@ struct Args {
     /// Demo events per second.
     #[arg(long, env = "VELO_ENGINE_DEMO_RATE", default_value_t = 1000)]
     demo_rate: u32,
+    /// PEM certificate chain: serve gRPC over TLS (with --tls-key-file).
+    #[arg(long, env = "VELO_ENGINE_TLS_CERT_FILE", requires = "tls_key_file")]
+    tls_cert_file: Option<std::path::PathBuf>,
+    #[arg(long, env = "VELO_ENGINE_TLS_KEY_FILE", requires = "tls_cert_file")]
+    tls_key_file: Option<std::path::PathBuf>,
+    /// A file holding the token every call must carry as
+    /// `authorization: Bearer <token>` (gateways: engine_token_file).
+    #[arg(long, env = "VELO_ENGINE_TOKEN_FILE")]
+    token_file: Option<std::path::PathBuf>,
     /// Log lines as JSON objects instead of text.
     #[arg(long, env = "VELO_ENGINE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -67,6 +76,12 @@ async fn main() -> anyhow::Result<()> {
     } else {
         logs.init();
     }
+    let token = args
+        .token_file
+        .as_deref()
+        .map(velo_proto::read_token_file)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let node = velo_engine::start(NodeOptions {
         listen: args.listen,
         kafka_bootstrap: args.kafka_bootstrap,
@@ -77,6 +92,8 @@ async fn main() -> anyhow::Result<()> {
         catalog_topic: args.catalog_topic,
         demo: args.demo,
         demo_rate: args.demo_rate,
+        tls: args.tls_cert_file.zip(args.tls_key_file),
+        token,
     })
     .await?;
     println!("velo-engine serving velostream.engine.v1 on {}", node.addr);

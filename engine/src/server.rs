@@ -10,7 +10,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
-use velo_proto::{EngineServiceServer, MAX_MESSAGE_BYTES};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Identity, ServerTlsConfig};
+use velo_proto::{EngineServiceServer, RequireToken, MAX_MESSAGE_BYTES};
 
 use crate::catalog::{Catalog, DEFAULT_PRIVATE_SCANS};
 use crate::catalog_log::{self, CatalogLog};
@@ -60,6 +62,11 @@ pub struct NodeOptions {
     pub demo: bool,
     /// Demo events per second.
     pub demo_rate: u32,
+    /// PEM certificate chain and key: the node serves gRPC over TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Calls must carry `authorization: Bearer <token>` (the health
+    /// service excepted, for probes).
+    pub token: Option<String>,
 }
 
 impl Default for NodeOptions {
@@ -74,6 +81,8 @@ impl Default for NodeOptions {
             catalog_topic: None,
             demo: false,
             demo_rate: 1000,
+            tls: None,
+            token: None,
         }
     }
 }
@@ -180,9 +189,22 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
         .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     let node = EngineNode::new(ddl, max_concurrent, format!("velo-engine@{addr}"));
-    let service = EngineServiceServer::new(node)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let service = InterceptedService::new(
+        EngineServiceServer::new(node)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        RequireToken::new(options.token.as_deref()),
+    );
+    let mut server =
+        tonic::transport::Server::builder().initial_connection_window_size(CONNECTION_WINDOW);
+    if let Some((cert, key)) = &options.tls {
+        let read =
+            |p: &PathBuf| std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()));
+        let identity = Identity::from_pem(read(cert)?, read(key)?);
+        server = server
+            .tls_config(ServerTlsConfig::new().identity(identity))
+            .map_err(|e| anyhow::anyhow!("TLS certificate/key: {e}"))?;
+    }
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<EngineServiceServer<EngineNode>>()
@@ -198,8 +220,7 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
             }
             socket
         });
-        let result = tonic::transport::Server::builder()
-            .initial_connection_window_size(CONNECTION_WINDOW)
+        let result = server
             .add_service(health_service)
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, async {

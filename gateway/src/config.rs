@@ -83,6 +83,12 @@ pub struct GatewayConfig {
     /// whitespace ignored); none: /metrics is open to whoever reaches
     /// `admin_listen`.
     pub metrics_token_file: Option<PathBuf>,
+    /// Engine nodes serve TLS: verify their certificates against this CA
+    /// (PEM), as `engine_tls_server_name` (default: each node's host).
+    pub engine_tls_ca_file: Option<PathBuf>,
+    pub engine_tls_server_name: Option<String>,
+    /// A file holding the token engine nodes require (their --token-file).
+    pub engine_token_file: Option<PathBuf>,
     /// Audit log destination: a file (appended to, created 0600) or
     /// "stdout"; none by default. Apart from the operational log.
     pub audit_log: Option<String>,
@@ -127,6 +133,9 @@ impl Default for GatewayConfig {
             tls_cert_file: None,
             tls_key_file: None,
             metrics_token_file: None,
+            engine_tls_ca_file: None,
+            engine_tls_server_name: None,
+            engine_token_file: None,
             audit_log: None,
             audit_statements: "none".into(),
             demo_rate: 1000,
@@ -197,6 +206,8 @@ impl GatewayConfig {
             &self.tls_cert_file,
             &self.tls_key_file,
             &self.metrics_token_file,
+            &self.engine_tls_ca_file,
+            &self.engine_token_file,
         ]
         .into_iter()
         .flatten()
@@ -211,6 +222,10 @@ impl GatewayConfig {
         ensure!(
             self.audit_statements == "none" || self.audit_log.is_some(),
             "audit_statements needs audit_log"
+        );
+        ensure!(
+            self.engine_tls_server_name.is_none() || self.engine_tls_ca_file.is_some(),
+            "engine_tls_server_name needs engine_tls_ca_file"
         );
         ensure!(self.max_connections > 0, "max_connections must be > 0");
         ensure!(
@@ -265,18 +280,12 @@ impl GatewayConfig {
 
     /// The /metrics bearer token, read from `metrics_token_file`.
     pub fn metrics_token(&self) -> anyhow::Result<Option<String>> {
-        let Some(path) = &self.metrics_token_file else {
-            return Ok(None);
-        };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-        let token = text.trim_end().to_string();
-        anyhow::ensure!(
-            !token.is_empty(),
-            "metrics_token_file {} is empty",
-            path.display()
-        );
-        Ok(Some(token))
+        read_token(&self.metrics_token_file, "metrics_token_file")
+    }
+
+    /// The engine token, read from `engine_token_file`.
+    pub fn engine_token(&self) -> anyhow::Result<Option<String>> {
+        read_token(&self.engine_token_file, "engine_token_file")
     }
 
     pub fn auth_lockout(&self) -> Option<Duration> {
@@ -304,4 +313,11 @@ impl GatewayConfig {
     pub fn embedded_engine(&self) -> bool {
         self.engines.is_empty() && self.engine_dns.is_none()
     }
+}
+
+fn read_token(file: &Option<PathBuf>, setting: &str) -> anyhow::Result<Option<String>> {
+    file.as_deref()
+        .map(velo_proto::read_token_file)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("{setting}: {e}"))
 }

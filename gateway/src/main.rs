@@ -102,6 +102,16 @@ struct Args {
     /// A file with the bearer token /metrics requires.
     #[arg(long, env = "VELO_GATEWAY_METRICS_TOKEN_FILE")]
     metrics_token_file: Option<PathBuf>,
+    /// CA (PEM) that engine nodes' TLS certificates are verified against;
+    /// enables TLS to engine nodes.
+    #[arg(long, env = "VELO_GATEWAY_ENGINE_TLS_CA_FILE")]
+    engine_tls_ca_file: Option<PathBuf>,
+    /// The name engine certificates must carry (default: each node's host).
+    #[arg(long, env = "VELO_GATEWAY_ENGINE_TLS_SERVER_NAME")]
+    engine_tls_server_name: Option<String>,
+    /// A file with the token engine nodes require.
+    #[arg(long, env = "VELO_GATEWAY_ENGINE_TOKEN_FILE")]
+    engine_token_file: Option<PathBuf>,
     /// Audit log: a file, or "stdout".
     #[arg(long, env = "VELO_GATEWAY_AUDIT_LOG")]
     audit_log: Option<String>,
@@ -182,6 +192,12 @@ impl Args {
         c.tls_cert_file = self.tls_cert_file.clone().or(c.tls_cert_file);
         c.tls_key_file = self.tls_key_file.clone().or(c.tls_key_file);
         c.metrics_token_file = self.metrics_token_file.clone().or(c.metrics_token_file);
+        c.engine_tls_ca_file = self.engine_tls_ca_file.clone().or(c.engine_tls_ca_file);
+        c.engine_tls_server_name = self
+            .engine_tls_server_name
+            .clone()
+            .or(c.engine_tls_server_name);
+        c.engine_token_file = self.engine_token_file.clone().or(c.engine_token_file);
         c.audit_log = self.audit_log.clone().or(c.audit_log);
         set(&mut c.audit_statements, &self.audit_statements);
         set(&mut c.demo_rate, &self.demo_rate);

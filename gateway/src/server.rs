@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{self, Readiness};
 use crate::audit::{AuditLog, StatementDetail};
 use crate::auth::{AuthMethod, Users};
-use crate::backend::{Backend, Catalog, EnginePool, EngineSource, PoolOptions};
+use crate::backend::{Backend, Catalog, EnginePool, EngineSecurity, EngineSource, PoolOptions};
 use crate::config::GatewayConfig;
 use crate::frontend::{serve_connection, Frontend, Limits, ThrottleLimits};
 use crate::metrics::METRICS;
@@ -141,6 +141,11 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
             heartbeat_timeout: config
                 .engine_heartbeat_timeout()
                 .expect("validated engine_heartbeat_timeout"),
+            security: EngineSecurity::new(
+                config.engine_tls_ca_file.as_deref(),
+                config.engine_tls_server_name.clone(),
+                config.engine_token()?.as_deref(),
+            )?,
             ..Default::default()
         },
     )

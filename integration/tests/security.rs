@@ -426,3 +426,86 @@ fn users_see_only_their_own_queries_unless_they_are_admins() {
         "user_name is the last column: {row}"
     );
 }
+
+/// A reference engine node serving TLS with `cert`/`key` and requiring
+/// `token`.
+fn protected_engine(cert: &Path, key: &Path, token_file: &Path) -> velo_integration::Proc {
+    let mut cmd = Command::new(velo_integration::binary("velo-engine"));
+    cmd.args(["--listen", "127.0.0.1:0", "--demo", "--demo-rate", "200"])
+        .arg("--tls-cert-file")
+        .arg(cert)
+        .arg("--tls-key-file")
+        .arg(key)
+        .arg("--token-file")
+        .arg(token_file)
+        .env("RUST_LOG", "info");
+    Proc::spawn(cmd)
+}
+
+#[test]
+fn the_engine_contract_runs_over_tls_with_a_shared_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = velo_integration::ca_signed_certificate(dir.path());
+    let token_file = dir.path().join("engine-token");
+    std::fs::write(&token_file, "engine-shared-token\n").unwrap();
+    let engine = protected_engine(&cert, &key, &token_file);
+    let line = engine
+        .wait_line(Duration::from_secs(30), |l| l.contains("serving velostream.engine.v1 on"))
+        .expect("engine starts");
+    let addr = line.rsplit(" on ").next().unwrap().split_whitespace().next().unwrap().to_string();
+
+    let gateway_with = |extra: &[&str]| {
+        let mut args = vec!["--engine", addr.as_str(), "--engine-tls-ca-file", ca.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Gateway::start(&args)
+    };
+    let sql = "SELECT x FROM (VALUES ('over-tls')) AS t(x);\n";
+    let gw = gateway_with(&["--engine-token-file", token_file.to_str().unwrap()]);
+    let out = run_script(gw.psql("alice"), sql);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "over-tls",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Without the token the node refuses the gateway's queries, clearly.
+    let no_token = gateway_with(&[]);
+    let out = run_script(no_token.psql("alice"), sql);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("missing or wrong engine token"), "{stderr}");
+
+    // Plaintext gRPC does not reach it; TLS without the token is refused.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+        use velo_proto::v1::ExecuteQueryRequest;
+        let show_jobs = || ExecuteQueryRequest {
+            query_id: "probe".into(),
+            sql: "SHOW JOBS".into(),
+            ..Default::default()
+        };
+        let plain = Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(5));
+        let plain = tokio::time::timeout(Duration::from_secs(10), plain.connect()).await;
+        if let Ok(Ok(channel)) = plain {
+            let mut client = velo_proto::EngineServiceClient::new(channel);
+            let call = tokio::time::timeout(Duration::from_secs(10), client.execute_query(show_jobs()));
+            assert!(!matches!(call.await, Ok(Ok(_))), "plaintext call answered");
+        }
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(std::fs::read(&ca).unwrap()))
+            .domain_name("localhost");
+        let channel = Endpoint::from_shared(format!("https://{addr}"))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .expect("TLS connects");
+        let mut client = velo_proto::EngineServiceClient::new(channel);
+        let status = client.execute_query(show_jobs()).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    });
+}

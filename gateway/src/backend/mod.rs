@@ -13,7 +13,9 @@ use arrow::record_batch::RecordBatch;
 use velo_proto::v1::{DescribeQueryRequest, ExecuteQueryRequest, SessionSettings, TypedValue};
 
 pub use catalog::{Catalog, SessionInfo};
-pub use engine::{CancelHandle, EnginePool, EngineSource, PoolOptions, ResultSchema, StreamEvent};
+pub use engine::{
+    CancelHandle, EnginePool, EngineSecurity, EngineSource, PoolOptions, ResultSchema, StreamEvent,
+};
 
 use crate::codec::{logical_oid, IpcDecoder};
 use crate::error::GatewayError;

@@ -14,12 +14,12 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use velo_proto::v1::{
     CancelSessionRequest, DescribeQueryRequest, DescribeQueryResponse, ExecuteQueryRequest,
     ListRelationsRequest, ListRelationsResponse,
 };
-use velo_proto::{EngineServiceClient, MAX_MESSAGE_BYTES};
+use velo_proto::{EngineClient, EngineServiceClient, SendToken, MAX_MESSAGE_BYTES};
 
 use crate::error::GatewayError;
 use crate::metrics::METRICS;
@@ -60,6 +60,37 @@ pub struct PoolOptions {
     pub health_interval: Duration,
     /// A running query's node that sends nothing for this long has failed.
     pub heartbeat_timeout: Duration,
+    /// TLS to the nodes and the token they require.
+    pub security: EngineSecurity,
+}
+
+/// How the gateway proves itself to engine nodes and checks them.
+#[derive(Debug, Clone, Default)]
+pub struct EngineSecurity {
+    /// Verify each node's certificate against this CA, as this name (or
+    /// the node's own host when `None`).
+    pub tls: Option<(Certificate, Option<String>)>,
+    pub token: SendToken,
+}
+
+impl EngineSecurity {
+    /// From a PEM CA file, a server name and a token.
+    pub fn new(
+        ca_file: Option<&std::path::Path>,
+        server_name: Option<String>,
+        token: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let tls = match ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| anyhow::anyhow!("engine_tls_ca_file {}: {e}", path.display()))?;
+                Some((Certificate::from_pem(pem), server_name))
+            }
+            None => None,
+        };
+        let token = SendToken::new(token).map_err(anyhow::Error::msg)?;
+        Ok(Self { tls, token })
+    }
 }
 
 impl Default for PoolOptions {
@@ -70,13 +101,14 @@ impl Default for PoolOptions {
             queue_timeout: Duration::from_secs(10),
             health_interval: Duration::from_secs(2),
             heartbeat_timeout: Duration::from_secs(5),
+            security: EngineSecurity::default(),
         }
     }
 }
 
 struct Node {
     addr: String,
-    client: EngineServiceClient<Channel>,
+    client: EngineClient,
     health: tonic_health::pb::health_client::HealthClient<Channel>,
     healthy: AtomicBool,
     outstanding: AtomicUsize,
@@ -97,12 +129,21 @@ impl Node {
     }
 
     fn new(addr: &str, options: &PoolOptions) -> anyhow::Result<Arc<Self>> {
-        let uri = if addr.contains("://") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
+        let tls = &options.security.tls;
+        let uri = match (addr.contains("://"), tls) {
+            (true, _) => addr.to_string(),
+            (false, None) => format!("http://{addr}"),
+            (false, Some(_)) => format!("https://{addr}"),
         };
-        let channel = Endpoint::from_shared(uri)?
+        let mut endpoint = Endpoint::from_shared(uri)?;
+        if let Some((ca, name)) = tls {
+            let mut config = ClientTlsConfig::new().ca_certificate(ca.clone());
+            if let Some(name) = name {
+                config = config.domain_name(name.clone());
+            }
+            endpoint = endpoint.tls_config(config)?;
+        }
+        let channel = endpoint
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
@@ -117,9 +158,12 @@ impl Node {
             .connect_lazy();
         Ok(Arc::new(Node {
             addr: addr.to_string(),
-            client: EngineServiceClient::new(channel.clone())
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            client: EngineServiceClient::with_interceptor(
+                channel.clone(),
+                options.security.token.clone(),
+            )
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
             health: tonic_health::pb::health_client::HealthClient::new(channel),
             healthy: AtomicBool::new(true),
             outstanding: AtomicUsize::new(0),
@@ -450,7 +494,7 @@ impl EnginePool {
         });
     }
 
-    fn any_client(&self) -> Result<EngineServiceClient<Channel>, GatewayError> {
+    fn any_client(&self) -> Result<EngineClient, GatewayError> {
         self.candidates(&[])
             .first()
             .map(|n| n.client.clone())

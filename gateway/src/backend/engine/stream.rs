@@ -7,11 +7,10 @@ use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use tonic::transport::Channel;
 use velo_proto::v1::{
     execute_query_response::Event, CancelQueryRequest, ExecuteQueryResponse, Notice,
 };
-use velo_proto::EngineServiceClient;
+use velo_proto::EngineClient;
 
 use super::Slot;
 use crate::codec::IpcDecoder;
@@ -76,7 +75,7 @@ pub struct QueryStream {
 /// session that owns the stream is waiting on it.
 #[derive(Clone)]
 pub struct CancelHandle {
-    client: EngineServiceClient<Channel>,
+    client: EngineClient,
     query_id: String,
 }
 
