@@ -118,6 +118,9 @@ fn chart_lints_renders_and_validates() {
         "audit_statements = \"summary\"",
         "connection_rate_per_address = 50",
         "auth_lockout = \"5min\"",
+        "engine_tls_ca_file = \"/etc/velo-gateway/engine-ca/ca.crt\"",
+        "engine_tls_server_name = \"velo-engine.streams.svc\"",
+        "engine_token_file = \"/etc/velo-gateway/engine-token/token\"",
     ] {
         assert!(config.contains(line), "{line} in\n{config}");
     }
@@ -147,6 +150,13 @@ fn chart_lints_renders_and_validates() {
     assert!(!deployment.contains("replicas:"), "the HPA owns replicas");
     let engine = document(&full, "StatefulSet", "velo-velo-gateway-engine");
     assert!(engine.contains("grpc:") && engine.contains("--demo"));
+    for arg in [
+        "--tls-cert-file=/etc/velo-engine/tls/tls.crt",
+        "--token-file=/etc/velo-engine/token/token",
+        "secretName: velo-engine-token",
+    ] {
+        assert!(engine.contains(arg), "{arg} in\n{engine}");
+    }
     for kind in ["HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"] {
         assert!(full.contains(&format!("kind: {kind}\n")), "{kind}");
     }
@@ -182,6 +192,8 @@ fn rendered_config_is_accepted_by_the_gateway() {
                 "--tls-cert-file",
                 "--tls-key-file",
                 "--metrics-token-file",
+                "--engine-tls-ca-file",
+                "--engine-token-file",
             ]
             .iter()
             .flat_map(|f| [f.to_string(), stand_in.display().to_string()]),
@@ -246,6 +258,11 @@ fn kustomize_demo_overlay_builds_and_validates() {
     assert!(config.contains("log_format = \"text\""), "{config}");
     let deployment = document(&out, "Deployment", "velo-gateway");
     assert!(deployment.contains("replicas: 1"), "{deployment}");
+    let policy = document(&out, "NetworkPolicy", "velo-engine");
+    assert!(
+        policy.contains("port: grpc") && policy.contains("app.kubernetes.io/name: velo-gateway"),
+        "{policy}"
+    );
 }
 
 /// Every metric the dashboard queries exists on a live gateway's /metrics

@@ -450,12 +450,26 @@ fn the_engine_contract_runs_over_tls_with_a_shared_token() {
     std::fs::write(&token_file, "engine-shared-token\n").unwrap();
     let engine = protected_engine(&cert, &key, &token_file);
     let line = engine
-        .wait_line(Duration::from_secs(30), |l| l.contains("serving velostream.engine.v1 on"))
+        .wait_line(Duration::from_secs(30), |l| {
+            l.contains("serving velostream.engine.v1 on")
+        })
         .expect("engine starts");
-    let addr = line.rsplit(" on ").next().unwrap().split_whitespace().next().unwrap().to_string();
+    let addr = line
+        .rsplit(" on ")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
 
     let gateway_with = |extra: &[&str]| {
-        let mut args = vec!["--engine", addr.as_str(), "--engine-tls-ca-file", ca.to_str().unwrap()];
+        let mut args = vec![
+            "--engine",
+            addr.as_str(),
+            "--engine-tls-ca-file",
+            ca.to_str().unwrap(),
+        ];
         args.extend_from_slice(extra);
         Gateway::start(&args)
     };
@@ -491,7 +505,8 @@ fn the_engine_contract_runs_over_tls_with_a_shared_token() {
         let plain = tokio::time::timeout(Duration::from_secs(10), plain.connect()).await;
         if let Ok(Ok(channel)) = plain {
             let mut client = velo_proto::EngineServiceClient::new(channel);
-            let call = tokio::time::timeout(Duration::from_secs(10), client.execute_query(show_jobs()));
+            let call =
+                tokio::time::timeout(Duration::from_secs(10), client.execute_query(show_jobs()));
             assert!(!matches!(call.await, Ok(Ok(_))), "plaintext call answered");
         }
         let tls = ClientTlsConfig::new()
