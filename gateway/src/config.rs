@@ -76,9 +76,19 @@ pub struct GatewayConfig {
     pub auth_failures_per_user: u32,
     pub auth_lockout: String,
     /// PEM certificate chain and private key; both enable TLS (SSLRequest
-    /// answered 'S').
+    /// answered 'S', direct TLS starts accepted).
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    /// `disabled` (no TLS even with a certificate), `allowed` (the
+    /// default), or `required` (plain connections are refused after their
+    /// startup packet, 28000).
+    pub tls: String,
+    /// CA (PEM) that client certificates are verified against; clients may
+    /// then present one (rules with `method = "cert"` require it).
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Who may log in how (see `auth::rules`), first match wins; none: one
+    /// rule for everyone from `auth`.
+    pub rules: Vec<Rule>,
     /// A file holding the bearer token /metrics requires (trailing
     /// whitespace ignored); none: /metrics is open to whoever reaches
     /// `admin_listen`.
@@ -132,6 +142,9 @@ impl Default for GatewayConfig {
             auth_lockout: "60s".into(),
             tls_cert_file: None,
             tls_key_file: None,
+            tls: "allowed".into(),
+            tls_client_ca_file: None,
+            rules: Vec::new(),
             metrics_token_file: None,
             engine_tls_ca_file: None,
             engine_tls_server_name: None,
@@ -201,10 +214,28 @@ impl GatewayConfig {
             self.tls_cert_file.is_some() == self.tls_key_file.is_some(),
             "tls_cert_file and tls_key_file go together"
         );
+        match self.tls.as_str() {
+            "disabled" | "allowed" => {}
+            "required" => ensure!(
+                self.tls_cert_file.is_some(),
+                "tls = \"required\" needs tls_cert_file and tls_key_file"
+            ),
+            other => bail!("tls: {other:?} is not one of disabled, allowed, required"),
+        }
+        ensure!(
+            !self.rules.iter().any(|r| r.method == Method::Cert)
+                || self.tls_client_ca_file.is_some(),
+            "rules with method = \"cert\" need tls_client_ca_file"
+        );
+        ensure!(
+            self.tls_client_ca_file.is_none() || self.tls_cert_file.is_some(),
+            "tls_client_ca_file needs tls_cert_file and tls_key_file"
+        );
         for file in [
             &self.users_file,
             &self.tls_cert_file,
             &self.tls_key_file,
+            &self.tls_client_ca_file,
             &self.metrics_token_file,
             &self.engine_tls_ca_file,
             &self.engine_token_file,
@@ -320,4 +351,58 @@ fn read_token(file: &Option<PathBuf>, setting: &str) -> anyhow::Result<Option<St
         .map(velo_proto::read_token_file)
         .transpose()
         .map_err(|e| anyhow::anyhow!("{setting}: {e}"))
+}
+
+// Login rules as the configuration file spells them; `auth::rules` checks
+// and matches them.
+
+/// How a matching client authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// No password; refused for clients off loopback unless the rule says
+    /// `force_trust`.
+    Trust,
+    /// SCRAM-SHA-256, or MD5 for users the users file stores with an MD5
+    /// hash (`md5` is accepted as another name, as PostgreSQL's `md5`
+    /// method also runs SCRAM for SCRAM-stored users).
+    #[serde(alias = "md5")]
+    Password,
+    /// SCRAM-SHA-256 only: MD5-stored users cannot log in.
+    Scram,
+    /// A client certificate verified against `tls_client_ca_file` whose
+    /// common name is the user name; no password.
+    Cert,
+    Reject,
+}
+
+/// Whether a rule applies to TLS connections, plain ones, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsCondition {
+    #[default]
+    Any,
+    /// Like pg_hba.conf's `hostssl`.
+    Required,
+    /// Like `hostnossl`.
+    Forbidden,
+}
+
+/// One rule as the configuration file spells it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// User names; empty: every user.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Client addresses: `10.0.0.0/8`, `::1`, `192.0.2.7`; empty: every
+    /// address.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    #[serde(default)]
+    pub tls: TlsCondition,
+    pub method: Method,
+    /// Lets `trust` apply to clients off loopback too.
+    #[serde(default)]
+    pub force_trust: bool,
 }

@@ -92,6 +92,12 @@ struct Args {
     tls_cert_file: Option<PathBuf>,
     #[arg(long, env = "VELO_GATEWAY_TLS_KEY_FILE")]
     tls_key_file: Option<PathBuf>,
+    /// disabled, allowed or required.
+    #[arg(long, env = "VELO_GATEWAY_TLS")]
+    tls: Option<String>,
+    /// CA (PEM) for client certificates.
+    #[arg(long, env = "VELO_GATEWAY_TLS_CLIENT_CA_FILE")]
+    tls_client_ca_file: Option<PathBuf>,
     /// Users who see every user's queries (repeatable).
     #[arg(
         long = "admin-user",
@@ -191,6 +197,8 @@ impl Args {
         set(&mut c.auth_lockout, &self.auth_lockout);
         c.tls_cert_file = self.tls_cert_file.clone().or(c.tls_cert_file);
         c.tls_key_file = self.tls_key_file.clone().or(c.tls_key_file);
+        set(&mut c.tls, &self.tls);
+        c.tls_client_ca_file = self.tls_client_ca_file.clone().or(c.tls_client_ca_file);
         c.metrics_token_file = self.metrics_token_file.clone().or(c.metrics_token_file);
         c.engine_tls_ca_file = self.engine_tls_ca_file.clone().or(c.engine_tls_ca_file);
         c.engine_tls_server_name = self
@@ -233,6 +241,7 @@ async fn main() -> anyhow::Result<()> {
     init_logging(&config.log_format);
     let drain_timeout = std::time::Duration::from_secs(config.drain_timeout_secs);
     let embedded = config.embedded_engine();
+    let reload_config = config.clone();
     let gateway = velo_gateway::start(config).await?;
     let addr = gateway.addrs[0];
     println!("velo-gateway listening on {} (database velostream)", addr);
@@ -248,10 +257,18 @@ async fn main() -> anyhow::Result<()> {
         "try:       COPY (SELECT symbol, AVG(price) AS avg_price FROM kafka://trades GROUP BY symbol EMIT CHANGES) TO STDOUT;"
     );
     println!("admin:     http://{}/metrics", gateway.admin_addr);
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            _ = hangup.recv() => match gateway.reload(&reload_config) {
+                Ok(()) => tracing::info!("reloaded the users file and TLS certificates"),
+                Err(e) => tracing::error!("reload failed, keeping the previous ones: {e:#}"),
+            },
+        }
     }
     gateway.drain(drain_timeout).await;
     Ok(())

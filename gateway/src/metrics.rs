@@ -40,6 +40,7 @@ pub struct Metrics {
     pub connections_rejected: IntCounterVec,
     pub audit_write_errors: IntCounter,
     pub auth_lockouts: IntCounter,
+    pub reloads: IntCounterVec,
     pub throttle_untracked: IntCounter,
     pub auth_attempts: IntCounterVec,
     pub queries: IntCounterVec,
@@ -135,6 +136,11 @@ impl Metrics {
                 "auth_lockouts_total",
                 "Client addresses and users locked out after too many failed logins.",
             ),
+            reloads: counter_vec(
+                "reloads_total",
+                "Reloads of the users file and TLS certificates (SIGHUP), by outcome.",
+                &["outcome"],
+            ),
             throttle_untracked: counter(
                 "throttle_untracked_total",
                 "Connections or failures not rate-limited because the limiter's tables were full.",
@@ -209,10 +215,14 @@ impl Metrics {
             "tls",
             "connection_rate",
             "auth_lockout",
+            "rules",
         ] {
             self.connections_rejected.with_label_values(&[reason]);
         }
-        for method in ["trust", "scram-sha-256", "md5"] {
+        for outcome in ["success", "failure"] {
+            self.reloads.with_label_values(&[outcome]);
+        }
+        for method in ["trust", "scram-sha-256", "md5", "cert"] {
             for outcome in ["success", "failure"] {
                 self.auth_attempts.with_label_values(&[method, outcome]);
             }

@@ -13,12 +13,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, Readiness};
 use crate::audit::{AuditLog, StatementDetail};
-use crate::auth::{AuthMethod, Users};
+use crate::auth::rules::{Method, Rules};
+use crate::auth::Users;
 use crate::backend::{Backend, Catalog, EnginePool, EngineSecurity, EngineSource, PoolOptions};
 use crate::config::GatewayConfig;
-use crate::frontend::{serve_connection, Frontend, Limits, ThrottleLimits};
+use crate::frontend::{serve_connection, Credentials, Frontend, Limits, ThrottleLimits};
 use crate::metrics::METRICS;
 use crate::session::Quotas;
+use crate::wire::tls::Tls;
 
 /// After a drain's timeout, how long sessions get to send their 57P01
 /// (a flush already under way may take two seconds to finish first).
@@ -66,6 +68,51 @@ impl RunningGateway {
     pub fn connections(&self) -> usize {
         self.frontend.connections()
     }
+
+    /// Reads the users file, the TLS certificate and key and the client CA
+    /// again (SIGHUP): new connections use them, open sessions go on.
+    pub fn reload(&self, config: &GatewayConfig) -> anyhow::Result<()> {
+        let loaded = credentials(config);
+        let outcome = if loaded.is_ok() { "success" } else { "failure" };
+        METRICS.reloads.with_label_values(&[outcome]).inc();
+        self.frontend.reload(loaded?);
+        Ok(())
+    }
+}
+
+/// The users file, TLS and the login rules, as the configuration names
+/// them.
+fn credentials(config: &GatewayConfig) -> anyhow::Result<Credentials> {
+    let users = match &config.users_file {
+        Some(path) => Users::load(path)?,
+        None => Users::default(),
+    }
+    .with_admins(&config.admin_users);
+    let tls = match (&config.tls_cert_file, &config.tls_key_file) {
+        (Some(cert), Some(key)) if config.tls != "disabled" => {
+            Some(Tls::load(cert, key, config.tls_client_ca_file.as_deref())?)
+        }
+        _ => None,
+    };
+    Ok(Credentials {
+        users,
+        tls,
+        tls_required: config.tls == "required",
+        rules: login_rules(config)?,
+    })
+}
+
+/// The configured rules, or one for everyone from `auth`.
+fn login_rules(config: &GatewayConfig) -> anyhow::Result<Rules> {
+    if config.rules.is_empty() {
+        let method = if config.requires_password() {
+            Method::Password
+        } else {
+            Method::Trust
+        };
+        return Ok(Rules::everyone(method));
+    }
+    Rules::new(&config.rules)
 }
 
 /// Where the engine nodes are; `None`: run the embedded demo engine.
@@ -82,32 +129,19 @@ fn engine_source(config: &GatewayConfig) -> Option<EngineSource> {
 /// Starts the gateway: every listener bound and serving when it returns.
 pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     config.validate()?;
-    let users = match &config.users_file {
-        Some(path) => Users::load(path)?,
-        None => Users::default(),
-    }
-    .with_admins(&config.admin_users);
-    let auth = if config.requires_password() {
-        AuthMethod::Password
-    } else {
-        AuthMethod::Trust
-    };
+    let credentials = credentials(&config)?;
     let loopback_only = config.listen.iter().all(|a| {
         a.parse::<SocketAddr>()
             .map(|s| s.ip().is_loopback())
             .unwrap_or(a.starts_with("localhost:"))
     });
-    if auth == AuthMethod::Trust && !loopback_only {
+    if config.rules.is_empty() && !config.requires_password() && !loopback_only {
         anyhow::bail!(
             "refusing to listen on a non-loopback address ({}) without password authentication: pass --users FILE (see `velo-gateway hash-password`)",
             config.listen.join(", ")
         );
     }
     let metrics_token = config.metrics_token()?;
-    let tls = match (&config.tls_cert_file, &config.tls_key_file) {
-        (Some(cert), Some(key)) => Some(crate::wire::tls::Tls::load(cert, key)?),
-        _ => None,
-    };
     let (source, engine) = match engine_source(&config) {
         Some(source) => (source, None),
         None => {
@@ -150,7 +184,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         },
     )
     .await?;
-    let mut roles = users.names();
+    let mut roles = credentials.users.names();
     if roles.is_empty() {
         // Trust mode: whoever connects; list the usual superuser name.
         roles.push("velo".into());
@@ -186,9 +220,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     };
     let frontend = Arc::new(Frontend::new(
         Backend::new(pool.clone(), catalog),
-        auth,
-        users,
-        tls,
+        credentials,
         limits,
         Arc::new(quotas),
         audit,

@@ -30,7 +30,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("backend", &["codec", "pg", "error", "metrics"]),
     ("wire", &["pg", "error", "metrics"]),
-    ("auth", &["pg", "error", "metrics"]),
+    ("auth", &["pg", "error", "metrics", "config"]),
     ("cancel", &["pg", "error", "metrics"]),
     ("config", &["pg", "audit"]),
     ("audit", &["metrics"]),

@@ -662,74 +662,116 @@ pub fn self_signed_certificate(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
-/// A CA and a server certificate it signed for `localhost` and 127.0.0.1,
-/// made by openssl in `dir`: (CA certificate, server certificate, server
-/// key).
-pub fn ca_signed_certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let path = |name: &str| dir.join(name);
-    let openssl = |args: &[&str]| {
+/// A certificate authority for tests, made by openssl in a directory: it
+/// signs server certificates (for `localhost` and 127.0.0.1) and client
+/// certificates (for a common name).
+pub struct TestCa {
+    dir: PathBuf,
+    pub cert: PathBuf,
+}
+
+impl TestCa {
+    pub fn new(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).expect("CA directory");
+        let ca = Self {
+            dir: dir.to_path_buf(),
+            cert: dir.join("ca.crt"),
+        };
+        ca.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ]);
+        ca
+    }
+
+    fn openssl(&self, args: &[&str]) {
         let status = Command::new("openssl")
             .args(args)
-            .current_dir(dir)
+            .current_dir(&self.dir)
             .stderr(Stdio::null())
             .status()
             .expect("openssl");
         assert!(status.success(), "openssl {args:?}");
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &["-days", "1", "-subj", "/CN=test CA"],
-            &["-keyout", "ca.key", "-out", "ca.crt"],
-        ]
-        .concat(),
-    );
-    openssl(
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        path("server.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "server.ext",
-        "-out",
-        "server.crt",
-    ]);
-    (path("ca.crt"), path("server.crt"), path("server.key"))
+    }
+
+    /// A certificate for `cn` signed by this CA, with `extensions` (an
+    /// openssl extension file's lines): (certificate, key).
+    fn sign(&self, name: &str, cn: &str, extensions: &str) -> (PathBuf, PathBuf) {
+        let (csr, key, cert, ext) = (
+            format!("{name}.csr"),
+            format!("{name}.key"),
+            format!("{name}.crt"),
+            format!("{name}.ext"),
+        );
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+        ]);
+        std::fs::write(self.dir.join(&ext), extensions).unwrap();
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            &ext,
+            "-out",
+            &cert,
+        ]);
+        let key_path = self.dir.join(&key);
+        // libpq refuses a client key others may read.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        (self.dir.join(cert), key_path)
+    }
+
+    /// A server certificate for `localhost` and 127.0.0.1.
+    pub fn server(&self) -> (PathBuf, PathBuf) {
+        self.sign(
+            "server",
+            "localhost",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+    }
+
+    /// A client certificate whose common name is `cn`.
+    pub fn client(&self, cn: &str) -> (PathBuf, PathBuf) {
+        self.sign(
+            &format!("client-{cn}"),
+            cn,
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        )
+    }
 }
 
 /// A plain HTTP/1.1 GET: (status code, body).

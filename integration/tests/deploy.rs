@@ -121,6 +121,9 @@ fn chart_lints_renders_and_validates() {
         "engine_tls_ca_file = \"/etc/velo-gateway/engine-ca/ca.crt\"",
         "engine_tls_server_name = \"velo-engine.streams.svc\"",
         "engine_token_file = \"/etc/velo-gateway/engine-token/token\"",
+        "tls = \"required\"",
+        "tls_client_ca_file = \"/etc/velo-gateway/client-ca/ca.crt\"",
+        "[[rules]]\n    users = [\"grafana\"]\n    addresses = [\"10.20.0.0/16\"]\n    tls = \"required\"\n    method = \"cert\"",
     ] {
         assert!(config.contains(line), "{line} in\n{config}");
     }
@@ -194,6 +197,7 @@ fn rendered_config_is_accepted_by_the_gateway() {
                 "--metrics-token-file",
                 "--engine-tls-ca-file",
                 "--engine-token-file",
+                "--tls-client-ca-file",
             ]
             .iter()
             .flat_map(|f| [f.to_string(), stand_in.display().to_string()]),
@@ -204,6 +208,10 @@ fn rendered_config_is_accepted_by_the_gateway() {
         "{printed}"
     );
     assert!(printed.contains("drain_timeout_secs = 45"), "{printed}");
+    assert!(
+        printed.contains("[[rules]]") && printed.contains("method = \"cert\""),
+        "{printed}"
+    );
 }
 
 #[test]

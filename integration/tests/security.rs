@@ -445,7 +445,9 @@ fn protected_engine(cert: &Path, key: &Path, token_file: &Path) -> velo_integrat
 #[test]
 fn the_engine_contract_runs_over_tls_with_a_shared_token() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = velo_integration::ca_signed_certificate(dir.path());
+    let test_ca = velo_integration::TestCa::new(dir.path());
+    let (cert, key) = test_ca.server();
+    let ca = test_ca.cert.clone();
     let token_file = dir.path().join("engine-token");
     std::fs::write(&token_file, "engine-shared-token\n").unwrap();
     let engine = protected_engine(&cert, &key, &token_file);
@@ -523,4 +525,224 @@ fn the_engine_contract_runs_over_tls_with_a_shared_token() {
         let status = client.execute_query(show_jobs()).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
     });
+}
+
+/// psql at the gateway as `user` with a conninfo tail (sslmode, sslcert,
+/// ...) and `password`: (logged in, output).
+fn psql_conninfo(gw: &Gateway, user: &str, password: &str, options: &str) -> (bool, String) {
+    let mut cmd = Command::new("psql");
+    cmd.arg("-X")
+        .arg(format!(
+            "host=127.0.0.1 port={} user={user} dbname=velostream connect_timeout=10 {options}",
+            gw.port
+        ))
+        .env("PGPASSWORD", password);
+    let out = run_script(cmd, "SELECT x FROM (VALUES ('logged-in')) AS t(x);\n");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (text.contains("logged-in"), text)
+}
+
+#[test]
+fn tls_required_refuses_plain_connections_as_pg_hba_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed_certificate(dir.path(), "localhost");
+    let users = dir.path().join("users");
+    std::fs::write(&users, hash_password("alice", "scram", PASSWORD)).unwrap();
+    let gw = Gateway::start(&[
+        "--tls-cert-file",
+        cert.to_str().unwrap(),
+        "--tls-key-file",
+        key.to_str().unwrap(),
+        "--users-file",
+        users.to_str().unwrap(),
+        "--tls",
+        "required",
+    ]);
+    let (ok, text) = psql_conninfo(&gw, "alice", PASSWORD, "sslmode=disable");
+    assert!(!ok);
+    assert!(
+        text.contains(
+            "no pg_hba.conf entry for host \"127.0.0.1\", user \"alice\", database \"velostream\", no encryption"
+        ),
+        "{text}"
+    );
+    let (ok, text) = psql_conninfo(&gw, "alice", PASSWORD, "sslmode=require");
+    assert!(ok, "{text}");
+}
+
+#[test]
+fn rules_choose_the_method_and_certificates_log_users_in_by_their_common_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = velo_integration::TestCa::new(dir.path());
+    let (cert, key) = ca.server();
+    let users = dir.path().join("users");
+    let lines: String = [
+        hash_password("alice", "scram", PASSWORD),
+        hash_password("oldclient", "md5", PASSWORD),
+        hash_password("mallory", "scram", PASSWORD),
+    ]
+    .concat();
+    std::fs::write(&users, lines).unwrap();
+    let config = dir.path().join("gateway.toml");
+    let path = |p: &Path| p.display().to_string();
+    std::fs::write(
+        &config,
+        format!(
+            r#"users_file = "{}"
+tls_cert_file = "{}"
+tls_key_file = "{}"
+tls_client_ca_file = "{}"
+
+[[rules]]
+users = ["mallory"]
+method = "reject"
+
+[[rules]]
+users = ["reporting"]
+tls = "required"
+method = "cert"
+
+[[rules]]
+users = ["oldclient"]
+method = "scram"
+
+[[rules]]
+addresses = ["127.0.0.0/8", "::1"]
+method = "password"
+"#,
+            path(&users),
+            path(&cert),
+            path(&key),
+            path(&ca.cert),
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::start(&["--config", config.to_str().unwrap()]);
+
+    let (ok, text) = psql_conninfo(&gw, "alice", PASSWORD, "sslmode=disable");
+    assert!(ok, "password rule: {text}");
+    let (ok, text) = psql_conninfo(&gw, "mallory", PASSWORD, "sslmode=disable");
+    assert!(!ok);
+    assert!(
+        text.contains("pg_hba.conf rejects connection for host \"127.0.0.1\", user \"mallory\""),
+        "{text}"
+    );
+    // An MD5-stored user on a SCRAM-only rule cannot log in.
+    let (ok, text) = psql_conninfo(&gw, "oldclient", PASSWORD, "sslmode=disable");
+    assert!(
+        !ok && text.contains("password authentication failed"),
+        "{text}"
+    );
+
+    // Certificates: the common name is the user; no password is asked.
+    let (reporting_cert, reporting_key) = ca.client("reporting");
+    let with_cert = |cert: &Path, key: &Path| {
+        format!(
+            "sslmode=require sslcert={} sslkey={}",
+            cert.display(),
+            key.display()
+        )
+    };
+    let (ok, text) = psql_conninfo(
+        &gw,
+        "reporting",
+        "no-password",
+        &with_cert(&reporting_cert, &reporting_key),
+    );
+    assert!(ok, "cert rule: {text}");
+    let (alice_cert, alice_key) = ca.client("alice");
+    let (ok, text) = psql_conninfo(&gw, "reporting", "", &with_cert(&alice_cert, &alice_key));
+    assert!(!ok);
+    assert!(
+        text.contains("certificate authentication failed for user \"reporting\""),
+        "{text}"
+    );
+    let (ok, text) = psql_conninfo(&gw, "reporting", "", "sslmode=require");
+    assert!(
+        !ok && text.contains("certificate authentication failed"),
+        "{text}"
+    );
+    // Without TLS the cert rule does not match (pg_hba.conf's hostssl):
+    // the next rule asks for a password.
+    let (ok, text) = psql_conninfo(&gw, "reporting", "wrong", "sslmode=disable");
+    assert!(
+        !ok && text.contains("password authentication failed for user \"reporting\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn sighup_reloads_users_and_certificates_and_open_sessions_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old_cert, old_key) = self_signed_certificate(dir.path(), "localhost");
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::copy(&old_cert, &cert).unwrap();
+    std::fs::copy(&old_key, &key).unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(&users, hash_password("alice", "scram", PASSWORD)).unwrap();
+    let gw = Gateway::start(&[
+        "--tls-cert-file",
+        cert.to_str().unwrap(),
+        "--tls-key-file",
+        key.to_str().unwrap(),
+        "--users-file",
+        users.to_str().unwrap(),
+    ]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dsn = format!(
+        "host=127.0.0.1 port={} user=alice password={PASSWORD} dbname=velostream connect_timeout=10",
+        gw.port
+    );
+    let (session, connection) = rt
+        .block_on(tokio_postgres::connect(&dsn, tokio_postgres::NoTls))
+        .expect("connects");
+    rt.spawn(connection);
+
+    let ca = velo_integration::TestCa::new(&dir.path().join("ca"));
+    let verified = format!("sslmode=verify-ca sslrootcert={}", ca.cert.display());
+    assert!(
+        !psql_conninfo(&gw, "alice", PASSWORD, &verified).0,
+        "the old certificate is not the CA's"
+    );
+    assert!(!psql_conninfo(&gw, "bob", "bob-pw", "sslmode=disable").0);
+
+    let (new_cert, new_key) = ca.server();
+    std::fs::copy(&new_cert, &cert).unwrap();
+    std::fs::copy(&new_key, &key).unwrap();
+    let both = [
+        hash_password("alice", "scram", PASSWORD),
+        hash_password("bob", "scram", "bob-pw"),
+    ]
+    .concat();
+    std::fs::write(&users, both).unwrap();
+    gw.proc.signal("HUP");
+    let reloads = |outcome: &str| {
+        gw.metric(&format!(
+            "velo_gateway_reloads_total{{outcome=\"{outcome}\"}}"
+        ))
+    };
+    velo_integration::wait_until("the reload", Duration::from_secs(10), || {
+        reloads("success") == 1.0
+    });
+    let (ok, text) = psql_conninfo(&gw, "bob", "bob-pw", "sslmode=disable");
+    assert!(ok, "the new users file is read: {text}");
+    let (ok, text) = psql_conninfo(&gw, "alice", PASSWORD, &verified);
+    assert!(ok, "the new certificate is served: {text}");
+    let row = rt
+        .block_on(session.query_one("SELECT 'still-here'::text", &[]))
+        .expect("the session opened before the reload goes on");
+    assert_eq!(row.get::<_, String>(0), "still-here");
+
+    // A reload that fails keeps what was loaded.
+    std::fs::write(&users, "bob:plaintext-password\n").unwrap();
+    gw.proc.signal("HUP");
+    velo_integration::wait_until("the failed reload", Duration::from_secs(10), || {
+        reloads("failure") == 1.0
+    });
+    let (ok, text) = psql_conninfo(&gw, "bob", "bob-pw", "sslmode=disable");
+    assert!(ok, "{text}");
 }

@@ -2,6 +2,7 @@
 //! (PostgreSQL's format) or MD5 hashes, never plaintext.
 
 pub mod md5;
+pub mod rules;
 pub mod users;
 
 pub use users::{Secret, Users};
@@ -17,13 +18,4 @@ pub fn scram_users_file_secret(password: &str) -> String {
 /// clients.
 pub fn md5_users_file_secret(user: &str, password: &str) -> String {
     format!("md5{}", md5::stored_hash(user, password))
-}
-
-/// How clients must authenticate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMethod {
-    /// No password (allowed only when every listen address is loopback).
-    Trust,
-    /// SCRAM-SHA-256, falling back to MD5 for users stored with an MD5 hash.
-    Password,
 }

@@ -1,19 +1,23 @@
-//! Authentication over the wire: trust, SCRAM-SHA-256 or MD5, as the
-//! users file stores each user's secret (see `auth`).
+//! Authentication over the wire, by the method the rules chose: trust, a
+//! client certificate, or a password (SCRAM-SHA-256[-PLUS], or MD5 for
+//! users the users file stores with an MD5 hash).
 
 use pgwire::messages::startup::{Authentication, PasswordMessageFamily};
 use pgwire::messages::{PgWireBackendMessage as B, PgWireFrontendMessage as F};
 
+use crate::auth::rules::Method;
 use crate::auth::scram::{sasl_initial_response, ScramExchange, MECHANISM, MECHANISM_PLUS};
-use crate::auth::{constant_time_eq, md5, AuthMethod, Secret, Users};
+use crate::auth::{constant_time_eq, md5, Secret, Users};
 use crate::error::GatewayError;
 use crate::wire::Connection;
 
 /// The method a user logs in with (a metrics label).
-pub fn method_name(auth: AuthMethod, users: &Users, user: &str) -> &'static str {
-    match (auth, users.get(user)) {
-        (AuthMethod::Trust, _) => "trust",
-        (_, Some(Secret::Md5(_))) => "md5",
+pub fn method_name(method: Method, users: &Users, user: &str) -> &'static str {
+    match (method, users.get(user)) {
+        (Method::Trust, _) => "trust",
+        (Method::Cert, _) => "cert",
+        (Method::Reject, _) => "reject",
+        (Method::Password, Some(Secret::Md5(_))) => "md5",
         _ => "scram-sha-256",
     }
 }
@@ -23,14 +27,21 @@ pub fn method_name(auth: AuthMethod, users: &Users, user: &str) -> &'static str 
 /// the client).
 pub async fn authenticate(
     conn: &mut Connection,
-    auth: AuthMethod,
+    method: Method,
     users: &Users,
     user: &str,
 ) -> Result<Option<&'static str>, GatewayError> {
-    if auth == AuthMethod::Trust {
-        return Ok(Some("trust"));
-    }
-    let secret = users.get(user);
+    let secret = match method {
+        Method::Trust => return Ok(Some("trust")),
+        Method::Reject => return Ok(None),
+        Method::Cert => {
+            let name = conn.client_certificate_name();
+            return Ok((name.as_deref() == Some(user)).then_some("cert"));
+        }
+        // SCRAM only: an MD5-stored user is as good as unknown.
+        Method::Scram => users.get(user).filter(|s| matches!(s, Secret::Scram(_))),
+        Method::Password => users.get(user),
+    };
     if let Some(Secret::Md5(stored)) = secret {
         let salt: [u8; 4] = rand::random();
         conn.send(B::Authentication(Authentication::MD5Password(

@@ -9,7 +9,7 @@ mod throttle;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use pgwire::messages::startup::{
@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{field::Empty, Instrument};
 
 use crate::audit::{Audit, ConnectionAttempt};
-use crate::auth::{AuthMethod, Users};
+use crate::auth::rules::{Decision, Method, Rules};
+use crate::auth::Users;
 use crate::backend::Backend;
 use crate::cancel::{session_id, CancelRegistry};
 use crate::error::GatewayError;
@@ -39,9 +40,9 @@ use velo_pgproto::startup::command_line_options;
 pub struct Frontend {
     pub backend: Backend,
     pub cancels: Arc<CancelRegistry>,
-    pub auth: AuthMethod,
-    pub users: Users,
-    pub tls: Option<Tls>,
+    /// Replaced whole on reload (SIGHUP); each connection logs in against
+    /// the set current when it arrived.
+    credentials: RwLock<Arc<Credentials>>,
     pub limits: Limits,
     pub quotas: Arc<Quotas>,
     /// Set when the gateway drains: new sessions are refused.
@@ -53,6 +54,16 @@ pub struct Frontend {
     throttle: Throttle,
     connections: AtomicUsize,
     per_user: UserCounts,
+}
+
+/// What logging in checks: the users file, TLS, the rules.
+pub struct Credentials {
+    pub users: Users,
+    /// `None`: no TLS (none configured, or `tls = disabled`).
+    pub tls: Option<Tls>,
+    /// `tls = required`: plain connections are refused.
+    pub tls_required: bool,
+    pub rules: Rules,
 }
 
 /// What one connection may do, from the configuration.
@@ -98,9 +109,7 @@ impl Drop for UserSession {
 impl Frontend {
     pub fn new(
         backend: Backend,
-        auth: AuthMethod,
-        users: Users,
-        tls: Option<Tls>,
+        credentials: Credentials,
         limits: Limits,
         quotas: Arc<Quotas>,
         audit: Audit,
@@ -108,9 +117,7 @@ impl Frontend {
         Self {
             backend,
             cancels: Arc::default(),
-            auth,
-            users,
-            tls,
+            credentials: RwLock::new(Arc::new(credentials)),
             throttle: Throttle::new(limits.throttle.clone()),
             limits,
             quotas,
@@ -142,6 +149,20 @@ impl Frontend {
             frontend: self.clone(),
             user: user.to_string(),
         })
+    }
+
+    /// The credentials new connections log in against.
+    fn credentials(&self) -> Arc<Credentials> {
+        self.credentials
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// New connections log in against `credentials`; sessions already
+    /// open are not touched.
+    pub fn reload(&self, credentials: Credentials) {
+        *self.credentials.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(credentials);
     }
 
     /// Client connections currently open (logged in or not).
@@ -289,9 +310,10 @@ async fn handshake(
     refusal: Option<Refusal>,
     attempt: &mut ConnectionAttempt,
 ) -> Option<(Login, UserSession)> {
+    let credentials = frontend.credentials();
     let startup = match startup::negotiate(
         conn,
-        frontend.tls.as_ref(),
+        credentials.tls.as_ref(),
         &frontend.cancels,
         &frontend.backend,
     )
@@ -314,7 +336,7 @@ async fn handshake(
         reject(conn, attempt, reason, e).await;
         return None;
     }
-    let login = log_in(conn, frontend, &startup, attempt).await?;
+    let login = log_in(conn, frontend, &credentials, &startup, attempt).await?;
     let Some(user_session) = frontend.admit_user(&login.user) else {
         let e = GatewayError::TooManyConnectionsForRole(login.user.clone());
         reject(conn, attempt, "max_connections_per_user", e).await;
@@ -328,6 +350,7 @@ async fn handshake(
 async fn log_in(
     conn: &mut Connection,
     frontend: &Frontend,
+    credentials: &Credentials,
     startup: &Startup,
     attempt: &mut ConnectionAttempt,
 ) -> Option<Login> {
@@ -353,24 +376,48 @@ async fn log_in(
     attempt.user = Some(user.clone());
     attempt.database = Some(database.clone());
     attempt.application_name = parameter("application_name").cloned();
-    let method = login::method_name(frontend.auth, &frontend.users, &user);
-    attempt.auth_method = Some(method);
+    let decision = if credentials.tls_required && !conn.is_tls() {
+        // As pg_hba.conf with only hostssl lines answers a plain client.
+        Rules::default().decide(&user, &database, attempt.client.ip(), false)
+    } else {
+        let client = attempt.client.ip();
+        credentials
+            .rules
+            .decide(&user, &database, client, conn.is_tls())
+    };
+    let method = match decision {
+        Decision::Authenticate(method) => method,
+        Decision::Refuse(message) => {
+            let e = GatewayError::InvalidAuthorization(message);
+            reject(conn, attempt, "rules", e).await;
+            return None;
+        }
+    };
+    let users = &credentials.users;
+    let label = login::method_name(method, users, &user);
+    attempt.auth_method = Some(label);
     if let Err((reason, e)) = frontend.throttle.login(&user) {
         reject(conn, attempt, reason, e).await;
         return None;
     }
-    let outcome = login::authenticate(conn, frontend.auth, &frontend.users, &user).await;
+    let outcome = login::authenticate(conn, method, users, &user).await;
     let succeeded = matches!(outcome, Ok(Some(_)));
     METRICS
         .auth_attempts
-        .with_label_values(&[method, if succeeded { "success" } else { "failure" }])
+        .with_label_values(&[label, if succeeded { "success" } else { "failure" }])
         .inc();
     match outcome {
         Ok(Some(used)) => attempt.auth_method = Some(used),
         Ok(None) => {
-            tracing::info!(method, "authentication failed");
+            tracing::info!(method = label, "authentication failed");
             frontend.throttle.failed(attempt.client.ip(), &user);
-            let e = GatewayError::AuthFailed(user);
+            let e = if method == Method::Cert {
+                GatewayError::InvalidAuthorization(format!(
+                    "certificate authentication failed for user \"{user}\""
+                ))
+            } else {
+                GatewayError::AuthFailed(user)
+            };
             attempt.failed(e.sqlstate());
             conn.send(e.response().into_message());
             let _ = conn.flush().await;
@@ -384,7 +431,9 @@ async fn log_in(
     }
     conn.send(B::Authentication(Authentication::Ok));
     let application_name = parameter("application_name").map_or("", String::as_str);
-    let mut settings = Settings::new(&user, application_name, frontend.auth == AuthMethod::Trust);
+    let admin = users.is_admin(&user);
+    let superuser = admin || method == Method::Trust;
+    let mut settings = Settings::new(&user, application_name, superuser);
     for (name, value) in &frontend.limits.session_defaults {
         settings.set_startup(name, value);
     }
@@ -404,7 +453,7 @@ async fn log_in(
         }
     }
     Some(Login {
-        admin: frontend.users.is_admin(&user),
+        admin,
         user,
         database,
         settings,

@@ -162,6 +162,16 @@ impl Connection {
         Some(format!("{version:?} {suite:?}"))
     }
 
+    /// The common name of the client's certificate, when it presented one
+    /// (verified in the handshake against `tls_client_ca_file`).
+    pub fn client_certificate_name(&self) -> Option<String> {
+        let Some(Either::Right(stream)) = self.socket.as_ref() else {
+            return None;
+        };
+        let leaf = stream.get_ref().1.peer_certificates()?.first()?;
+        tls::common_name(leaf)
+    }
+
     /// The channel-binding data of this connection's TLS, if any.
     pub fn server_end_point(&self) -> Option<&[u8]> {
         self.server_end_point.as_deref()

@@ -26,27 +26,57 @@ pub struct Tls {
     pub server_end_point: Option<Vec<u8>>,
 }
 
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))
+}
+
+fn certificates(file: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut read(file)?.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    anyhow::ensure!(!certs.is_empty(), "{}: no certificate", file.display());
+    Ok(certs)
+}
+
 impl Tls {
-    pub fn load(cert_file: &Path, key_file: &Path) -> anyhow::Result<Self> {
-        let read = |p: &Path| {
-            std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
-        };
-        let certs: Vec<CertificateDer<'static>> =
-            rustls_pemfile::certs(&mut read(cert_file)?.as_slice())
-                .collect::<Result<_, _>>()
-                .map_err(|e| anyhow::anyhow!("{}: {e}", cert_file.display()))?;
-        anyhow::ensure!(!certs.is_empty(), "{}: no certificate", cert_file.display());
+    /// The certificate chain and key, and optionally the CA that client
+    /// certificates are verified against (clients may then present one;
+    /// one that does not verify fails the handshake).
+    pub fn load(
+        cert_file: &Path,
+        key_file: &Path,
+        client_ca: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let certs = certificates(cert_file)?;
         let key = rustls_pemfile::private_key(&mut read(key_file)?.as_slice())
             .map_err(|e| anyhow::anyhow!("{}: {e}", key_file.display()))?
             .ok_or_else(|| anyhow::anyhow!("{}: no private key", key_file.display()))?;
         let server_end_point = server_end_point(&certs[0]);
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| anyhow::anyhow!("TLS certificate/key: {e}"))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?;
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in certificates(ca)? {
+                    roots
+                        .add(cert)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", ca.display()))?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    roots.into(),
+                    provider,
+                )
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", ca.display()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder
+            .with_single_cert(certs, key)
+            .map_err(|e| anyhow::anyhow!("TLS certificate/key: {e}"))?;
         // A client offering other protocols only is refused in the
         // handshake; one offering none is accepted after an SSLRequest
         // (libpq before 17 sends no ALPN) but not on a direct TLS start.
@@ -82,6 +112,35 @@ fn server_end_point(cert: &[u8]) -> Option<Vec<u8>> {
     Some(digest::digest(algorithm, cert).as_ref().to_vec())
 }
 
+/// The common name (CN) of a certificate's subject, as text.
+pub fn common_name(cert: &[u8]) -> Option<String> {
+    const CN: [u8; 3] = [0x55, 0x04, 0x03];
+    let (certificate, _) = der_element(cert, 0x30)?;
+    let (tbs, _) = der_element(certificate, 0x30)?;
+    let mut rest = tbs;
+    if rest.first() == Some(&0xa0) {
+        rest = der_any(rest)?.2; // version
+    }
+    for _ in 0..4 {
+        rest = der_any(rest)?.2; // serial, signature, issuer, validity
+    }
+    let (mut names, _) = der_element(rest, 0x30)?;
+    while !names.is_empty() {
+        let (set, after) = der_element(names, 0x31)?;
+        names = after;
+        let (attribute, _) = der_element(set, 0x30)?;
+        let (oid, value) = der_element(attribute, 0x06)?;
+        if oid == CN {
+            let (tag, text, _) = der_any(value)?;
+            // UTF8String, PrintableString, TeletexString, IA5String.
+            return matches!(tag, 0x0c | 0x13 | 0x14 | 0x16)
+                .then(|| String::from_utf8(text.to_vec()).ok())
+                .flatten();
+        }
+    }
+    None
+}
+
 /// DER encodings of the signature algorithm OIDs (contents only).
 mod oids {
     pub const MD5_RSA: [u8; 9] = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x04];
@@ -108,10 +167,13 @@ fn signature_algorithm(cert: &[u8]) -> Option<&[u8]> {
 /// Splits one DER element with tag `tag` off `input`: (its contents, the
 /// rest).
 fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-    let (&first, rest) = input.split_first()?;
-    if first != tag {
-        return None;
-    }
+    let (found, contents, rest) = der_any(input)?;
+    (found == tag).then_some((contents, rest))
+}
+
+/// Splits one DER element off `input`: (tag, contents, the rest).
+fn der_any(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
     let (&len, rest) = rest.split_first()?;
     let (len, rest) = if len < 0x80 {
         (len as usize, rest)
@@ -125,7 +187,10 @@ fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
             .fold(0usize, |acc, &b| acc << 8 | b as usize);
         (len, &rest[n..])
     };
-    (rest.len() >= len).then(|| rest.split_at(len))
+    (rest.len() >= len).then(|| {
+        let (contents, rest) = rest.split_at(len);
+        (tag, contents, rest)
+    })
 }
 
 #[cfg(test)]
@@ -165,6 +230,18 @@ EwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSAAwRQIgcaGIxt1vhULqKEamaaUqPXRz
 
     const EXPECTED_SHA256: &str =
         "9b764e1c5d84eb6b7fbae4b5302051946fc479fac0a31ff0ba4bf29a1e904793";
+
+    #[test]
+    fn common_name_is_read_from_the_subject() {
+        let cert = rustls_pemfile::certs(&mut CERT_PEM.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(common_name(&cert).as_deref(), Some("localhost"));
+        for len in 0..cert.len() {
+            assert!(common_name(&cert[..len]).is_none());
+        }
+    }
 
     #[test]
     fn truncated_certificates_have_no_end_point() {
