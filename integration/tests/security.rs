@@ -99,6 +99,29 @@ fn channel_binding_logs_in_directly_and_fails_through_a_man_in_the_middle() {
     let gw = tls_gateway(dir.path());
     let (ok, text) = psql_login(gw.port, "sslmode=require channel_binding=require");
     assert!(ok, "libpq 15 with channel_binding=require: {text}");
+    // pgjdbc 42.5 does not bind, and must log in with PLUS offered.
+    let classes = tempfile::tempdir().unwrap();
+    let status = Command::new("javac")
+        .arg("-d")
+        .arg(classes.path())
+        .arg(drivers_dir().join("java/TlsLogin.java"))
+        .status()
+        .expect("javac");
+    assert!(status.success());
+    let mut java = Command::new("java");
+    java.arg("-cp")
+        .arg(format!(
+            "{}:/usr/share/java/postgresql.jar",
+            classes.path().display()
+        ))
+        .args([
+            "TlsLogin",
+            &gw.host,
+            &gw.port.to_string(),
+            "alice",
+            PASSWORD,
+        ]);
+    run_expecting(java, "tls login jdbc-over-tls");
 
     // A TLS-terminating proxy with a certificate of its own: the client
     // binds its proof to the proxy's certificate, the gateway to its own.
