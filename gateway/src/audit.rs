@@ -37,6 +37,7 @@ impl StatementDetail {
 
 /// Where audit lines go; shared by every connection.
 pub struct AuditLog {
+    destination: String,
     out: Mutex<Box<dyn Write + Send>>,
     pub statements: StatementDetail,
 }
@@ -46,22 +47,18 @@ pub type Audit = Option<Arc<AuditLog>>;
 impl AuditLog {
     /// `destination`: "stdout", or a file appended to (created 0600).
     pub fn open(destination: &str, statements: StatementDetail) -> anyhow::Result<Self> {
-        let out: Box<dyn Write + Send> = if destination == "stdout" {
-            Box::new(std::io::stdout())
-        } else {
-            use std::os::unix::fs::OpenOptionsExt;
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(Path::new(destination))
-                .map_err(|e| anyhow::anyhow!("audit_log {destination}: {e}"))?;
-            Box::new(file)
-        };
         Ok(Self {
-            out: Mutex::new(out),
+            destination: destination.to_string(),
+            out: Mutex::new(open(destination)?),
             statements,
         })
+    }
+
+    /// Opens the file again (after a log rotation renamed it; SIGHUP).
+    pub fn reopen(&self) -> anyhow::Result<()> {
+        let out = open(&self.destination)?;
+        *self.out.lock().unwrap_or_else(|p| p.into_inner()) = out;
+        Ok(())
     }
 
     /// One line, written whole (a single write call, so lines from many
@@ -118,6 +115,20 @@ impl AuditLog {
     pub fn statement(&self, statement: &StatementEvent) {
         self.write("statement", statement);
     }
+}
+
+fn open(destination: &str) -> anyhow::Result<Box<dyn Write + Send>> {
+    if destination == "stdout" {
+        return Ok(Box::new(std::io::stdout()));
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(Path::new(destination))
+        .map_err(|e| anyhow::anyhow!("audit_log {destination}: {e}"))?;
+    Ok(Box::new(file))
 }
 
 /// A connection attempt, filled in as the handshake goes (see `frontend`).

@@ -70,9 +70,15 @@ impl RunningGateway {
     }
 
     /// Reads the users file, the TLS certificate and key and the client CA
-    /// again (SIGHUP): new connections use them, open sessions go on.
+    /// again, and reopens the audit log file (SIGHUP): new connections use
+    /// them, open sessions go on.
     pub fn reload(&self, config: &GatewayConfig) -> anyhow::Result<()> {
-        let loaded = credentials(config);
+        let loaded = credentials(config).and_then(|c| {
+            if let Some(audit) = &self.frontend.audit {
+                audit.reopen()?;
+            }
+            Ok(c)
+        });
         let outcome = if loaded.is_ok() { "success" } else { "failure" };
         METRICS.reloads.with_label_values(&[outcome]).inc();
         self.frontend.reload(loaded?);

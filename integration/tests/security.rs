@@ -279,6 +279,19 @@ fn audit_log_records_connections_statements_and_disconnections_without_secrets()
         let disconnection = events(&lines, "disconnection")[0];
         assert_eq!(disconnection["pid"], first["pid"]);
         assert!(disconnection["session_seconds"].as_f64().unwrap() > 0.0);
+
+        // Rotation: the file is renamed, SIGHUP reopens the path.
+        let rotated = dir.path().join(format!("audit-{detail}.jsonl.1"));
+        std::fs::rename(&audit, &rotated).unwrap();
+        gw.proc.signal("HUP");
+        velo_integration::wait_until("the reload", Duration::from_secs(10), || {
+            gw.metric("velo_gateway_reloads_total{outcome=\"success\"}") == 1.0
+        });
+        assert!(psql_password(&gw, PASSWORD).0);
+        velo_integration::wait_until("lines in the new file", Duration::from_secs(10), || {
+            events(&audit_lines(&audit), "disconnection").len() == 1
+        });
+        assert_eq!(events(&audit_lines(&rotated), "disconnection").len(), 2);
     }
 }
 
