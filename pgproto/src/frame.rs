@@ -85,8 +85,9 @@ pub struct MessageReader {
 impl Default for MessageReader {
     fn default() -> Self {
         Self {
-            // Small to start: idle connections should cost little.
-            read: BytesMut::with_capacity(1024),
+            // Nothing until bytes arrive: idle connections should cost
+            // little (see `release_if_empty`).
+            read: BytesMut::new(),
             decode: DecodeContext::default(),
             max_message: PRE_LOGIN_LIMIT,
             logged_in: false,
@@ -100,6 +101,14 @@ impl MessageReader {
     /// Where the next bytes from the socket go.
     pub fn buffer(&mut self) -> &mut BytesMut {
         &mut self.read
+    }
+
+    /// Gives the read buffer back when everything in it was consumed (an
+    /// idle connection then holds none).
+    pub fn release_if_empty(&mut self) {
+        if self.read.is_empty() && self.skip == 0 && self.read.capacity() > 0 {
+            self.read = BytesMut::new();
+        }
     }
 
     /// Bytes received and not yet consumed.

@@ -1,6 +1,7 @@
 //! Session settings: what SET/SHOW/RESET act on, what ParameterStatus
 //! reports, and what travels to the engine with every query.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -11,23 +12,41 @@ use crate::pg::server_info::{DEFAULTS, REPORTED};
 use crate::pg::units::{parse_duration, TimeUnit};
 
 /// Session settings: the shared defaults, then this session's startup
-/// values (what RESET returns to), then what it SET. Keys are lowercase;
-/// entries keep the canonical name for display.
-#[derive(Debug, Clone)]
+/// values (what RESET returns to), then what it SET. Names compare without
+/// case; each entry keeps the canonical name for display. Small vectors,
+/// not maps: a session holds a dozen entries, and an idle connection
+/// should cost little.
+#[derive(Debug, Clone, Default)]
 pub struct Settings {
-    startup: BTreeMap<String, (String, String)>,
-    changed: BTreeMap<String, (String, String)>,
+    startup: Vec<Setting>,
+    changed: Vec<Setting>,
+}
+
+#[derive(Debug, Clone)]
+struct Setting {
+    /// Canonical: the default's own name when there is one (no copy).
+    name: Cow<'static, str>,
+    value: Box<str>,
 }
 
 /// Settings that belong to the login and survive DISCARD/RESET ALL.
 const LOGIN: [&str; 3] = ["application_name", "session_authorization", "is_superuser"];
 
+fn position(list: &[Setting], name: &str) -> Option<usize> {
+    list.iter().position(|s| s.name.eq_ignore_ascii_case(name))
+}
+
+/// Replaces the entry of the same name, or adds one.
+fn put(list: &mut Vec<Setting>, setting: Setting) {
+    match position(list, &setting.name) {
+        Some(i) => list[i] = setting,
+        None => list.push(setting),
+    }
+}
+
 impl Settings {
     pub fn new(user: &str, application_name: &str, superuser: bool) -> Self {
-        let mut settings = Self {
-            startup: BTreeMap::new(),
-            changed: BTreeMap::new(),
-        };
+        let mut settings = Self::default();
         settings.set_startup("application_name", application_name);
         settings.set_startup("session_authorization", user);
         settings.set_startup("is_superuser", if superuser { "on" } else { "off" });
@@ -36,13 +55,14 @@ impl Settings {
 
     /// Canonical name and value.
     pub fn entry(&self, name: &str) -> Option<(&str, &str)> {
-        let key = name.to_ascii_lowercase();
-        if let Some((k, v)) = self.changed.get(&key).or_else(|| self.startup.get(&key)) {
-            return Some((k.as_str(), v.as_str()));
+        for list in [&self.changed, &self.startup] {
+            if let Some(i) = position(list, name) {
+                return Some((&list[i].name, &list[i].value));
+            }
         }
         DEFAULTS
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(&key))
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(k, v)| (*k, *v))
     }
 
@@ -56,49 +76,60 @@ impl Settings {
             .iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), (*k, *v)))
             .collect();
-        for (key, (k, v)) in self.startup.iter().chain(&self.changed) {
-            merged.insert(key.clone(), (k.as_str(), v.as_str()));
+        for s in self.startup.iter().chain(&self.changed) {
+            merged.insert(s.name.to_ascii_lowercase(), (&s.name, &s.value));
         }
         merged.into_values()
     }
 
     /// Sets a value; returns the canonical name if clients must be told.
     pub fn set(&mut self, name: &str, value: &str) -> Option<String> {
-        let key = name.to_ascii_lowercase();
-        let canonical = self
-            .entry(&key)
-            .map(|(k, _)| k.to_string())
-            .unwrap_or_else(|| key.clone());
-        let value = match key.as_str() {
-            "timezone"
+        let name: Cow<'static, str> =
+            match DEFAULTS.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
+                Some((k, _)) => Cow::Borrowed(k),
+                None => match self.entry(name) {
+                    Some((k, _)) => Cow::Owned(k.to_string()),
+                    None => Cow::Owned(name.to_ascii_lowercase()),
+                },
+            };
+        let value = match name.as_ref() {
+            "TimeZone"
                 if value.eq_ignore_ascii_case("local") || value.eq_ignore_ascii_case("default") =>
             {
-                "UTC".to_string()
+                "UTC"
             }
-            _ => value.to_string(),
+            _ => value,
         };
-        self.changed.insert(key, (canonical.clone(), value));
-        reported(&canonical).then_some(canonical)
+        let report = reported(&name).then(|| name.to_string());
+        put(
+            &mut self.changed,
+            Setting {
+                name,
+                value: value.into(),
+            },
+        );
+        report
     }
 
     /// A value from the startup packet: also what RESET returns to.
     pub fn set_startup(&mut self, name: &str, value: &str) {
         self.set(name, value);
-        let key = name.to_ascii_lowercase();
-        if let Some(entry) = self.changed.remove(&key) {
-            self.startup.insert(key, entry);
+        if let Some(i) = position(&self.changed, name) {
+            let setting = self.changed.swap_remove(i);
+            put(&mut self.startup, setting);
         }
     }
 
     pub fn reset(&mut self, name: &str) -> Option<String> {
-        let key = name.to_ascii_lowercase();
-        self.changed.remove(&key)?;
-        let (canonical, _) = self.entry(&key)?;
+        let i = position(&self.changed, name)?;
+        self.changed.swap_remove(i);
+        let (canonical, _) = self.entry(name)?;
         reported(canonical).then(|| canonical.to_string())
     }
 
     pub fn reset_all(&mut self) {
-        self.changed.retain(|k, _| LOGIN.contains(&k.as_str()));
+        self.changed
+            .retain(|s| LOGIN.iter().any(|l| s.name.eq_ignore_ascii_case(l)));
     }
 
     /// The zone timestamptz values are printed in: TimeZone, as an IANA

@@ -21,6 +21,11 @@ use super::tls::{self, Tls};
 
 /// Flush early when this much output is buffered.
 const FLUSH_AT: usize = 256 * 1024;
+/// Output buffer taken when a reply starts (replies to small statements
+/// fit without growing it).
+const WRITE_START: usize = 2048;
+/// Input read at once when a client sends.
+const READ_CHUNK: usize = 8192;
 /// Input read ahead while a statement runs, at most.
 const READ_AHEAD: usize = 64 * 1024;
 
@@ -51,7 +56,7 @@ impl Connection {
             // Small to start: idle connections should cost little; they grow
             // with what a client actually sends and receives.
             input: MessageReader::default(),
-            write: BytesMut::with_capacity(1024),
+            write: BytesMut::new(),
             eof: false,
             rows_pending: 0,
             rows_flushed: 0,
@@ -187,9 +192,13 @@ impl Connection {
             if self.eof {
                 return Ok(None);
             }
+            if self.input.buffered() == 0 {
+                self.wait_idle().await;
+            }
             let Some(socket) = self.socket.as_mut() else {
                 return Ok(None);
             };
+            self.input.buffer().reserve(READ_CHUNK);
             match socket.read_buf(self.input.buffer()).await {
                 Ok(0) | Err(_) => {
                     self.eof = true;
@@ -199,6 +208,21 @@ impl Connection {
                 }
                 Ok(_) => {}
             }
+        }
+    }
+
+    /// Nothing is buffered in: give both buffers back (when all output has
+    /// gone) and, on a plain socket, wait for the client to send without
+    /// holding a read buffer, so an idle connection costs its task and
+    /// little else. (TLS keeps its own buffers.)
+    async fn wait_idle(&mut self) {
+        self.input.release_if_empty();
+        if self.write.is_empty() && self.write.capacity() > 0 {
+            self.write = BytesMut::new();
+        }
+        if let Some(Either::Left(tcp)) = self.socket.as_ref() {
+            // Readiness errors show up in the read that follows.
+            let _ = tcp.readable().await;
         }
     }
 
@@ -230,6 +254,9 @@ impl Connection {
     pub fn send(&mut self, msg: PgWireBackendMessage) {
         if matches!(msg, PgWireBackendMessage::DataRow(_)) {
             self.rows_pending += 1;
+        }
+        if self.write.capacity() == 0 {
+            self.write.reserve(WRITE_START);
         }
         if let Err(e) = msg.encode(&mut self.write) {
             tracing::error!("encoding {msg:?}: {e}");
@@ -264,8 +291,8 @@ impl Connection {
             METRICS.bytes_sent.inc_by(n as u64);
             self.write.clear();
             // Give a big result's buffer back once it has been sent.
-            if self.write.capacity() > 256 * 1024 {
-                self.write = BytesMut::with_capacity(1024);
+            if self.write.capacity() > 2 * FLUSH_AT {
+                self.write = BytesMut::new();
             }
         }
         self.socket().flush().await
