@@ -19,7 +19,7 @@ use super::quotas::QueryPermit;
 use crate::backend::{ResultSchema, ResultStream, StreamEvent};
 use crate::codec::RowEncoder;
 use crate::error::GatewayError;
-use crate::wire::Connection;
+use crate::wire::{Connection, FLUSH_AT};
 
 /// Where pumped rows go.
 pub enum Sink<'a> {
@@ -240,11 +240,13 @@ fn write_rows(
     match sink {
         Sink::Rows(binary, zone) => {
             let mut rows = RowEncoder::with_formats(batch, binary.to_vec()).in_zone(*zone);
+            let out = conn.output();
             let mut i = from;
-            while i < to && !conn.needs_flush() {
-                conn.send(B::DataRow(rows.data_row(i)));
+            while i < to && out.len() < FLUSH_AT {
+                rows.write_data_row(i, out);
                 i += 1;
             }
+            conn.count_rows(i - from);
             i
         }
         Sink::Copy { csv, zone } => {
@@ -257,7 +259,7 @@ fn write_rows(
                 i += 1;
             }
             conn.send(B::CopyData(CopyData::new(lines.into())));
-            conn.count_copy_rows(i - from);
+            conn.count_rows(i - from);
             i
         }
         Sink::Discard => to,

@@ -20,7 +20,7 @@ use super::frame::MessageReader;
 use super::tls::{self, Tls};
 
 /// Flush early when this much output is buffered.
-const FLUSH_AT: usize = 256 * 1024;
+pub const FLUSH_AT: usize = 256 * 1024;
 /// Output buffer taken when a reply starts (replies to small statements
 /// fit without growing it).
 const WRITE_START: usize = 2048;
@@ -268,9 +268,19 @@ impl Connection {
         self.rows_flushed + self.rows_pending
     }
 
-    /// Rows sent inside COPY data (which carries many rows per message).
-    pub fn count_copy_rows(&mut self, rows: usize) {
+    /// Rows sent by way of `output` (DataRows encoded in place) or inside
+    /// COPY data (which carries many rows per message).
+    pub fn count_rows(&mut self, rows: usize) {
         self.rows_pending += rows as u64;
+    }
+
+    /// The output buffer, for messages encoded in place (DataRows): what
+    /// is appended goes out with the next flush.
+    pub fn output(&mut self) -> &mut BytesMut {
+        if self.write.capacity() == 0 {
+            self.write.reserve(WRITE_START);
+        }
+        &mut self.write
     }
 
     /// Raw bytes (the one-byte SSL/GSSENC refusal).

@@ -4,5 +4,5 @@
 mod connection;
 pub mod tls;
 
-pub use connection::Connection;
+pub use connection::{Connection, FLUSH_AT};
 use velo_pgproto::frame;

@@ -67,25 +67,84 @@ pub fn write(column: &ColumnText, row: usize, out: &mut Vec<u8>) {
     }
 }
 
-/// numeric: ndigits, weight, sign, dscale, then base-10000 digits.
+/// numeric: ndigits, weight, sign, dscale, then base-10000 digits, as
+/// PostgreSQL lays them out (no leading or trailing zero digit groups).
+/// Computed with integer arithmetic: this runs once per value of every
+/// numeric column a binary client reads.
 pub fn write_numeric(out: &mut Vec<u8>, value: i128, scale: i8) {
-    let sign: u16 = if value < 0 { 0x4000 } else { 0 };
+    let negative = value < 0;
+    let mut magnitude = value.unsigned_abs();
+    // A negative scale multiplies by a power of ten (dscale is then 0).
+    if scale < 0 {
+        match 10u128
+            .checked_pow(u32::from(scale.unsigned_abs()))
+            .and_then(|p| magnitude.checked_mul(p))
+        {
+            Some(m) => magnitude = m,
+            None => return write_numeric_wide(out, value, scale),
+        }
+    }
+    let dscale = scale.max(0) as u32;
+    // Pad the fraction to whole groups of four decimal digits.
+    let pad = (4 - dscale % 4) % 4;
+    let Some(padded) = 10u128
+        .checked_pow(pad)
+        .and_then(|p| magnitude.checked_mul(p))
+    else {
+        return write_numeric_wide(out, value, scale);
+    };
+    let fraction_groups = ((dscale + pad) / 4) as usize;
+    // Base-10000 digits, least significant first.
+    let mut groups = [0i16; 40];
+    let mut n = 0;
+    let mut rest = padded;
+    while rest > 0 {
+        groups[n] = (rest % 10_000) as i16;
+        rest /= 10_000;
+        n += 1;
+    }
+    let total = n.max(fraction_groups);
+    // Most significant first, without leading or trailing zero groups.
+    let digits = &mut groups[..total];
+    digits.reverse();
+    let leading = digits.iter().take_while(|&&g| g == 0).count();
+    let trailing = digits[leading..]
+        .iter()
+        .rev()
+        .take_while(|&&g| g == 0)
+        .count();
+    let kept = &digits[leading..total - trailing];
+    let integer_groups = total as i16 - fraction_groups as i16;
+    let (weight, sign) = if kept.is_empty() {
+        (0, 0u16)
+    } else {
+        (
+            integer_groups - 1 - leading as i16,
+            if negative { 0x4000 } else { 0 },
+        )
+    };
+    out.extend_from_slice(&(kept.len() as i16).to_be_bytes());
+    out.extend_from_slice(&weight.to_be_bytes());
+    out.extend_from_slice(&sign.to_be_bytes());
+    out.extend_from_slice(&(dscale as u16).to_be_bytes());
+    for g in kept {
+        out.extend_from_slice(&g.to_be_bytes());
+    }
+}
+
+/// `write_numeric` for magnitudes past u128 once scaled (a large value
+/// with a negative scale): by way of its decimal digits.
+fn write_numeric_wide(out: &mut Vec<u8>, value: i128, scale: i8) {
     let mut digits = value.unsigned_abs().to_string();
-    // A negative scale multiplies by a power of ten.
     if scale < 0 && value != 0 {
         digits.extend(std::iter::repeat_n('0', scale.unsigned_abs() as usize));
     }
     let scale = scale.max(0) as usize;
-    let (int_part, frac_part) = if digits.len() > scale {
-        (
-            digits[..digits.len() - scale].to_string(),
-            digits[digits.len() - scale..].to_string(),
-        )
-    } else {
-        (String::new(), format!("{digits:0>scale$}"))
-    };
-    let int_padded = format!("{}{}", "0".repeat((4 - int_part.len() % 4) % 4), int_part);
-    let frac_padded = format!("{}{}", frac_part, "0".repeat((4 - frac_part.len() % 4) % 4));
+    let split = digits.len().saturating_sub(scale);
+    let (int_part, frac_part) = (&digits[..split], &digits[split..]);
+    let frac_part = format!("{frac_part:0>scale$}");
+    let int_padded = format!("{}{int_part}", "0".repeat((4 - int_part.len() % 4) % 4));
+    let frac_padded = format!("{frac_part}{}", "0".repeat((4 - frac_part.len() % 4) % 4));
     let mut groups: Vec<i16> = int_padded
         .as_bytes()
         .chunks(4)
@@ -100,10 +159,14 @@ pub fn write_numeric(out: &mut Vec<u8>, value: i128, scale: i8) {
     while groups.last() == Some(&0) {
         groups.pop();
     }
+    let sign: u16 = if groups.is_empty() || value >= 0 {
+        0
+    } else {
+        0x4000
+    };
     if groups.is_empty() {
         weight = 0;
     }
-    let sign = if groups.is_empty() { 0 } else { sign };
     out.extend_from_slice(&(groups.len() as i16).to_be_bytes());
     out.extend_from_slice(&weight.to_be_bytes());
     out.extend_from_slice(&sign.to_be_bytes());
@@ -136,5 +199,30 @@ mod tests {
         // 1 with scale -4 is 10000 too.
         assert_eq!(numeric(1, -4), numeric(10000, 0));
         assert_eq!(numeric(0, 2), vec![0, 0, 0, 2]);
+        // 0.0001 → [1] at weight -1; 12345678.9 → [1234, 5678, 9000]
+        assert_eq!(numeric(1, 4), vec![1, -1, 0, 4, 1]);
+        assert_eq!(numeric(123456789, 1), vec![3, 1, 0, 1, 1234, 5678, 9000]);
+        // 0.00000001 → [1] at weight -2 (leading zero groups dropped)
+        assert_eq!(numeric(1, 8), vec![1, -2, 0, 8, 1]);
+    }
+
+    #[test]
+    fn integer_arithmetic_agrees_with_the_decimal_string_way() {
+        let mut values: Vec<i128> = vec![0, 1, -1, 9999, 10000, -10001, i128::MAX, i128::MIN + 1];
+        let mut x: i128 = 7;
+        for _ in 0..2000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            values.push(x >> (x as u8 % 120));
+        }
+        for v in values {
+            for scale in [-3i8, 0, 1, 2, 3, 4, 5, 8, 12, 20, 38] {
+                let (mut fast, mut wide) = (Vec::new(), Vec::new());
+                write_numeric(&mut fast, v, scale);
+                write_numeric_wide(&mut wide, v, scale);
+                assert_eq!(fast, wide, "{v} scale {scale}");
+            }
+        }
     }
 }
