@@ -109,19 +109,37 @@ async fn select1(s: &Systems, seconds: u64, rows: &mut Vec<Row>) -> anyhow::Resu
 
 async fn engine_latency(s: &Systems, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let sql = "SELECT x FROM (VALUES (1), (2), (3)) AS t(x)";
-    let runs = 500;
+    let runs = 2000;
     // Warm both paths first.
-    measure::engine_query_via_gateway(&s.gateway, sql, 20).await?;
-    measure::engine_query_direct(&s.engine_addr, sql, 20).await?;
-    let via = measure::engine_query_via_gateway(&s.gateway, sql, runs).await?;
+    measure::engine_query_direct(&s.engine_addr, sql, 50).await?;
     let direct = measure::engine_query_direct(&s.engine_addr, sql, runs).await?;
-    for (label, v, d) in [("p50", via.p50, direct.p50), ("p99", via.p99, direct.p99)] {
-        let mut r = Row::new(format!("small engine query {label} via gateway"), "µs");
-        r.gateway = Some(v);
-        rows.push(r);
-        let mut added = Row::new(format!("latency added by the gateway {label}"), "µs");
-        added.gateway = Some(v - d);
-        rows.push(added);
+    for (protocol, prepared) in [("simple", false), ("prepared", true)] {
+        measure::engine_query_via_gateway(&s.gateway, sql, 50, prepared).await?;
+        let via = measure::engine_query_via_gateway(&s.gateway, sql, runs, prepared).await?;
+        for (label, v, d) in [
+            ("p50", via.p50, direct.p50),
+            ("p99", via.p99, direct.p99),
+            ("p99.9", via.p999, direct.p999),
+        ] {
+            let mut r = Row::new(
+                format!("small engine query ({protocol}) {label} via gateway"),
+                "µs",
+            );
+            r.gateway = Some(v);
+            rows.push(r);
+            let mut added = Row::new(
+                format!("latency added by the gateway ({protocol}) {label}"),
+                "µs",
+            );
+            added.gateway = Some(v - d);
+            rows.push(added);
+        }
+    }
+    for (label, d) in [
+        ("p50", direct.p50),
+        ("p99", direct.p99),
+        ("p99.9", direct.p999),
+    ] {
         let mut direct_row = Row::new(format!("small engine query {label} direct gRPC"), "µs");
         direct_row.gateway = Some(d);
         rows.push(direct_row);
@@ -172,14 +190,37 @@ async fn bulk(s: &Systems, rows: &mut Vec<Row>) -> anyhow::Result<()> {
 }
 
 async fn live(s: &Systems, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    let (via, direct) =
-        measure::live_latency(&s.gateway, &s.engine_addr, &s.kafka_bootstrap, 200).await?;
-    for (label, v, d) in [("p50", via.p50, direct.p50), ("p99", via.p99, direct.p99)] {
+    let (via, direct, path) = measure::live_latency(
+        &s.gateway,
+        &s.gateway_admin,
+        &s.engine_addr,
+        &s.kafka_bootstrap,
+        200,
+    )
+    .await?;
+    for (label, v, d) in [
+        ("p50", via.p50, direct.p50),
+        ("p99", via.p99, direct.p99),
+        ("p99.9", via.p999, direct.p999),
+    ] {
         let mut r = Row::new(format!("live event → client {label} via gateway"), "µs");
         r.gateway = Some(v);
         rows.push(r);
         let mut r = Row::new(format!("live event → client {label} direct gRPC"), "µs");
         r.gateway = Some(d);
+        rows.push(r);
+    }
+    for (step, mean) in [
+        ("Kafka produce → engine batch sent", path.to_engine_batch),
+        ("engine batch sent → gateway", path.engine_to_gateway),
+        ("in the gateway (received → client socket)", path.in_gateway),
+        (
+            "engine batch sent → direct gRPC client",
+            path.engine_to_direct_client,
+        ),
+    ] {
+        let mut r = Row::new(format!("live path, mean: {step}"), "µs");
+        r.gateway = Some(mean);
         rows.push(r);
     }
     Ok(())

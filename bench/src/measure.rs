@@ -14,6 +14,7 @@ use crate::systems::{Target, PASSWORD};
 pub struct Quantiles {
     pub p50: f64,
     pub p99: f64,
+    pub p999: f64,
 }
 
 pub fn quantiles(mut micros: Vec<f64>) -> Quantiles {
@@ -25,6 +26,7 @@ pub fn quantiles(mut micros: Vec<f64>) -> Quantiles {
     Quantiles {
         p50: at(0.50),
         p99: at(0.99),
+        p999: at(0.999),
     }
 }
 
@@ -142,12 +144,26 @@ pub async fn engine_query_via_gateway(
     target: &Target,
     sql: &str,
     runs: usize,
+    prepared: bool,
 ) -> anyhow::Result<Quantiles> {
     let client = connect(target).await?;
+    // Prepared: Bind/Execute/Sync of a named statement, as drivers do.
+    let statement = if prepared {
+        Some(client.prepare(sql).await?)
+    } else {
+        None
+    };
     let mut micros = Vec::with_capacity(runs);
     for _ in 0..runs {
         let t = Instant::now();
-        client.simple_query(sql).await?;
+        match &statement {
+            Some(statement) => {
+                client.query(statement, &[]).await?;
+            }
+            None => {
+                client.simple_query(sql).await?;
+            }
+        }
         micros.push(t.elapsed().as_secs_f64() * 1e6);
     }
     Ok(quantiles(micros))
@@ -248,12 +264,50 @@ pub async fn driver_rows_per_sec(target: &Target, sql: &str) -> anyhow::Result<(
 /// Event produced to Kafka → its row at a subscriber: through the gateway
 /// (a continuous query read with tokio-postgres) and straight from the
 /// engine over gRPC. One marker event at a time, each awaited.
+/// Where a live event's time goes (means, µs): produce → engine batch
+/// sent (node clock), batch sent → received (the gateway's, or the direct
+/// client's), and inside the gateway (received → written to the client's
+/// socket; the rest to the client is the loopback and its parsing).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LivePath {
+    pub to_engine_batch: f64,
+    pub engine_to_gateway: f64,
+    pub in_gateway: f64,
+    pub engine_to_direct_client: f64,
+}
+
+/// A histogram's (sum in seconds, count) from a /metrics body.
+fn histogram(body: &str, name: &str) -> (f64, f64) {
+    let value = |suffix: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}{suffix} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    (value("_sum"), value("_count"))
+}
+
+fn wall_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
 pub async fn live_latency(
     gateway: &Target,
+    gateway_admin: &str,
     engine: &str,
     bootstrap: &str,
     events: usize,
-) -> anyhow::Result<(Quantiles, Quantiles)> {
+) -> anyhow::Result<(Quantiles, Quantiles, LivePath)> {
+    let metrics = || -> anyhow::Result<[(f64, f64); 2]> {
+        let (_, body) = velo_integration::http_get(gateway_admin, "/metrics")?;
+        Ok([
+            histogram(&body, "velo_gateway_engine_batch_transit_seconds"),
+            histogram(&body, "velo_gateway_batch_in_gateway_seconds"),
+        ])
+    };
+    let mut path = LivePath::default();
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -288,6 +342,7 @@ pub async fn live_latency(
             .await?,
     );
     tokio::time::sleep(Duration::from_millis(500)).await; // the query is tailing
+    let before = metrics()?;
     let mut via_gateway = Vec::new();
     for i in 0..events {
         let t = Instant::now();
@@ -297,6 +352,17 @@ pub async fn live_latency(
             .ok_or_else(|| anyhow::anyhow!("stream ended"))??;
         via_gateway.push(t.elapsed().as_secs_f64() * 1e6);
     }
+    let after = metrics()?;
+    let mean = |i: usize| {
+        let (sum, count) = (after[i].0 - before[i].0, after[i].1 - before[i].1);
+        if count > 0.0 {
+            sum / count * 1e6
+        } else {
+            0.0
+        }
+    };
+    path.engine_to_gateway = mean(0);
+    path.in_gateway = mean(1);
     drop(rows);
     drop(client);
 
@@ -313,23 +379,28 @@ pub async fn live_latency(
         .into_inner();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut direct = Vec::new();
+    let (mut to_engine, mut to_client) = (Vec::new(), Vec::new());
     for i in 0..events {
         let t = Instant::now();
+        let produced_at = wall_micros();
         produce(events + i).await?;
         loop {
             let msg = tokio::time::timeout(Duration::from_secs(10), stream.message())
                 .await??
                 .ok_or_else(|| anyhow::anyhow!("stream ended"))?;
-            if matches!(
-                msg.event,
-                Some(velo_proto::v1::execute_query_response::Event::Batch(_))
-            ) {
+            if let Some(velo_proto::v1::execute_query_response::Event::Batch(b)) = msg.event {
+                let now = wall_micros();
+                to_engine.push((b.node_time_micros - produced_at) as f64);
+                to_client.push((now - b.node_time_micros) as f64);
                 break;
             }
         }
         direct.push(t.elapsed().as_secs_f64() * 1e6);
     }
-    Ok((quantiles(via_gateway), quantiles(direct)))
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    path.to_engine_batch = mean(&to_engine);
+    path.engine_to_direct_client = mean(&to_client);
+    Ok((quantiles(via_gateway), quantiles(direct), path))
 }
 
 fn rss_kib(pid: u32) -> u64 {

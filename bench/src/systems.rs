@@ -35,6 +35,8 @@ pub struct Systems {
     pub postgres: Target,
     pub pgbouncer: Target,
     pub gateway: Target,
+    /// The gateway's admin address (/metrics).
+    pub gateway_admin: String,
     pub engine_addr: String,
     pub engine_pid: u32,
     pub kafka_bootstrap: String,
@@ -215,10 +217,11 @@ pub fn start(rows: usize) -> anyhow::Result<Systems> {
         velo_integration::hash_password_with(&release("velo-gateway"), USER, "scram", PASSWORD),
     )?;
     let gateway_port = free_port();
+    let gateway_admin = format!("127.0.0.1:{}", free_port());
     let mut gateway = with_fd_limit(&release("velo-gateway"));
     gateway
         .args(["--listen", &format!("127.0.0.1:{gateway_port}")])
-        .args(["--admin-listen", "127.0.0.1:0", "--engine", &engine_addr])
+        .args(["--admin-listen", &gateway_admin, "--engine", &engine_addr])
         .args(["--max-connections", &MAX_CLIENTS.to_string()])
         .args(["--max-queries-per-node", &MAX_CLIENTS.to_string()])
         .args(["--queue-limit", "20000"])
@@ -255,6 +258,7 @@ pub fn start(rows: usize) -> anyhow::Result<Systems> {
             dbname: "velostream",
             pid: gateway_pid,
         },
+        gateway_admin,
         engine_addr,
         engine_pid,
         kafka_bootstrap,

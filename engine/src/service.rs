@@ -469,6 +469,7 @@ impl Run<'_> {
                 self.send(Event::Batch(v1::RecordBatch {
                     arrow_ipc,
                     num_rows: batch.num_rows() as u64,
+                    node_time_micros: chrono::Utc::now().timestamp_micros(),
                 }))
                 .await?;
                 sent += batch.num_rows() as u64;

@@ -53,9 +53,20 @@ pub struct Metrics {
     pub engine_node_up: IntGaugeVec,
     pub engine_inflight: IntGaugeVec,
     pub admission_wait: Histogram,
+    /// An engine batch's way from its node (its send time) to this gateway.
+    pub batch_transit: Histogram,
+    /// An engine batch's time in this gateway: received to written to the
+    /// client's socket.
+    pub batch_in_gateway: Histogram,
     pub admission_rejections: IntCounterVec,
     pub catalog_refreshes: IntCounter,
 }
+
+/// For the live path's microsecond steps.
+const FINE_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 1.0,
+];
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -102,6 +113,20 @@ impl Metrics {
         registry
             .register(Box::new(streaming_queries.clone()))
             .expect("register");
+        let histogram = |n: &str, help: &str| {
+            let opts = HistogramOpts::new(name(n), help).buckets(FINE_BUCKETS.to_vec());
+            let m = Histogram::with_opts(opts).expect("metric");
+            registry.register(Box::new(m.clone())).expect("register");
+            m
+        };
+        let batch_transit = histogram(
+            "engine_batch_transit_seconds",
+            "Time from an engine node sending a batch (its clock) to the gateway receiving it.",
+        );
+        let batch_in_gateway = histogram(
+            "batch_in_gateway_seconds",
+            "Time from receiving an engine batch to writing its first rows to the client's socket.",
+        );
         let admission_wait = Histogram::with_opts(
             HistogramOpts::new(
                 name("admission_wait_seconds"),
@@ -187,6 +212,8 @@ impl Metrics {
                 &["node"],
             ),
             admission_wait,
+            batch_transit,
+            batch_in_gateway,
             admission_rejections: counter_vec(
                 "admission_rejections_total",
                 "Queries refused by admission control, by reason.",

@@ -152,6 +152,7 @@ impl EngineService for Double {
                     .send(event(Event::Batch(v1::RecordBatch {
                         arrow_ipc: vec![0xff, 0xff, 0xff, 0xff, 0x10, 0, 0, 0, 1, 2, 3, 4],
                         num_rows: 1,
+                        node_time_micros: 0,
                     })))
                     .await;
             }
@@ -163,6 +164,7 @@ impl EngineService for Double {
                         .send(event(Event::Batch(v1::RecordBatch {
                             arrow_ipc: batch,
                             num_rows: rows as u64,
+                            node_time_micros: 0,
                         })))
                         .await;
                     while tx

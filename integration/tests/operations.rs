@@ -79,6 +79,15 @@ fn metrics_move_with_traffic_and_pass_promtool() {
         ),
         2.0
     );
+    // The one engine batch: its transit from the node, and its time here.
+    assert_eq!(
+        metric(&body, "velo_gateway_engine_batch_transit_seconds_count"),
+        1.0
+    );
+    assert_eq!(
+        metric(&body, "velo_gateway_batch_in_gateway_seconds_count"),
+        1.0
+    );
     assert!(body.lines().any(
         |l| l.starts_with("velo_gateway_engine_node_up{node=\"127.0.0.1:") && l.ends_with(" 1")
     ));

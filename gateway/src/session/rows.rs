@@ -19,6 +19,7 @@ use super::quotas::QueryPermit;
 use crate::backend::{ResultSchema, ResultStream, StreamEvent};
 use crate::codec::RowEncoder;
 use crate::error::GatewayError;
+use crate::metrics::METRICS;
 use crate::wire::{Connection, FLUSH_AT};
 
 /// Where pumped rows go.
@@ -76,6 +77,8 @@ pub struct RowPump {
     schema: ResultSchema,
     /// A batch partly sent, and how many of its rows went out.
     pending: Option<(RecordBatch, usize)>,
+    /// When the pending batch arrived, until its first rows are written.
+    arrived: Option<Instant>,
     /// The engine's tag, once the stream completed.
     completion: Option<String>,
     rows: u64,
@@ -139,6 +142,7 @@ impl RowPump {
             stream,
             schema,
             pending: None,
+            arrived: None,
             completion: None,
             rows: 0,
         })
@@ -181,13 +185,21 @@ impl RowPump {
                     self.pending = Some((batch, reached));
                 }
                 flush(conn, interrupt).await?;
+                if let Some(arrived) = self.arrived.take() {
+                    METRICS
+                        .batch_in_gateway
+                        .observe(arrived.elapsed().as_secs_f64());
+                }
                 continue;
             }
             if self.completion.is_some() {
                 break;
             }
             match guarded(conn, interrupt, self.stream.next()).await {
-                Ok(StreamEvent::Batch(batch)) => self.pending = Some((batch, 0)),
+                Ok(StreamEvent::Batch(batch)) => {
+                    self.pending = Some((batch, 0));
+                    self.arrived = Some(Instant::now());
+                }
                 Ok(StreamEvent::Complete { tag }) => self.completion = Some(tag),
                 Ok(StreamEvent::Notice(notice)) => conn.send(notice.into_message()),
                 Err(e @ (GatewayError::Cancelled | GatewayError::StatementTimeout)) => {

@@ -188,6 +188,10 @@ impl QueryStream {
                         .with_label_values(&["engine"])
                         .observe(self.started.elapsed().as_secs_f64());
                 }
+                if b.node_time_micros > 0 {
+                    let transit = chrono::Utc::now().timestamp_micros() - b.node_time_micros;
+                    METRICS.batch_transit.observe(transit.max(0) as f64 / 1e6);
+                }
                 Ok(StreamEvent::Batch(self.decoder.batch(b.arrow_ipc)?))
             }
             Event::Complete(c) => Ok(StreamEvent::Complete { tag: c.command_tag }),
