@@ -48,7 +48,7 @@ pub async fn run(conn: &mut Connection, session: &mut Session) {
                 if extended && state == State::SkipUntilSync {
                     continue;
                 }
-                match fail(conn, session, e, extended).await {
+                match Box::pin(fail(conn, session, e, extended)).await {
                     Ok(next) => {
                         state = next;
                         continue;
@@ -58,12 +58,14 @@ pub async fn run(conn: &mut Connection, session: &mut Session) {
             }
             Err(e) => {
                 // Framing is lost: say why and close.
-                super::send_fatal(conn, &e).await;
+                Box::pin(super::send_fatal(conn, &e)).await;
                 return;
             }
         };
         activity.set_active(true);
-        state = match step(conn, session, state, msg).await {
+        // Boxed: an idle connection's task holds only the loop's state,
+        // not the largest message handler's.
+        state = match Box::pin(step(conn, session, state, msg)).await {
             Ok(Some(next)) => next,
             Ok(None) | Err(_) => return,
         };
@@ -85,8 +87,7 @@ async fn step(
     if extended && state == State::SkipUntilSync {
         return Ok(Some(state));
     }
-    // Statement work is boxed: an idle connection's task then holds only
-    // the small loop state, not the largest statement future.
+    // Statement work is boxed once more: `step` itself stays small.
     let outcome = match msg {
         F::Query(q) => {
             Box::pin(session.simple_query(conn, &q.query)).await?;
