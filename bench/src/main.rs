@@ -213,7 +213,7 @@ async fn live(s: &Systems, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     for (step, mean) in [
         ("Kafka produce → engine batch sent", path.to_engine_batch),
         ("engine batch sent → gateway", path.engine_to_gateway),
-        ("in the gateway (received → client socket)", path.in_gateway),
+        ("in the gateway (received → rows encoded)", path.in_gateway),
         (
             "engine batch sent → direct gRPC client",
             path.engine_to_direct_client,

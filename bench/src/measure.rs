@@ -266,8 +266,8 @@ pub async fn driver_rows_per_sec(target: &Target, sql: &str) -> anyhow::Result<(
 /// engine over gRPC. One marker event at a time, each awaited.
 /// Where a live event's time goes (means, µs): produce → engine batch
 /// sent (node clock), batch sent → received (the gateway's, or the direct
-/// client's), and inside the gateway (received → written to the client's
-/// socket; the rest to the client is the loopback and its parsing).
+/// client's), and inside the gateway (received → rows encoded; then one
+/// write to the client's socket, the loopback and the client's parsing).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LivePath {
     pub to_engine_batch: f64,

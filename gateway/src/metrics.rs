@@ -55,8 +55,8 @@ pub struct Metrics {
     pub admission_wait: Histogram,
     /// An engine batch's way from its node (its send time) to this gateway.
     pub batch_transit: Histogram,
-    /// An engine batch's time in this gateway: received to written to the
-    /// client's socket.
+    /// An engine batch's time in this gateway: received to its rows
+    /// encoded for the client.
     pub batch_in_gateway: Histogram,
     pub admission_rejections: IntCounterVec,
     pub catalog_refreshes: IntCounter,
@@ -125,7 +125,7 @@ impl Metrics {
         );
         let batch_in_gateway = histogram(
             "batch_in_gateway_seconds",
-            "Time from receiving an engine batch to writing its first rows to the client's socket.",
+            "Time from receiving an engine batch to its first rows encoded for the client (written at once unless more is ready).",
         );
         let admission_wait = Histogram::with_opts(
             HistogramOpts::new(

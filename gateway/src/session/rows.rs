@@ -6,6 +6,7 @@
 //! Execute or FETCH.
 
 use std::future::Future;
+use std::task::Poll;
 use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
@@ -87,17 +88,24 @@ pub struct RowPump {
 /// Waits for `work`, unless the statement is interrupted or the client
 /// goes away first. Replies still buffered are flushed before waiting: the
 /// client may need them (BindComplete, RowDescription) before it does
-/// what makes the next row appear.
+/// what makes the next row appear. When `work` is ready at once, nothing
+/// is flushed yet: what is ready leaves together with what is buffered (a
+/// small query's RowDescription, rows and CommandComplete in one write),
+/// and batches form only when events arrive faster than they leave.
 pub async fn guarded<T>(
     conn: &mut Connection,
     interrupt: &Interrupt,
     work: impl Future<Output = Result<T, GatewayError>>,
 ) -> Result<T, GatewayError> {
+    tokio::pin!(work);
     if conn.has_pending_output() {
+        if let Poll::Ready(result) = futures::poll!(work.as_mut()) {
+            return result;
+        }
         flush(conn, interrupt).await?;
     }
     tokio::select! {
-        result = work => result,
+        result = &mut work => result,
         e = interrupt.fired() => Err(e),
         _ = conn.closed() => Err(GatewayError::ClientGone),
     }
