@@ -11,19 +11,22 @@ use velo_integration::{
     DRIVERS_VENV,
 };
 
-/// A gateway with TLS and one SCRAM user, alice / `PASSWORD`.
-fn tls_gateway(dir: &Path) -> Gateway {
+/// A gateway with TLS (a self-signed certificate) and one SCRAM user,
+/// alice / `PASSWORD`, started with `extra` arguments too.
+fn tls_gateway(dir: &Path, extra: &[&str]) -> Gateway {
     let (cert, key) = self_signed_certificate(dir, "localhost");
     let users = dir.join("users");
     std::fs::write(&users, hash_password("alice", "scram", PASSWORD)).unwrap();
-    Gateway::start(&[
-        "--tls-cert-file",
-        cert.to_str().unwrap(),
-        "--tls-key-file",
-        key.to_str().unwrap(),
-        "--users-file",
-        users.to_str().unwrap(),
-    ])
+    let mut args = vec![
+        "--tls-cert-file".to_string(),
+        cert.display().to_string(),
+        "--tls-key-file".to_string(),
+        key.display().to_string(),
+        "--users-file".to_string(),
+        users.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    Gateway::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 const PASSWORD: &str = "tls-pw-1";
@@ -35,14 +38,16 @@ fn tls_clients(args: &[&str]) -> Command {
     cmd
 }
 
-/// psql (libpq 15) at `host:port` as alice with `conninfo` options.
-fn psql_login(port: u16, options: &str) -> (bool, String) {
+/// psql (libpq 15) at 127.0.0.1:`port` as `user` with `password` and a
+/// conninfo tail (sslmode, sslcert, channel_binding, ...): (logged in,
+/// its output).
+fn login(port: u16, user: &str, password: &str, options: &str) -> (bool, String) {
     let mut cmd = Command::new("psql");
     cmd.arg("-X")
         .arg(format!(
-            "host=127.0.0.1 port={port} user=alice dbname=velostream connect_timeout=10 {options}"
+            "host=127.0.0.1 port={port} user={user} dbname=velostream connect_timeout=10 {options}"
         ))
-        .env("PGPASSWORD", PASSWORD);
+        .env("PGPASSWORD", password);
     let out = run_script(cmd, "SELECT x FROM (VALUES ('logged-in')) AS t(x);\n");
     let text = format!(
         "{}{}",
@@ -52,10 +57,20 @@ fn psql_login(port: u16, options: &str) -> (bool, String) {
     (text.contains("logged-in"), text)
 }
 
+/// alice with the right password and `options`.
+fn psql_login(port: u16, options: &str) -> (bool, String) {
+    login(port, "alice", PASSWORD, options)
+}
+
+/// alice with `password`, without TLS.
+fn psql_password(gw: &Gateway, password: &str) -> (bool, String) {
+    login(gw.port, "alice", password, "sslmode=disable")
+}
+
 #[test]
 fn direct_tls_start_with_libpq_17_and_channel_binding() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = tls_gateway(dir.path());
+    let gw = tls_gateway(dir.path(), &[]);
     let port = gw.port.to_string();
     run_expecting(
         tls_clients(&["direct", &gw.host, &port, "alice", PASSWORD]),
@@ -66,7 +81,7 @@ fn direct_tls_start_with_libpq_17_and_channel_binding() {
 #[test]
 fn direct_tls_without_the_postgresql_alpn_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = tls_gateway(dir.path());
+    let gw = tls_gateway(dir.path(), &[]);
     let port = gw.port.to_string();
     // No ALPN: the handshake completes, then the connection closes
     // before any PostgreSQL message, as PostgreSQL 17 does.
@@ -96,7 +111,7 @@ fn direct_tls_without_the_postgresql_alpn_is_refused() {
 #[test]
 fn channel_binding_logs_in_directly_and_fails_through_a_man_in_the_middle() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = tls_gateway(dir.path());
+    let gw = tls_gateway(dir.path(), &[]);
     let (ok, text) = psql_login(gw.port, "sslmode=require channel_binding=require");
     assert!(ok, "libpq 15 with channel_binding=require: {text}");
     // pgjdbc 42.5 does not bind, and must log in with PLUS offered.
@@ -179,23 +194,13 @@ fn parameterized_query(gw: &Gateway, secret: &str) {
 #[test]
 fn audit_log_records_connections_statements_and_disconnections_without_secrets() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = self_signed_certificate(dir.path(), "localhost");
-    let users = dir.path().join("users");
-    std::fs::write(&users, hash_password("alice", "scram", PASSWORD)).unwrap();
     for detail in ["summary", "text"] {
         let audit = dir.path().join(format!("audit-{detail}.jsonl"));
-        let gw = Gateway::start(&[
-            "--tls-cert-file",
-            cert.to_str().unwrap(),
-            "--tls-key-file",
-            key.to_str().unwrap(),
-            "--users-file",
-            users.to_str().unwrap(),
-            "--audit-log",
-            audit.to_str().unwrap(),
-            "--audit-statements",
-            detail,
-        ]);
+        let audit_arg = audit.display().to_string();
+        let gw = tls_gateway(
+            dir.path(),
+            &["--audit-log", &audit_arg, "--audit-statements", detail],
+        );
         let mut psql = Command::new("psql");
         psql.arg("-X")
             .arg(format!(
@@ -293,24 +298,6 @@ fn audit_log_records_connections_statements_and_disconnections_without_secrets()
         });
         assert_eq!(events(&audit_lines(&rotated), "disconnection").len(), 2);
     }
-}
-
-/// psql as alice with `password`, without TLS: (logged in, output).
-fn psql_password(gw: &Gateway, password: &str) -> (bool, String) {
-    let mut cmd = Command::new("psql");
-    cmd.arg("-X")
-        .arg(format!(
-            "host=127.0.0.1 port={} user=alice dbname=velostream connect_timeout=10 sslmode=disable",
-            gw.port
-        ))
-        .env("PGPASSWORD", password);
-    let out = run_script(cmd, "SELECT x FROM (VALUES ('logged-in')) AS t(x);\n");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (text.contains("logged-in"), text)
 }
 
 #[test]
@@ -463,21 +450,6 @@ fn users_see_only_their_own_queries_unless_they_are_admins() {
     );
 }
 
-/// A reference engine node serving TLS with `cert`/`key` and requiring
-/// `token`.
-fn protected_engine(cert: &Path, key: &Path, token_file: &Path) -> velo_integration::Proc {
-    let mut cmd = Command::new(velo_integration::binary("velo-engine"));
-    cmd.args(["--listen", "127.0.0.1:0", "--demo", "--demo-rate", "200"])
-        .arg("--tls-cert-file")
-        .arg(cert)
-        .arg("--tls-key-file")
-        .arg(key)
-        .arg("--token-file")
-        .arg(token_file)
-        .env("RUST_LOG", "info");
-    Proc::spawn(cmd)
-}
-
 #[test]
 fn the_engine_contract_runs_over_tls_with_a_shared_token() {
     let dir = tempfile::tempdir().unwrap();
@@ -486,20 +458,15 @@ fn the_engine_contract_runs_over_tls_with_a_shared_token() {
     let ca = test_ca.cert.clone();
     let token_file = dir.path().join("engine-token");
     std::fs::write(&token_file, "engine-shared-token\n").unwrap();
-    let engine = protected_engine(&cert, &key, &token_file);
-    let line = engine
-        .wait_line(Duration::from_secs(30), |l| {
-            l.contains("serving velostream.engine.v1 on")
-        })
-        .expect("engine starts");
-    let addr = line
-        .rsplit(" on ")
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let engine = velo_integration::Engine::start(&[
+        "--tls-cert-file",
+        cert.to_str().unwrap(),
+        "--tls-key-file",
+        key.to_str().unwrap(),
+        "--token-file",
+        token_file.to_str().unwrap(),
+    ]);
+    let addr = engine.addr.clone();
 
     let gateway_with = |extra: &[&str]| {
         let mut args = vec![
@@ -563,42 +530,11 @@ fn the_engine_contract_runs_over_tls_with_a_shared_token() {
     });
 }
 
-/// psql at the gateway as `user` with a conninfo tail (sslmode, sslcert,
-/// ...) and `password`: (logged in, output).
-fn psql_conninfo(gw: &Gateway, user: &str, password: &str, options: &str) -> (bool, String) {
-    let mut cmd = Command::new("psql");
-    cmd.arg("-X")
-        .arg(format!(
-            "host=127.0.0.1 port={} user={user} dbname=velostream connect_timeout=10 {options}",
-            gw.port
-        ))
-        .env("PGPASSWORD", password);
-    let out = run_script(cmd, "SELECT x FROM (VALUES ('logged-in')) AS t(x);\n");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (text.contains("logged-in"), text)
-}
-
 #[test]
 fn tls_required_refuses_plain_connections_as_pg_hba_does() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = self_signed_certificate(dir.path(), "localhost");
-    let users = dir.path().join("users");
-    std::fs::write(&users, hash_password("alice", "scram", PASSWORD)).unwrap();
-    let gw = Gateway::start(&[
-        "--tls-cert-file",
-        cert.to_str().unwrap(),
-        "--tls-key-file",
-        key.to_str().unwrap(),
-        "--users-file",
-        users.to_str().unwrap(),
-        "--tls",
-        "required",
-    ]);
-    let (ok, text) = psql_conninfo(&gw, "alice", PASSWORD, "sslmode=disable");
+    let gw = tls_gateway(dir.path(), &["--tls", "required"]);
+    let (ok, text) = login(gw.port, "alice", PASSWORD, "sslmode=disable");
     assert!(!ok);
     assert!(
         text.contains(
@@ -606,7 +542,7 @@ fn tls_required_refuses_plain_connections_as_pg_hba_does() {
         ),
         "{text}"
     );
-    let (ok, text) = psql_conninfo(&gw, "alice", PASSWORD, "sslmode=require");
+    let (ok, text) = login(gw.port, "alice", PASSWORD, "sslmode=require");
     assert!(ok, "{text}");
 }
 
@@ -659,16 +595,16 @@ method = "password"
     .unwrap();
     let gw = Gateway::start(&["--config", config.to_str().unwrap()]);
 
-    let (ok, text) = psql_conninfo(&gw, "alice", PASSWORD, "sslmode=disable");
+    let (ok, text) = login(gw.port, "alice", PASSWORD, "sslmode=disable");
     assert!(ok, "password rule: {text}");
-    let (ok, text) = psql_conninfo(&gw, "mallory", PASSWORD, "sslmode=disable");
+    let (ok, text) = login(gw.port, "mallory", PASSWORD, "sslmode=disable");
     assert!(!ok);
     assert!(
         text.contains("pg_hba.conf rejects connection for host \"127.0.0.1\", user \"mallory\""),
         "{text}"
     );
     // An MD5-stored user on a SCRAM-only rule cannot log in.
-    let (ok, text) = psql_conninfo(&gw, "oldclient", PASSWORD, "sslmode=disable");
+    let (ok, text) = login(gw.port, "oldclient", PASSWORD, "sslmode=disable");
     assert!(
         !ok && text.contains("password authentication failed"),
         "{text}"
@@ -683,28 +619,33 @@ method = "password"
             key.display()
         )
     };
-    let (ok, text) = psql_conninfo(
-        &gw,
+    let (ok, text) = login(
+        gw.port,
         "reporting",
         "no-password",
         &with_cert(&reporting_cert, &reporting_key),
     );
     assert!(ok, "cert rule: {text}");
     let (alice_cert, alice_key) = ca.client("alice");
-    let (ok, text) = psql_conninfo(&gw, "reporting", "", &with_cert(&alice_cert, &alice_key));
+    let (ok, text) = login(
+        gw.port,
+        "reporting",
+        "",
+        &with_cert(&alice_cert, &alice_key),
+    );
     assert!(!ok);
     assert!(
         text.contains("certificate authentication failed for user \"reporting\""),
         "{text}"
     );
-    let (ok, text) = psql_conninfo(&gw, "reporting", "", "sslmode=require");
+    let (ok, text) = login(gw.port, "reporting", "", "sslmode=require");
     assert!(
         !ok && text.contains("certificate authentication failed"),
         "{text}"
     );
     // Without TLS the cert rule does not match (pg_hba.conf's hostssl):
     // the next rule asks for a password.
-    let (ok, text) = psql_conninfo(&gw, "reporting", "wrong", "sslmode=disable");
+    let (ok, text) = login(gw.port, "reporting", "wrong", "sslmode=disable");
     assert!(
         !ok && text.contains("password authentication failed for user \"reporting\""),
         "{text}"
@@ -741,10 +682,10 @@ fn sighup_reloads_users_and_certificates_and_open_sessions_go_on() {
     let ca = velo_integration::TestCa::new(&dir.path().join("ca"));
     let verified = format!("sslmode=verify-ca sslrootcert={}", ca.cert.display());
     assert!(
-        !psql_conninfo(&gw, "alice", PASSWORD, &verified).0,
+        !login(gw.port, "alice", PASSWORD, &verified).0,
         "the old certificate is not the CA's"
     );
-    assert!(!psql_conninfo(&gw, "bob", "bob-pw", "sslmode=disable").0);
+    assert!(!login(gw.port, "bob", "bob-pw", "sslmode=disable").0);
 
     let (new_cert, new_key) = ca.server();
     std::fs::copy(&new_cert, &cert).unwrap();
@@ -764,9 +705,9 @@ fn sighup_reloads_users_and_certificates_and_open_sessions_go_on() {
     velo_integration::wait_until("the reload", Duration::from_secs(10), || {
         reloads("success") == 1.0
     });
-    let (ok, text) = psql_conninfo(&gw, "bob", "bob-pw", "sslmode=disable");
+    let (ok, text) = login(gw.port, "bob", "bob-pw", "sslmode=disable");
     assert!(ok, "the new users file is read: {text}");
-    let (ok, text) = psql_conninfo(&gw, "alice", PASSWORD, &verified);
+    let (ok, text) = login(gw.port, "alice", PASSWORD, &verified);
     assert!(ok, "the new certificate is served: {text}");
     let row = rt
         .block_on(session.query_one("SELECT 'still-here'::text", &[]))
@@ -779,6 +720,6 @@ fn sighup_reloads_users_and_certificates_and_open_sessions_go_on() {
     velo_integration::wait_until("the failed reload", Duration::from_secs(10), || {
         reloads("failure") == 1.0
     });
-    let (ok, text) = psql_conninfo(&gw, "bob", "bob-pw", "sslmode=disable");
+    let (ok, text) = login(gw.port, "bob", "bob-pw", "sslmode=disable");
     assert!(ok, "{text}");
 }
