@@ -103,8 +103,7 @@ fn credentials(config: &GatewayConfig) -> anyhow::Result<Credentials> {
     Ok(Credentials {
         users,
         tls,
-        tls_required: config.tls == "required",
-        rules: login_rules(config)?,
+        rules: login_rules(config)?.requiring_tls(config.tls == "required"),
     })
 }
 

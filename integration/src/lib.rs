@@ -449,7 +449,6 @@ pub fn psql_command(host: &str, port: u16, user: &str, db: &str) -> Command {
     cmd
 }
 
-/// Runs psql to completion with a script on stdin.
 /// Runs one statement with `cmd` (a psql command line), stopping at the
 /// first error; panics with psql's message if it fails.
 pub fn run_sql(mut cmd: Command, sql: &str) {
@@ -464,6 +463,7 @@ pub fn run_sql(mut cmd: Command, sql: &str) {
     );
 }
 
+/// Runs psql to completion with a script on stdin.
 pub fn run_script(mut cmd: Command, script: &str) -> Output {
     use std::io::Write;
     cmd.args(["-q", "-A", "-t", "-v", "ON_ERROR_STOP=0", "-f", "-"])

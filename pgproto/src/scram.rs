@@ -8,10 +8,7 @@ use ring::{digest, hmac, pbkdf2, rand::SecureRandom};
 
 use crate::error::GatewayError;
 
-/// Compares secrets without an early exit.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+pub use velo_proto::constant_time_eq;
 
 pub const MECHANISM: &str = "SCRAM-SHA-256";
 /// The channel-binding variant, offered over TLS only.

@@ -19,6 +19,11 @@ pub type EngineClient = EngineServiceClient<
     tonic::service::interceptor::InterceptedService<tonic::transport::Channel, SendToken>,
 >;
 
+/// Compares secrets without an early exit.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// A shared secret kept in a file (trailing whitespace and newline
 /// ignored; an empty file is an error).
 pub fn read_token_file(path: &std::path::Path) -> Result<String, String> {
@@ -83,15 +88,7 @@ impl tonic::service::Interceptor for RequireToken {
             .metadata()
             .get("authorization")
             .map_or(&b""[..], |v| v.as_bytes());
-        let expected = expected.as_bytes();
-        // Compared without an early exit.
-        let same = given.len() == expected.len()
-            && given
-                .iter()
-                .zip(expected)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if same {
+        if constant_time_eq(given, expected.as_bytes()) {
             Ok(request)
         } else {
             Err(tonic::Status::unauthenticated(

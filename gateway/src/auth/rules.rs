@@ -46,9 +46,13 @@ impl Block {
     }
 }
 
-/// The rules, checked and ready to match (none: nobody matches).
-#[derive(Debug, Clone, Default)]
-pub struct Rules(Vec<(Rule, Vec<Block>)>);
+/// The rules, checked and ready to match.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    rules: Vec<(Rule, Vec<Block>)>,
+    /// `tls = required`: no rule matches a plain connection.
+    tls_required: bool,
+}
 
 /// What the rules decided for one login.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,21 +83,34 @@ impl Rules {
             );
             checked.push((rule.clone(), blocks));
         }
-        Ok(Self(checked))
+        Ok(Self {
+            rules: checked,
+            tls_required: false,
+        })
     }
 
     /// One rule for everyone: what `auth = trust|password` means.
     pub fn everyone(method: Method) -> Self {
-        Self(vec![(
-            Rule {
-                users: Vec::new(),
-                addresses: Vec::new(),
-                tls: TlsCondition::Any,
-                method,
-                force_trust: false,
-            },
-            Vec::new(),
-        )])
+        Self {
+            rules: vec![(
+                Rule {
+                    users: Vec::new(),
+                    addresses: Vec::new(),
+                    tls: TlsCondition::Any,
+                    method,
+                    force_trust: false,
+                },
+                Vec::new(),
+            )],
+            tls_required: false,
+        }
+    }
+
+    /// With `required`, plain connections match no rule (as when every
+    /// pg_hba.conf line is `hostssl`).
+    pub fn requiring_tls(mut self, required: bool) -> Self {
+        self.tls_required = required;
+        self
     }
 
     pub fn decide(&self, user: &str, database: &str, client: IpAddr, tls: bool) -> Decision {
@@ -107,7 +124,7 @@ impl Rules {
                 }
             ))
         };
-        let rule = self.0.iter().find(|(rule, blocks)| {
+        let matches = |(rule, blocks): &&(Rule, Vec<Block>)| {
             (rule.users.is_empty() || rule.users.iter().any(|u| u == user))
                 && (blocks.is_empty() || blocks.iter().any(|b| b.contains(client)))
                 && match rule.tls {
@@ -115,7 +132,12 @@ impl Rules {
                     TlsCondition::Required => tls,
                     TlsCondition::Forbidden => !tls,
                 }
-        });
+        };
+        let rule = if self.tls_required && !tls {
+            None
+        } else {
+            self.rules.iter().find(matches)
+        };
         match rule {
             None => refused("no pg_hba.conf entry"),
             Some((rule, _)) => match rule.method {
@@ -195,6 +217,22 @@ mod tests {
             decide("alice", "192.0.2.1", false),
             Decision::Refuse(_)
         ));
+    }
+
+    #[test]
+    fn required_tls_lets_no_rule_match_a_plain_connection() {
+        let rules = Rules::everyone(Method::Password).requiring_tls(true);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(
+            rules.decide("alice", "db", ip, false),
+            Decision::Refuse(
+                "no pg_hba.conf entry for host \"127.0.0.1\", user \"alice\", database \"db\", no encryption".into()
+            )
+        );
+        assert_eq!(
+            rules.decide("alice", "db", ip, true),
+            Decision::Authenticate(Method::Password)
+        );
     }
 
     #[test]

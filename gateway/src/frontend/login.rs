@@ -59,7 +59,7 @@ pub async fn authenticate(
         _ => None,
     };
     // Over TLS, SCRAM-SHA-256-PLUS first, as PostgreSQL lists them.
-    let end_point = conn.server_end_point().map(<[u8]>::to_vec);
+    let end_point = conn.server_end_point();
     let mut mechanisms = Vec::with_capacity(2);
     if end_point.is_some() {
         mechanisms.push(MECHANISM_PLUS.into());

@@ -61,8 +61,7 @@ pub struct Credentials {
     pub users: Users,
     /// `None`: no TLS (none configured, or `tls = disabled`).
     pub tls: Option<Tls>,
-    /// `tls = required`: plain connections are refused.
-    pub tls_required: bool,
+    /// Who logs in how (`tls = required` included).
     pub rules: Rules,
 }
 
@@ -360,8 +359,7 @@ async fn log_in(
             "no PostgreSQL user name specified in startup packet".into(),
         );
         attempt.failed(e.sqlstate());
-        conn.send(e.response().into_message());
-        let _ = conn.flush().await;
+        send_fatal(conn, &e).await;
         return None;
     };
     let database = parameter("database")
@@ -376,16 +374,11 @@ async fn log_in(
     attempt.user = Some(user.clone());
     attempt.database = Some(database.clone());
     attempt.application_name = parameter("application_name").cloned();
-    let decision = if credentials.tls_required && !conn.is_tls() {
-        // As pg_hba.conf with only hostssl lines answers a plain client.
-        Rules::default().decide(&user, &database, attempt.client.ip(), false)
-    } else {
-        let client = attempt.client.ip();
-        credentials
-            .rules
-            .decide(&user, &database, client, conn.is_tls())
-    };
-    let method = match decision {
+    let client = attempt.client.ip();
+    let method = match credentials
+        .rules
+        .decide(&user, &database, client, conn.is_tls())
+    {
         Decision::Authenticate(method) => method,
         Decision::Refuse(message) => {
             let e = GatewayError::InvalidAuthorization(message);
@@ -419,8 +412,7 @@ async fn log_in(
                 GatewayError::AuthFailed(user)
             };
             attempt.failed(e.sqlstate());
-            conn.send(e.response().into_message());
-            let _ = conn.flush().await;
+            send_fatal(conn, &e).await;
             return None;
         }
         Err(GatewayError::ClientGone) => return None,

@@ -87,7 +87,10 @@ impl<K: Hash + Eq> Table<K> {
         Some(self.entries.entry(key).or_default())
     }
 
-    fn get(&self, key: &K) -> Option<&Entry> {
+    fn get<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<&Entry>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
         self.entries.get(key)
     }
 }
@@ -157,10 +160,7 @@ impl Throttle {
             return Ok(());
         }
         let table = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        match table
-            .get(&user.to_string())
-            .and_then(|e| e.locked(Instant::now()))
-        {
+        match table.get(user).and_then(|e| e.locked(Instant::now())) {
             Some(seconds) => Err(locked(format!("for user \"{user}\""), seconds)),
             None => Ok(()),
         }

@@ -247,6 +247,14 @@ impl Session {
         Ok(())
     }
 
+    /// Whether each statement gets an audit line (and so its query id and
+    /// node are kept).
+    fn audits_statements(&self) -> bool {
+        self.audit
+            .as_ref()
+            .is_some_and(|a| a.statements != StatementDetail::None)
+    }
+
     /// A statement begins: (when, rows sent so far), for `observe`.
     fn statement_starts(&mut self, conn: &Connection) -> (Instant, u64) {
         self.route = Route::Local;
@@ -270,19 +278,17 @@ impl Session {
             tracing::debug!(code, "statement failed");
         }
         match &self.audit {
-            Some(audit) if audit.statements != StatementDetail::None => {
-                audit.statement(&StatementEvent {
-                    user: &self.user,
-                    pid: self.pid,
-                    route: self.route.label(),
-                    query_id: self.query_id.as_deref(),
-                    node: self.node.as_deref(),
-                    rows: conn.rows_sent() - rows_before,
-                    duration_ms: elapsed.as_secs_f64() * 1e3,
-                    sqlstate: sqlstate.unwrap_or("00000"),
-                    sql: (audit.statements == StatementDetail::Text).then_some(text),
-                })
-            }
+            Some(audit) if self.audits_statements() => audit.statement(&StatementEvent {
+                user: &self.user,
+                pid: self.pid,
+                route: self.route.label(),
+                query_id: self.query_id.as_deref(),
+                node: self.node.as_deref(),
+                rows: conn.rows_sent() - rows_before,
+                duration_ms: elapsed.as_secs_f64() * 1e3,
+                sqlstate: sqlstate.unwrap_or("00000"),
+                sql: (audit.statements == StatementDetail::Text).then_some(text),
+            }),
             _ => {}
         }
     }
@@ -332,7 +338,9 @@ impl Session {
     ) -> Result<RowPump, GatewayError> {
         let query_id = self.next_query_id();
         tracing::Span::current().record("query_id", query_id.as_str());
-        self.query_id = Some(query_id.clone());
+        if self.audits_statements() {
+            self.query_id = Some(query_id.clone());
+        }
         self.route = self.backend.route(sql)?;
         let permit = self.quotas.acquire(&self.user, &self.open_queries)?;
         if self.route == Route::Catalog {
@@ -353,7 +361,9 @@ impl Session {
         };
         let pump =
             RowPump::open(conn, interrupt, permit, self.backend.engine_query(request)).await?;
-        self.node = pump.node().map(str::to_string);
+        if self.audits_statements() {
+            self.node = pump.node().map(str::to_string);
+        }
         Ok(pump)
     }
 

@@ -3,11 +3,13 @@
 //! engine batch for streaming results.
 
 use std::io;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::ServerConnection;
 use tokio_rustls::server::TlsStream;
 use tokio_util::either::Either;
 
@@ -45,7 +47,7 @@ pub struct Connection {
     rows_flushed: u64,
     /// Over TLS: the `tls-server-end-point` data SCRAM-SHA-256-PLUS binds
     /// the login to (see `wire::tls`).
-    server_end_point: Option<Vec<u8>>,
+    server_end_point: Option<Arc<[u8]>>,
 }
 
 impl Connection {
@@ -124,10 +126,7 @@ impl Connection {
     /// ours). The SSL negotiation is then over.
     pub async fn start_direct_tls(&mut self, tls: &Tls) -> Result<(), GatewayError> {
         self.handshake(tls).await?;
-        let alpn = match self.socket.as_ref() {
-            Some(Either::Right(stream)) => stream.get_ref().1.alpn_protocol(),
-            _ => None,
-        };
+        let alpn = self.tls_session().and_then(|s| s.alpn_protocol());
         if alpn != Some(tls::ALPN) {
             self.eof = true;
             return Err(GatewayError::Protocol(
@@ -156,30 +155,32 @@ impl Connection {
         }
     }
 
+    /// The TLS session, when the connection is TLS.
+    fn tls_session(&self) -> Option<&ServerConnection> {
+        match self.socket.as_ref() {
+            Some(Either::Right(stream)) => Some(stream.get_ref().1),
+            _ => None,
+        }
+    }
+
     /// TLS protocol version and cipher suite (for the audit log).
     pub fn tls_description(&self) -> Option<String> {
-        let Some(Either::Right(stream)) = self.socket.as_ref() else {
-            return None;
-        };
-        let connection = stream.get_ref().1;
-        let version = connection.protocol_version()?;
-        let suite = connection.negotiated_cipher_suite()?.suite();
+        let session = self.tls_session()?;
+        let version = session.protocol_version()?;
+        let suite = session.negotiated_cipher_suite()?.suite();
         Some(format!("{version:?} {suite:?}"))
     }
 
     /// The common name of the client's certificate, when it presented one
     /// (verified in the handshake against `tls_client_ca_file`).
     pub fn client_certificate_name(&self) -> Option<String> {
-        let Some(Either::Right(stream)) = self.socket.as_ref() else {
-            return None;
-        };
-        let leaf = stream.get_ref().1.peer_certificates()?.first()?;
+        let leaf = self.tls_session()?.peer_certificates()?.first()?;
         tls::common_name(leaf)
     }
 
     /// The channel-binding data of this connection's TLS, if any.
-    pub fn server_end_point(&self) -> Option<&[u8]> {
-        self.server_end_point.as_deref()
+    pub fn server_end_point(&self) -> Option<Arc<[u8]>> {
+        self.server_end_point.clone()
     }
 
     /// The next message, or `None` when the client has gone (see

@@ -23,7 +23,7 @@ pub struct Tls {
     /// The `tls-server-end-point` channel-binding data (RFC 5929): the hash
     /// of our certificate. `None` when its signature algorithm names no
     /// hash we can use (Ed25519), so SCRAM-SHA-256-PLUS is not offered.
-    pub server_end_point: Option<Vec<u8>>,
+    pub server_end_point: Option<Arc<[u8]>>,
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -51,7 +51,7 @@ impl Tls {
         let key = rustls_pemfile::private_key(&mut read(key_file)?.as_slice())
             .map_err(|e| anyhow::anyhow!("{}: {e}", key_file.display()))?
             .ok_or_else(|| anyhow::anyhow!("{}: no private key", key_file.display()))?;
-        let server_end_point = server_end_point(&certs[0]);
+        let server_end_point = server_end_point(&certs[0]).map(Arc::from);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?;

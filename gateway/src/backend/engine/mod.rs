@@ -67,9 +67,9 @@ pub struct PoolOptions {
 /// How the gateway proves itself to engine nodes and checks them.
 #[derive(Debug, Clone, Default)]
 pub struct EngineSecurity {
-    /// Verify each node's certificate against this CA, as this name (or
-    /// the node's own host when `None`).
-    pub tls: Option<(Certificate, Option<String>)>,
+    /// Verify each node's certificate against a CA, as a given name (or
+    /// the node's own host).
+    pub tls: Option<ClientTlsConfig>,
     pub token: SendToken,
 }
 
@@ -84,7 +84,11 @@ impl EngineSecurity {
             Some(path) => {
                 let pem = std::fs::read(path)
                     .map_err(|e| anyhow::anyhow!("engine_tls_ca_file {}: {e}", path.display()))?;
-                Some((Certificate::from_pem(pem), server_name))
+                let config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
+                Some(match server_name {
+                    Some(name) => config.domain_name(name),
+                    None => config,
+                })
             }
             None => None,
         };
@@ -136,12 +140,8 @@ impl Node {
             (false, Some(_)) => format!("https://{addr}"),
         };
         let mut endpoint = Endpoint::from_shared(uri)?;
-        if let Some((ca, name)) = tls {
-            let mut config = ClientTlsConfig::new().ca_certificate(ca.clone());
-            if let Some(name) = name {
-                config = config.domain_name(name.clone());
-            }
-            endpoint = endpoint.tls_config(config)?;
+        if let Some(config) = tls {
+            endpoint = endpoint.tls_config(config.clone())?;
         }
         let channel = endpoint
             .connect_timeout(Duration::from_secs(2))
