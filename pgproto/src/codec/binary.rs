@@ -123,11 +123,16 @@ pub fn write_numeric(out: &mut Vec<u8>, value: i128, scale: i8) {
             if negative { 0x4000 } else { 0 },
         )
     };
-    out.extend_from_slice(&(kept.len() as i16).to_be_bytes());
+    put_numeric(out, kept, weight, sign, dscale as u16);
+}
+
+/// numeric's wire layout: ndigits, weight, sign, dscale, the digits.
+fn put_numeric(out: &mut Vec<u8>, digits: &[i16], weight: i16, sign: u16, dscale: u16) {
+    out.extend_from_slice(&(digits.len() as i16).to_be_bytes());
     out.extend_from_slice(&weight.to_be_bytes());
     out.extend_from_slice(&sign.to_be_bytes());
-    out.extend_from_slice(&(dscale as u16).to_be_bytes());
-    for g in kept {
+    out.extend_from_slice(&dscale.to_be_bytes());
+    for g in digits {
         out.extend_from_slice(&g.to_be_bytes());
     }
 }
@@ -167,13 +172,7 @@ fn write_numeric_wide(out: &mut Vec<u8>, value: i128, scale: i8) {
     if groups.is_empty() {
         weight = 0;
     }
-    out.extend_from_slice(&(groups.len() as i16).to_be_bytes());
-    out.extend_from_slice(&weight.to_be_bytes());
-    out.extend_from_slice(&sign.to_be_bytes());
-    out.extend_from_slice(&(scale as u16).to_be_bytes());
-    for g in groups {
-        out.extend_from_slice(&g.to_be_bytes());
-    }
+    put_numeric(out, &groups, weight, sign, scale as u16);
 }
 
 #[cfg(test)]
