@@ -278,13 +278,8 @@ pub struct LivePath {
 
 /// A histogram's (sum in seconds, count) from a /metrics body.
 fn histogram(body: &str, name: &str) -> (f64, f64) {
-    let value = |suffix: &str| {
-        body.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}{suffix} ")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0)
-    };
-    (value("_sum"), value("_count"))
+    let series = |suffix: &str| velo_integration::metric(body, &format!("{name}{suffix}"));
+    (series("_sum"), series("_count"))
 }
 
 fn wall_micros() -> i64 {
