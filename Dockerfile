@@ -6,8 +6,10 @@ FROM rust:1-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p velo-gateway -p velo-engine \
- && strip target/release/velo-gateway target/release/velo-engine
+# The production profile: every crate fully optimised (--release trades some
+# speed for a shorter build).
+RUN cargo build --profile production --locked -p velo-gateway -p velo-engine \
+ && strip target/production/velo-gateway target/production/velo-engine
 
 # Slim Debian rather than distroless: the chart's preStop hook runs /bin/sleep.
 FROM debian:bookworm-slim AS runtime
@@ -15,9 +17,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
 USER 65532:65532
 
 FROM runtime AS engine
-COPY --from=build /src/target/release/velo-engine /usr/local/bin/velo-engine
+COPY --from=build /src/target/production/velo-engine /usr/local/bin/velo-engine
 ENTRYPOINT ["/usr/local/bin/velo-engine"]
 
 FROM runtime AS gateway
-COPY --from=build /src/target/release/velo-gateway /usr/local/bin/velo-gateway
+COPY --from=build /src/target/production/velo-gateway /usr/local/bin/velo-gateway
 ENTRYPOINT ["/usr/local/bin/velo-gateway"]

@@ -1,7 +1,7 @@
 //! The systems under test, all on loopback: PostgreSQL 15 (SCRAM), PgBouncer
-//! in front of it (SCRAM, transaction pooling), one release-built engine node
-//! (demo Kafka for the live-stream test) and the release-built gateway in
-//! front of it (SCRAM users file).
+//! in front of it (SCRAM, transaction pooling), one engine node (demo Kafka
+//! for the live-stream test) and the gateway in front of it (SCRAM users
+//! file), both built with the `production` profile.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,7 +47,7 @@ pub struct Systems {
 }
 
 fn release(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/release/{name}"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/production/{name}"))
 }
 
 /// Runs `program` with its open-file limit raised to the hard limit (10,000
