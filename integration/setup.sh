@@ -50,20 +50,25 @@ command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest@0.9.
 # Every Python dependency lives in a virtual environment of its own (a
 # stock Debian refuses pip into the system Python): the drivers' and the
 # catalog-reading tools', whose dependencies must not meet.
-# venv DIR IMPORT-CHECK PACKAGE...: creates DIR and installs the packages
-# unless the check already imports.
+# venv DIR PACKAGE...: creates DIR with exactly these packages, unless it
+# was made from the same list (a changed pin makes it again).
 venv() {
-  local dir=$1 check=$2
-  shift 2
-  "$dir/bin/python" -c "$check" 2>/dev/null && return
+  local dir=$1
+  shift
+  [ "$(cat "$dir/.velo-packages" 2>/dev/null)" = "$*" ] && return
+  rm -rf "$dir"
   python3 -m venv "$dir"
   "$dir/bin/pip" install -q --disable-pip-version-check "$@"
+  echo "$*" > "$dir/.velo-packages"
 }
-venv /opt/velo-drivers 'import psycopg, psycopg2, asyncpg' \
-  "psycopg[binary]==3.2.13" "psycopg2-binary==2.9.13" "asyncpg==0.32.0"
-venv /opt/velo-tools 'import dbt.adapters.postgres, pgcli, sqlalchemy, pandas, asyncpg, psycopg2, kubernetes_validate' \
-  "dbt-core==1.10.15" "dbt-postgres==1.9.1" "pgcli==4.3.0" "SQLAlchemy==2.0.44" \
-  "pandas==2.3.3" "psycopg2-binary==2.9.13" "asyncpg==0.32.0" "kubernetes-validate==1.37.0"
+venv /opt/velo-drivers "psycopg[binary]==3.3.9" "psycopg2-binary==2.9.13" "asyncpg==0.32.0"
+# dbt-core 1.12 fetches a parser wheel from outside the package index
+# while installing; 1.11 is the newest that installs from the index alone.
+venv /opt/velo-tools "dbt-core==1.11.16" "dbt-postgres==1.11.0" "pgcli==4.7.1" \
+  "SQLAlchemy==2.0.44" "pandas==2.3.3" "psycopg2-binary==2.9.13" "asyncpg==0.32.0" \
+  "kubernetes-validate==1.37.0"
+# The current SQLAlchemy beside the tools' 2.0: their reflection SQL differs.
+venv /opt/velo-sqlalchemy-2.1 "SQLAlchemy==2.1.9" "psycopg2-binary==2.9.13"
 [ -d integration/drivers/node/node_modules/pg-cursor ] ||
   (cd integration/drivers/node && npm ci --silent --no-audit --no-fund)
 # Deployment tests (helm, kubectl, manifest validation).

@@ -219,7 +219,6 @@ with relation as (
 -- name: grants on a relation
 -- source: dbt/include/postgres/macros/adapters.sql, postgres__get_show_grant_sql (relation public.trades)
 -- compare: all
--- differs: we fail with 42P01
 /* {"app": "dbt", "dbt_version": "1.9.1", "profile_name": "velostream", "target_name": "dev", "node_id": "model.velostream.trades_summary"} */
 select grantee, privilege_type
   from "velostream".INFORMATION_SCHEMA.role_table_grants

@@ -2,7 +2,6 @@
 -- name: version detection
 -- source: public/app/plugins/datasource/grafana-postgresql-datasource/postgresMetaQuery.ts, getVersion() (datasource.ts getVersion, configuration/useAutoDetectFeatures.ts)
 -- compare: all
--- differs: types int4 as int8
 SELECT current_setting('server_version_num')::int/100 as version;
 
 -- name: timescaledb detection
@@ -29,7 +28,6 @@ SELECT schema_name AS "name"
 -- name: table list, search-path tables unqualified (IN subquery inside a CASE in the projection)
 -- source: public/app/plugins/datasource/grafana-postgresql-datasource/postgresMetaQuery.ts, showTables() without schema (datasource.ts fetchTables, SQL builder table picker and completion)
 -- compare: all
--- differs: we fail with 0A000
 SELECT
     CASE WHEN 
           quote_ident(table_schema) IN (
@@ -309,7 +307,6 @@ table_schema IN (
 -- name: aggregate functions (legacy builder)
 -- source: public/app/plugins/datasource/postgres/meta_query.ts (legacy Angular query builder), buildAggregateQuery()
 -- compare: shape
--- differs: we fail with 0A000
 SELECT DISTINCT proname FROM pg_aggregate INNER JOIN pg_proc ON pg_aggregate.aggfnoid = pg_proc.oid INNER JOIN pg_type ON pg_type.oid=pg_proc.prorettype WHERE pronargs=1 AND typname IN ('float8') AND aggkind='n' ORDER BY 1;
 
 -- name: schema list (backend schema handler)

@@ -244,7 +244,6 @@ SHOW default_transaction_read_only;
 -- name: column schema (GetColumnSchema) for SELECT * FROM trades
 -- source: src/Npgsql/Schema/DbColumnSchemaGenerator.cs, GenerateColumnsQuery (PG15; filter built from RowDescription table oid/attnum, table oid written as 'public.trades'::regclass)
 -- compare: all
--- differs: we fail with 0A000
 SELECT
     typ.oid AS typoid, nspname, relname, attname, attrelid, attnum, attnotnull,
     attidentity != '' AS isidentity,
@@ -284,7 +283,6 @@ ORDER BY attnum;
 -- name: column schema (GetColumnSchema) for SELECT * FROM trades, Npgsql 9.0.5 text
 -- source: src/Npgsql/Schema/DbColumnSchemaGenerator.cs @v9.0.5, GenerateColumnsQuery (PG15; table oid written as 'public.trades'::regclass)
 -- compare: all
--- differs: we fail with 0A000
 SELECT
      typ.oid AS typoid, nspname, relname, attname, attrelid, attnum, attnotnull,
      attidentity != '' AS isidentity,

@@ -39,6 +39,9 @@ pub struct Proc {
     pub child: Child,
     /// Lines of stdout not yet consumed.
     pub lines: mpsc::Receiver<String>,
+    /// Everything written to stderr so far, and the thread reading it.
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Proc {
@@ -57,7 +60,37 @@ impl Proc {
                 }
             }
         });
-        Self { child, lines }
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().expect("stderr");
+        let buffer = stderr.clone();
+        let stderr_reader = std::thread::spawn(move || {
+            use std::io::Read;
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                buffer
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        });
+        Self {
+            child,
+            lines,
+            stderr,
+            stderr_reader: Some(stderr_reader),
+        }
+    }
+
+    /// Waits until stderr contains `needle`.
+    pub fn wait_stderr(&self, timeout: Duration, needle: &str) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.stderr.lock().unwrap().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
     }
 
     /// Waits for a stdout line matching `pred`.
@@ -116,11 +149,11 @@ impl Proc {
             }
             std::thread::sleep(Duration::from_millis(10));
         };
-        let mut err = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            use std::io::Read;
-            let _ = e.read_to_string(&mut err);
+        // The pipe ends with the process (killed or not).
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
         }
+        let err = self.stderr.lock().unwrap().clone();
         (status, err)
     }
 }
@@ -816,6 +849,8 @@ pub const DRIVERS_VENV: &str = "/opt/velo-drivers/bin";
 /// The virtual environment integration/setup.sh creates for the tools that
 /// read the catalog (dbt, SQLAlchemy, pandas, pgcli) and kubernetes-validate.
 pub const TOOLS_VENV: &str = "/opt/velo-tools/bin";
+/// The current SQLAlchemy release, beside the tools' 2.0 (setup.sh).
+pub const SQLALCHEMY_2_1_VENV: &str = "/opt/velo-sqlalchemy-2.1/bin";
 
 /// The client programs under integration/drivers/.
 pub fn drivers_dir() -> PathBuf {

@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use velo_integration::{run_client, run_java_client, run_script, Gateway, TOOLS_VENV};
+use velo_integration::{
+    run_client, run_java_client, run_script, Gateway, SQLALCHEMY_2_1_VENV, TOOLS_VENV,
+};
 
 fn integration_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -229,6 +231,19 @@ fn sqlalchemy_pandas_pgcli_asyncpg() {
         &format!("{TOOLS_VENV}/python"),
         "python/tools.py",
         "tools ok",
+    );
+}
+
+/// SQLAlchemy 2.1 reflects columns with correlated subqueries under CASE
+/// (defaults, identity, collation) that 2.0 does not send.
+#[test]
+fn sqlalchemy_2_1_reflects_the_schema() {
+    let gw = Gateway::start(&[]);
+    run_client(
+        &gw,
+        &format!("{SQLALCHEMY_2_1_VENV}/python"),
+        "python/sqlalchemy_reflection.py",
+        "sqlalchemy 2.1.9 ok",
     );
 }
 

@@ -1,5 +1,5 @@
 //! The security of the front door, with real clients: a direct TLS start
-//! (libpq 17), SCRAM-SHA-256-PLUS channel binding (libpq 15 and 17) and
+//! (libpq 17 and later), SCRAM-SHA-256-PLUS channel binding (libpq 15 and 18) and
 //! what a TLS-terminating man in the middle gets.
 
 use std::path::Path;

@@ -271,6 +271,29 @@ fn difference(theirs: &Answer, ours: &Answer) -> String {
     }
 }
 
+/// Rewrites `file`'s `differs` lines: `notes[i]` for the i-th statement.
+fn write_notes(file: &PathBuf, notes: &[Option<String>]) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let mut out = String::new();
+    let mut index = None;
+    for line in text.lines() {
+        if line.starts_with("-- name: ") {
+            index = Some(index.map_or(0, |i: usize| i + 1));
+        }
+        if line.starts_with("-- differs: ") {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if line.starts_with("-- compare: ") {
+            if let Some(Some(note)) = index.and_then(|i| notes.get(i)) {
+                out.push_str(&format!("-- differs: {note}\n"));
+            }
+        }
+    }
+    std::fs::write(file, out).unwrap();
+}
+
 fn start_reference() -> Postgres {
     let pg = Postgres::start();
     let run = |user: &str, db: &str, sql: &str| {
@@ -307,6 +330,7 @@ async fn tools_statements_answer_as_postgresql_does() {
         let theirs = Side::connect("127.0.0.1", pg.port).await;
         let ours = Side::connect(&gw.host, gw.port).await;
         let mut matching = 0;
+        let mut notes = Vec::new();
         for s in &statements {
             let reference = theirs.answer(s).await;
             if let Answer::Error(code) = &reference {
@@ -314,11 +338,18 @@ async fn tools_statements_answer_as_postgresql_does() {
                     "{tool} / {}: PostgreSQL itself fails ({code})",
                     s.name
                 ));
+                notes.push(None);
                 continue;
             }
             let answer = ours.answer(s).await;
             let same = compared(&reference, &s.compare) == compared(&answer, &s.compare);
             matching += usize::from(same);
+            notes.push((!same).then(|| {
+                difference(
+                    &compared(&reference, &s.compare),
+                    &compared(&answer, &s.compare),
+                )
+            }));
             match (&s.differs, same) {
                 (None, false) => {
                     let (theirs, ours) = (
@@ -339,6 +370,9 @@ async fn tools_statements_answer_as_postgresql_does() {
             }
         }
         summary.insert(tool, (statements.len(), matching));
+        if std::env::var_os("SIDE_BY_SIDE_NOTE").is_some() {
+            write_notes(file, &notes);
+        }
     }
     eprintln!("statements replayed, and how many answer as PostgreSQL 15 does:");
     for (tool, (replayed, matching)) in &summary {

@@ -100,6 +100,9 @@ pub enum GatewayError {
     /// A result or input over a fixed limit.
     #[error("{0}")]
     ProgramLimitExceeded(String),
+    /// A scalar subquery answered more than one row.
+    #[error("more than one row returned by a subquery used as an expression")]
+    CardinalityViolation,
     /// Nesting too deep to parse safely.
     #[error("{0}")]
     StatementTooComplex(String),
@@ -155,6 +158,7 @@ impl GatewayError {
                 code::PROGRAM_LIMIT_EXCEEDED
             }
             Self::StatementTooComplex(_) => code::STATEMENT_TOO_COMPLEX,
+            Self::CardinalityViolation => code::CARDINALITY_VIOLATION,
             Self::OutOfMemory(_) => code::OUT_OF_MEMORY,
         }
     }

@@ -1,5 +1,5 @@
 """Tools that read the catalog before anything else, against a gateway:
-SQLAlchemy's inspector, pandas.read_sql, pgcli's completion queries and
+SQLAlchemy's inspector (sqlalchemy_reflection.py), pandas.read_sql, pgcli's completion queries and
 asyncpg's type introspection. Usage: tools.py HOST PORT. Prints
 "tools ok" when every check passed.
 """
@@ -9,35 +9,11 @@ import sys
 
 import asyncpg
 import pandas as pd
-import sqlalchemy as sa
 from pgcli.pgexecute import PGExecute
+from sqlalchemy_reflection import reflect
 
 HOST, PORT = sys.argv[1], int(sys.argv[2])
 TRADES_COLUMNS = ["symbol", "price", "volume", "ts"]
-
-
-def sqlalchemy_inspector():
-    engine = sa.create_engine(f"postgresql+psycopg2://velo@{HOST}:{PORT}/velostream")
-    inspector = sa.inspect(engine)
-    assert "public" in inspector.get_schema_names(), inspector.get_schema_names()
-    assert inspector.get_table_names() == ["trades"], inspector.get_table_names()
-    assert inspector.get_view_names() == [], inspector.get_view_names()
-    columns = inspector.get_columns("trades")
-    assert [c["name"] for c in columns] == TRADES_COLUMNS, columns
-    types = {c["name"]: c["type"] for c in columns}
-    assert isinstance(types["symbol"], sa.TEXT), types
-    assert isinstance(types["price"], sa.NUMERIC), types
-    assert (types["price"].precision, types["price"].scale) == (18, 2), types
-    assert isinstance(types["volume"], sa.BIGINT), types
-    assert isinstance(types["ts"], sa.TIMESTAMP), types
-    assert all(not c["nullable"] for c in columns), columns
-    assert inspector.get_pk_constraint("trades")["constrained_columns"] == []
-    assert inspector.get_foreign_keys("trades") == []
-    assert inspector.get_indexes("trades") == []
-    # SQLAlchemy's reflection of the whole table.
-    table = sa.Table("trades", sa.MetaData(), autoload_with=engine)
-    assert [c.name for c in table.columns] == TRADES_COLUMNS
-    return engine
 
 
 def pandas_read_sql(engine):
@@ -103,7 +79,7 @@ async def asyncpg_introspection():
         await conn.close()
 
 
-engine = sqlalchemy_inspector()
+engine = reflect(HOST, PORT)
 print("sqlalchemy ok")
 pandas_read_sql(engine)
 print("pandas ok")

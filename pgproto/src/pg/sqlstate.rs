@@ -28,6 +28,7 @@ pub const OUT_OF_MEMORY: &str = "53200";
 pub const TOO_MANY_CONNECTIONS: &str = "53300";
 pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
 pub const STATEMENT_TOO_COMPLEX: &str = "54001";
+pub const CARDINALITY_VIOLATION: &str = "21000";
 pub const QUERY_CANCELED: &str = "57014";
 pub const CANNOT_CONNECT_NOW: &str = "57P03";
 pub const ADMIN_SHUTDOWN: &str = "57P01";

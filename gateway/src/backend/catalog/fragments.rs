@@ -27,23 +27,6 @@ const REPLACEMENTS: &[(&str, &str)] = &[
         "typinput='array_in'",
     ),
     ("typinput='array_in'::regproc", "typinput='array_in'"),
-    // pgjdbc getPrimaryKeys/getIndexInfo/getBestRowIdentifier: the
-    // set-returning _pg_expandarray and its record fields, as the
-    // equivalent unnests (same-length unnests in one projection pair up).
-    (
-        "(information_schema._pg_expandarray(i.indkey)).n",
-        "unnest(generate_series(CAST(1 AS BIGINT), CAST(array_length(i.indkey) AS BIGINT)))",
-    ),
-    (
-        "information_schema._pg_expandarray(i.indkey) AS KEYS",
-        "unnest(i.indkey) AS KEYS",
-    ),
-    (
-        "information_schema._pg_expandarray(i.indkey) AS keys",
-        "unnest(i.indkey) AS keys",
-    ),
-    ("(result.KEYS).x", "result.KEYS"),
-    ("(i.keys).x", "i.keys"),
 ];
 
 pub fn replace_fragments(sql: &str) -> std::borrow::Cow<'_, str> {

@@ -10,7 +10,7 @@ use datafusion::arrow::array::AsArray;
 use datafusion::arrow::array::{
     new_null_array, Array, ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray,
 };
-use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type};
 use datafusion::error::Result;
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{
@@ -251,10 +251,68 @@ fn null_of(name: &'static str, counts: &[usize], returns: DataType) -> ScalarUDF
 }
 
 /// Functions that are the same for every session.
+/// The record `information_schema._pg_expandarray` returns per element:
+/// the element and its 1-based position.
+fn expanded_element() -> DataType {
+    use datafusion::arrow::datatypes::{Field, Fields};
+    DataType::Struct(Fields::from(vec![
+        Field::new("x", DataType::Int32, true),
+        Field::new("n", DataType::Int32, false),
+    ]))
+}
+
+/// `_pg_expandarray(array)` as a list of (x, n) records, which the catalog
+/// rewrite unnests: PostgreSQL's set-returning function (pgjdbc's and
+/// Metabase's key and index queries over int2vector columns).
+fn pg_expandarray() -> ScalarUDF {
+    use datafusion::arrow::array::{ListArray, StructArray};
+    use datafusion::arrow::buffer::OffsetBuffer;
+    use datafusion::arrow::datatypes::{Field, Fields};
+    let element = Arc::new(Field::new("item", expanded_element(), true));
+    let returns = DataType::List(element.clone());
+    function("pg_expandarray", &[1], returns, move |args, rows| {
+        let (mut xs, mut ns, mut lengths, mut valid) = (vec![], vec![], vec![], vec![]);
+        let lists = match args[0].data_type() {
+            DataType::List(_) => Some(args[0].as_list::<i32>()),
+            _ => None,
+        };
+        for row in 0..rows {
+            let Some(values) = lists.filter(|l| !l.is_null(row)).map(|l| l.value(row)) else {
+                lengths.push(0);
+                valid.push(false);
+                continue;
+            };
+            let values = datafusion::arrow::compute::cast(&values, &DataType::Int32)?;
+            xs.extend(values.as_primitive::<Int32Type>().iter());
+            ns.extend(1..=values.len() as i32);
+            lengths.push(values.len());
+            valid.push(true);
+        }
+        let DataType::Struct(fields) = expanded_element() else {
+            unreachable!("a record type")
+        };
+        let records = StructArray::try_new(
+            Fields::clone(&fields),
+            vec![
+                Arc::new(Int32Array::from(xs)) as ArrayRef,
+                Arc::new(Int32Array::from(ns)) as ArrayRef,
+            ],
+            None,
+        )?;
+        Ok(Arc::new(ListArray::try_new(
+            element.clone(),
+            OffsetBuffer::from_lengths(lengths),
+            Arc::new(records),
+            Some(valid.into()),
+        )?) as ArrayRef)
+    })
+}
+
 pub fn register_static(registry: &mut dyn FunctionRegistry) -> Result<()> {
     let text = DataType::Utf8;
     let udfs = vec![
         json_build_object(),
+        pg_expandarray(),
         pg_typeof(),
         // Streams take no UPDATE (Npgsql's column schema asks).
         constant_bool("pg_column_is_updatable", &[3], false),

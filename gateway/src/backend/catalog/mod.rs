@@ -14,6 +14,7 @@ mod relations;
 mod rewrite;
 mod route;
 mod stable_oids;
+mod subplans;
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ use datafusion::common::ParamValues;
 use datafusion::execution::context::SessionState;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
@@ -232,8 +233,7 @@ impl Catalog {
             .await
             .map_err(plan_error)?;
         if check {
-            state
-                .create_physical_plan(&plan)
+            subplans::physical(&state, plan.clone(), Instant::now() + TIME_LIMIT)
                 .await
                 .map_err(plan_error)?;
         }
@@ -292,7 +292,7 @@ impl Catalog {
                 .map_err(plan_error)?;
         }
         let schema = normalized_schema(plan.schema().as_arrow(), &names);
-        let collect = collect_bounded(DataFrame::new(state, plan));
+        let collect = collect_bounded(state, plan);
         let batches = tokio::time::timeout(TIME_LIMIT, collect)
             .await
             .map_err(|_| GatewayError::StatementTimeout)??;
@@ -303,9 +303,16 @@ impl Catalog {
 
 /// Collects a catalog result, refusing one larger than tools ever read
 /// (54000) instead of holding it whole.
-async fn collect_bounded(frame: DataFrame) -> Result<Vec<RecordBatch>, GatewayError> {
+async fn collect_bounded(
+    state: SessionState,
+    plan: LogicalPlan,
+) -> Result<Vec<RecordBatch>, GatewayError> {
     use futures::StreamExt;
-    let mut stream = frame.execute_stream().await.map_err(plan_error)?;
+    let physical = subplans::physical(&state, plan, Instant::now() + TIME_LIMIT)
+        .await
+        .map_err(plan_error)?;
+    let mut stream = datafusion::physical_plan::execute_stream(physical, state.task_ctx())
+        .map_err(plan_error)?;
     let (mut batches, mut rows, mut bytes) = (Vec::new(), 0usize, 0usize);
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(plan_error)?;
@@ -354,7 +361,11 @@ fn plan_error(e: datafusion::error::DataFusionError) -> GatewayError {
         .or_else(|| e.strip_prefix("This feature is not implemented: "))
         .unwrap_or(&e)
         .to_string();
-    if message.contains("Resources exhausted") {
+    if message.contains(subplans::MORE_THAN_ONE_ROW) {
+        GatewayError::CardinalityViolation
+    } else if message.contains(subplans::OUT_OF_TIME) {
+        GatewayError::StatementTimeout
+    } else if message.contains("Resources exhausted") {
         GatewayError::OutOfMemory(format!("catalog statement out of memory: {message}"))
     } else if message.contains("table") && message.contains("not found") {
         GatewayError::UndefinedTable(format!("catalog relation does not exist: {message}"))

@@ -331,6 +331,11 @@ fn array_columns() -> Vec<Reshape> {
         ("pg_policy", vec![("polroles", Int32)], vec![]),
         ("pg_db_role_setting", vec![("setconfig", Utf8)], vec![]),
         (
+            "pg_extension",
+            vec![("extconfig", Int32), ("extcondition", Utf8)],
+            vec![],
+        ),
+        (
             "pg_index",
             vec![
                 ("indkey", Int16),
@@ -456,6 +461,8 @@ const EMPTY_INFORMATION_SCHEMA: &[(&str, &str)] = &[
     ("referential_constraints", "constraint_catalog:t constraint_schema:t constraint_name:t unique_constraint_catalog:t unique_constraint_schema:t unique_constraint_name:t match_option:t update_rule:t delete_rule:t"),
     ("constraint_column_usage", "table_catalog:t table_schema:t table_name:t column_name:t constraint_catalog:t constraint_schema:t constraint_name:t"),
     ("routines", "specific_catalog:t specific_schema:t specific_name:t routine_catalog:t routine_schema:t routine_name:t routine_type:t data_type:t routine_definition:t external_language:t"),
+    // No engine relation is granted to anyone but its owner.
+    ("role_table_grants", "grantor:t grantee:t table_catalog:t table_schema:t table_name:t privilege_type:t is_grantable:t with_hierarchy:t"),
     ("parameters", "specific_catalog:t specific_schema:t specific_name:t ordinal_position:i parameter_mode:t parameter_name:t data_type:t udt_name:t"),
 ];
 

@@ -23,6 +23,75 @@ pub fn rewrite(statement: &mut Statement, catalog_tables: &[String]) {
         aliases: aliases.0,
         catalog_tables,
     });
+    let _ = statement.visit(&mut SelectListIntegers);
+}
+
+/// PostgreSQL types an integer constant that fits 32 bits as `integer`;
+/// DataFusion as `bigint`. Drivers see the select list's types, so there
+/// (outside casts, function arguments, whose implementations may want 64
+/// bits, and subqueries, which are select lists of their own) such constants
+/// become `integer`: `2 AS "PROCEDURE_TYPE"`, `CASE ... THEN 2002`,
+/// `current_setting(...)::int / 100`, `pg_typeof(1)`.
+struct SelectListIntegers;
+
+impl VisitorMut for SelectListIntegers {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        for_each_select(query.body.as_mut(), &mut |select| {
+            for item in &mut select.projection {
+                if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item
+                {
+                    let _ = e.visit(&mut TopLevelIntegers { nested: 0 });
+                }
+            }
+        });
+        ControlFlow::Continue(())
+    }
+}
+
+struct TopLevelIntegers {
+    /// How many function calls or subqueries the visit is inside.
+    nested: usize,
+}
+
+impl TopLevelIntegers {
+    fn nests(expr: &Expr) -> bool {
+        match expr {
+            Expr::Function(f) => !f.name.to_string().eq_ignore_ascii_case("pg_typeof"),
+            // A cast gives the type itself.
+            Expr::Cast { .. } => true,
+            Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+impl VisitorMut for TopLevelIntegers {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        self.nested += usize::from(Self::nests(expr));
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if Self::nests(expr) {
+            self.nested -= 1;
+        } else if self.nested == 0 {
+            let small = match &*expr {
+                Expr::Value(v) => match &v.value {
+                    datafusion::sql::sqlparser::ast::Value::Number(n, _) => n.parse::<i32>().ok(),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(n) = small {
+                replace_with(expr, &format!("CAST({n} AS INT)"));
+            }
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 struct Rules<'a> {
@@ -230,7 +299,25 @@ impl VisitorMut for Rules<'_> {
                     join_by_proname(left);
                 } else if names_type_function(left) {
                     join_by_proname(right);
+                } else if names_aggregate_function(right) {
+                    join_by_qualified_proname(left);
+                } else if names_aggregate_function(left) {
+                    join_by_qualified_proname(right);
                 }
+            }
+            // `(record).field` of a function's or column's record (the
+            // unnested _pg_expandarray): DataFusion's get_field.
+            Expr::CompoundFieldAccess { root, access_chain } if access_chain.len() == 1 => {
+                if let datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(field)) =
+                    &access_chain[0]
+                {
+                    let sql = format!("get_field({root}, '{}')", field.value.to_ascii_lowercase());
+                    replace_with(expr, &sql);
+                }
+            }
+            // The `name` type is text here.
+            Expr::Cast { data_type, .. } if is_name_type(data_type) => {
+                *data_type = DataType::Text;
             }
             // LIKE ... ESCAPE '/': DataFusion takes only the backslash.
             Expr::Like {
@@ -366,6 +453,24 @@ impl VisitorMut for Rules<'_> {
                 let sql = lookup_by_name(class, &name.to_string());
                 replace_with(expr, &sql);
             }
+            // The set-returning _pg_expandarray: its records, unnested.
+            Expr::Function(f)
+                if f.name
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .is_some_and(|i| i.value.eq_ignore_ascii_case("_pg_expandarray")) =>
+            {
+                let array = match &f.args {
+                    FunctionArguments::List(list) if list.args.len() == 1 => {
+                        Some(list.args[0].to_string())
+                    }
+                    _ => None,
+                };
+                if let Some(array) = array {
+                    replace_with(expr, &format!("unnest(pg_expandarray({array}))"));
+                }
+            }
             // generate_subscripts(a, 1) → the positions 1..n of a.
             Expr::Function(f)
                 if f.name
@@ -411,6 +516,28 @@ const TYPE_FUNCTION_COLUMNS: &[&str] = &[
 fn names_type_function(e: &Expr) -> bool {
     matches!(e, Expr::CompoundIdentifier(parts)
         if parts.last().is_some_and(|c| TYPE_FUNCTION_COLUMNS.contains(&c.value.to_ascii_lowercase().as_str())))
+}
+
+/// Whether `e` is `alias.aggfnoid`, which the library holds as the
+/// aggregate's schema-qualified name.
+fn names_aggregate_function(e: &Expr) -> bool {
+    matches!(e, Expr::CompoundIdentifier(parts)
+        if parts.last().is_some_and(|c| c.value.eq_ignore_ascii_case("aggfnoid")))
+}
+
+/// `alias.oid` → `'pg_catalog.' || alias.proname` (Grafana's aggregate
+/// list joins pg_aggregate to pg_proc).
+fn join_by_qualified_proname(e: &mut Expr) {
+    if let Expr::CompoundIdentifier(parts) = e {
+        if parts.len() == 2 && parts[1].value.eq_ignore_ascii_case("oid") {
+            let sql = format!("('pg_catalog.' || {}.proname)", parts[0]);
+            replace_with(e, &sql);
+        }
+    }
+}
+
+fn is_name_type(t: &DataType) -> bool {
+    matches!(t, DataType::Custom(name, args) if args.is_empty() && name.to_string().eq_ignore_ascii_case("name"))
 }
 
 /// `alias.oid` → `alias.proname`.
@@ -525,7 +652,12 @@ fn is_text_type(t: &DataType) -> bool {
 /// for `oid`, as an expression over the catalog.
 fn object_name(reg_type: &str, oid: &Expr) -> Option<String> {
     let (column, table) = match reg_type {
-        "regtype" => return Some(format!("format_type({oid}, NULL)")),
+        // Oid 0 is `-`, as the reg* types print it.
+        "regtype" => {
+            return Some(format!(
+                "CASE WHEN {oid} = 0 THEN '-' ELSE format_type({oid}, NULL) END"
+            ))
+        }
         "regclass" => ("relname", "pg_class"),
         "regproc" => ("proname", "pg_proc"),
         "regnamespace" => ("nspname", "pg_namespace"),
@@ -533,7 +665,8 @@ fn object_name(reg_type: &str, oid: &Expr) -> Option<String> {
         _ => return None,
     };
     Some(format!(
-        "(SELECT first_value(reg_lookup.{column}) FROM pg_catalog.{table} reg_lookup WHERE reg_lookup.oid = {oid})"
+        "CASE WHEN {oid} = 0 THEN '-' ELSE (SELECT first_value(reg_lookup.{column}) \
+         FROM pg_catalog.{table} reg_lookup WHERE reg_lookup.oid = {oid}) END"
     ))
 }
 
@@ -671,24 +804,54 @@ mod tests {
     }
 
     #[test]
+    fn select_list_integers_are_int4_as_in_postgresql() {
+        assert_eq!(
+            rewritten(
+                "SELECT 1, -2, 3000000000, CASE WHEN a THEN 4 ELSE 5 END, f(6), 7::int8, \
+                 pg_typeof(8), (SELECT max(b) + 9 FROM u WHERE b = 10) FROM t WHERE x = 11 LIMIT 12"
+            ),
+            "SELECT CAST(1 AS INT), -CAST(2 AS INT), 3000000000, \
+             CASE WHEN a THEN CAST(4 AS INT) ELSE CAST(5 AS INT) END, f(6), 7::INT8, \
+             pg_typeof(CAST(8 AS INT)), (SELECT max(b) + CAST(9 AS INT) FROM u WHERE b = 10) \
+             FROM t WHERE x = 11 LIMIT 12"
+        );
+    }
+
+    #[test]
+    fn pg_expandarray_records_are_unnested_and_read_by_field() {
+        assert_eq!(
+            rewritten(
+                "SELECT (information_schema._pg_expandarray(i.indkey)).n, \
+                 information_schema._pg_expandarray(i.indkey) AS keys FROM pg_index i"
+            ),
+            "SELECT get_field((unnest(pg_expandarray(i.indkey))), 'n'), \
+             unnest(pg_expandarray(i.indkey)) AS keys FROM pg_index i"
+        );
+        assert_eq!(
+            rewritten("SELECT (r.keys).x FROM r"),
+            "SELECT get_field((r.keys), 'x') FROM r"
+        );
+    }
+
+    #[test]
     fn like_escape_characters_become_backslashes() {
         assert_eq!(
             rewritten(
-                r"SELECT 1 FROM n WHERE nspname NOT LIKE 'pg/_' || '%' ESCAPE '/' AND x LIKE 'a\b'"
+                r"SELECT y FROM n WHERE nspname NOT LIKE 'pg/_' || '%' ESCAPE '/' AND x LIKE 'a\b'"
             ),
-            r"SELECT 1 FROM n WHERE nspname NOT LIKE 'pg\_' || '%' AND x LIKE 'a\b'"
+            r"SELECT y FROM n WHERE nspname NOT LIKE 'pg\_' || '%' AND x LIKE 'a\b'"
         );
         assert_eq!(
-            rewritten(r"SELECT 1 FROM n WHERE a ILIKE 'x!%\' ESCAPE '!'"),
-            r"SELECT 1 FROM n WHERE a ILIKE 'x\%\\'"
+            rewritten(r"SELECT y FROM n WHERE a ILIKE 'x!%\' ESCAPE '!'"),
+            r"SELECT y FROM n WHERE a ILIKE 'x\%\\'"
         );
     }
 
     #[test]
     fn type_functions_join_pg_proc_by_name() {
         assert_eq!(
-            rewritten("SELECT 1 FROM pg_type t LEFT JOIN pg_proc p ON p.oid = t.typreceive WHERE t.typsend = p.oid"),
-            "SELECT 1 FROM pg_type t LEFT JOIN pg_proc p ON p.proname = t.typreceive WHERE t.typsend = p.proname"
+            rewritten("SELECT t.typname FROM pg_type t LEFT JOIN pg_proc p ON p.oid = t.typreceive WHERE t.typsend = p.oid"),
+            "SELECT t.typname FROM pg_type t LEFT JOIN pg_proc p ON p.proname = t.typreceive WHERE t.typsend = p.proname"
         );
     }
 
@@ -696,7 +859,8 @@ mod tests {
     fn every_branch_of_a_union_gets_unique_names() {
         assert_eq!(
             rewritten("WITH RECURSIVE t(a, b, c) AS (SELECT 0::int4, x, 0 FROM s UNION ALL SELECT 1, y, 1 FROM t) SELECT * FROM t"),
-            "WITH RECURSIVE t (a, b, c) AS (SELECT 0::INT4 AS column_1, x, 0 AS column_3 FROM s UNION ALL SELECT 1 AS column_1, y, 1 AS column_3 FROM t) SELECT * FROM t"
+            "WITH RECURSIVE t (a, b, c) AS (SELECT 0::INT4 AS column_1, x, CAST(0 AS INT) AS column_3 FROM s \
+             UNION ALL SELECT CAST(1 AS INT) AS column_1, y, CAST(1 AS INT) AS column_3 FROM t) SELECT * FROM t"
         );
     }
 
@@ -704,7 +868,9 @@ mod tests {
     fn object_identifiers_read_as_names() {
         assert_eq!(
             rewritten("SELECT a.atttypid::regtype::text, a.attrelid::regclass::text FROM pg_attribute a"),
-            "SELECT format_type(a.atttypid, NULL), (SELECT first_value(reg_lookup.relname) FROM pg_catalog.pg_class reg_lookup WHERE reg_lookup.oid = a.attrelid) FROM pg_attribute a"
+            "SELECT CASE WHEN a.atttypid = CAST(0 AS INT) THEN '-' ELSE format_type(a.atttypid, NULL) END, \
+             CASE WHEN a.attrelid = CAST(0 AS INT) THEN '-' ELSE (SELECT first_value(reg_lookup.relname) \
+             FROM pg_catalog.pg_class reg_lookup WHERE reg_lookup.oid = a.attrelid) END FROM pg_attribute a"
         );
     }
 
