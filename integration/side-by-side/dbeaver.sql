@@ -165,7 +165,6 @@ SELECT name,default_version,installed_version,comment FROM pg_catalog.pg_availab
 -- name: event triggers
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDatabase.java, EventTriggersCache
 -- compare: all
--- differs: types _text as text
 SELECT pet.*, d.description FROM pg_catalog.pg_event_trigger pet
 LEFT OUTER JOIN pg_catalog.pg_description d ON pet."oid" = d.objoid;
 

@@ -79,13 +79,11 @@
 -- name: \dp
 -- source: src/bin/psql/describe.c
 -- compare: all
--- differs: psql output
 \dp
 
 -- name: \z trades
 -- source: src/bin/psql/describe.c
 -- compare: all
--- differs: psql output
 \z trades
 
 -- name: \dd
@@ -106,7 +104,6 @@
 -- name: \dy
 -- source: src/bin/psql/describe.c
 -- compare: all
--- differs: psql output
 \dy
 
 -- name: \dF
@@ -136,7 +133,6 @@
 -- name: \dX
 -- source: src/bin/psql/describe.c
 -- compare: all
--- differs: psql output
 \dX
 
 -- name: \dO
@@ -178,7 +174,6 @@
 -- name: \dx+
 -- source: src/bin/psql/describe.c
 -- compare: all
--- differs: psql output
 \dx+
 
 -- name: \db
@@ -246,7 +241,6 @@
 -- name: \sf pg_catalog.lower(text)
 -- source: src/bin/psql/describe.c
 -- compare: all
--- differs: psql output
 \sf pg_catalog.lower(text)
 
 -- name: \dA

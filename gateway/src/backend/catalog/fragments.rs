@@ -27,6 +27,9 @@ const REPLACEMENTS: &[(&str, &str)] = &[
         "typinput='array_in'",
     ),
     ("typinput='array_in'::regproc", "typinput='array_in'"),
+    // psql \dp: policies for all roles, `polroles <> '{0}'` (an array
+    // literal, typed by the column in PostgreSQL).
+    ("polroles <> '{0}'", "polroles <> make_array(0)"),
 ];
 
 pub fn replace_fragments(sql: &str) -> std::borrow::Cow<'_, str> {

@@ -308,9 +308,122 @@ fn pg_expandarray() -> ScalarUDF {
     })
 }
 
+/// PostgreSQL 15's pseudo-types, which `format_type` names by their
+/// typname (the catalog library prints `oid(N)` for them).
+const PSEUDO_TYPES: &[(i64, &str)] = &[
+    (32, "pg_ddl_command"),
+    (269, "table_am_handler"),
+    (325, "index_am_handler"),
+    (705, "unknown"),
+    (2249, "record"),
+    (2275, "cstring"),
+    (2276, "\"any\""),
+    (2277, "anyarray"),
+    (2278, "void"),
+    (2279, "trigger"),
+    (2280, "language_handler"),
+    (2281, "internal"),
+    (2283, "anyelement"),
+    (2776, "anynonarray"),
+    (3115, "fdw_handler"),
+    (3310, "tsm_handler"),
+    (3500, "anyenum"),
+    (3831, "anyrange"),
+    (3838, "event_trigger"),
+    (4537, "anymultirange"),
+    (4538, "anycompatiblemultirange"),
+    (5077, "anycompatible"),
+    (5078, "anycompatiblearray"),
+    (5079, "anycompatiblenonarray"),
+    (5080, "anycompatiblerange"),
+];
+
+/// The library's `format_type(oid, typmod)`, with the pseudo-types named.
+fn format_type(library: Arc<ScalarUDF>) -> ScalarUDF {
+    use datafusion::arrow::datatypes::Field;
+    function("format_type", &[2], DataType::Utf8, move |args, rows| {
+        let arg_fields = (0..args.len())
+            .map(|i| Arc::new(Field::new(format!("a{i}"), DataType::Int32, true)))
+            .collect();
+        // The library takes int4 oids and typmods only (not a NULL literal).
+        let args = args
+            .iter()
+            .map(|a| datafusion::arrow::compute::cast(a, &DataType::Int32))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let formatted = library.invoke_with_args(ScalarFunctionArgs {
+            number_rows: rows,
+            arg_fields,
+            args: args.iter().cloned().map(ColumnarValue::Array).collect(),
+            return_field: Arc::new(Field::new("format_type", DataType::Utf8, true)),
+            config_options: Default::default(),
+        })?;
+        let formatted =
+            datafusion::arrow::compute::cast(&formatted.into_array(rows)?, &DataType::Utf8)?;
+        let oids = as_int64(&args[0])?;
+        Ok(Arc::new(
+            formatted
+                .as_string::<i32>()
+                .iter()
+                .zip(oids.iter())
+                .map(|(name, oid)| {
+                    let pseudo = oid.and_then(|o| PSEUDO_TYPES.iter().find(|(p, _)| *p == o));
+                    match pseudo {
+                        Some((_, pseudo)) => Some(pseudo.to_string()),
+                        None => name.map(str::to_string),
+                    }
+                })
+                .collect::<StringArray>(),
+        ) as ArrayRef)
+    })
+}
+
+/// `pg_format_types(oid[])`: the types' names as `format_type` gives them,
+/// joined by ", " (a function's identity arguments, for
+/// pg_describe_object, pg_get_functiondef and regprocedure lookups).
+fn pg_format_types(format_type: Arc<ScalarUDF>) -> ScalarUDF {
+    use datafusion::arrow::datatypes::Field;
+    function(
+        "pg_format_types",
+        &[1],
+        DataType::Utf8,
+        move |args, rows| {
+            let lists = match args[0].data_type() {
+                DataType::List(_) => Some(args[0].as_list::<i32>()),
+                _ => None,
+            };
+            let mut names = Vec::with_capacity(rows);
+            for row in 0..rows {
+                let Some(oids) = lists.filter(|l| !l.is_null(row)).map(|l| l.value(row)) else {
+                    names.push(None);
+                    continue;
+                };
+                let oids = datafusion::arrow::compute::cast(&oids, &DataType::Int32)?;
+                let typmods: ArrayRef = new_null_array(&DataType::Int32, oids.len());
+                let formatted = format_type.invoke_with_args(ScalarFunctionArgs {
+                    number_rows: oids.len(),
+                    arg_fields: vec![
+                        Arc::new(Field::new("oid", DataType::Int32, true)),
+                        Arc::new(Field::new("typmod", DataType::Int32, true)),
+                    ],
+                    args: vec![ColumnarValue::Array(oids), ColumnarValue::Array(typmods)],
+                    return_field: Arc::new(Field::new("format_type", DataType::Utf8, true)),
+                    config_options: Default::default(),
+                })?;
+                let formatted = formatted.into_array(1)?;
+                let formatted = datafusion::arrow::compute::cast(&formatted, &DataType::Utf8)?;
+                let parts: Vec<&str> = formatted.as_string::<i32>().iter().flatten().collect();
+                names.push(Some(parts.join(", ")));
+            }
+            Ok(Arc::new(StringArray::from(names)) as ArrayRef)
+        },
+    )
+}
+
 pub fn register_static(registry: &mut dyn FunctionRegistry) -> Result<()> {
     let text = DataType::Utf8;
+    let format_type = Arc::new(format_type(registry.udf("format_type")?));
     let udfs = vec![
+        pg_format_types(format_type.clone()),
         json_build_object(),
         pg_expandarray(),
         pg_typeof(),
@@ -323,9 +436,6 @@ pub fn register_static(registry: &mut dyn FunctionRegistry) -> Result<()> {
         null_of("pg_get_viewdef", &[1, 2], text.clone()),
         null_of("pg_get_triggerdef", &[1, 2], text.clone()),
         null_of("pg_get_serial_sequence", &[2], text.clone()),
-        null_of("pg_get_function_result", &[1], text.clone()),
-        null_of("pg_get_function_arguments", &[1], text.clone()),
-        null_of("pg_get_function_identity_arguments", &[1], text.clone()),
         null_of("pg_get_ruledef", &[1, 2], text.clone()),
         null_of("pg_tablespace_location", &[1], text.clone()),
         constant_bool("pg_type_is_visible", &[1], true),
@@ -427,6 +537,7 @@ pub fn register_static(registry: &mut dyn FunctionRegistry) -> Result<()> {
             ) as ArrayRef)
         }),
     ];
+    registry.register_udf(format_type)?;
     for udf in udfs {
         registry.register_udf(Arc::new(udf))?;
     }

@@ -330,6 +330,8 @@ fn array_columns() -> Vec<Reshape> {
         ("pg_default_acl", vec![("defaclacl", Utf8)], vec![]),
         ("pg_policy", vec![("polroles", Int32)], vec![]),
         ("pg_db_role_setting", vec![("setconfig", Utf8)], vec![]),
+        ("pg_statistic_ext", vec![("stxkind", Utf8)], vec![]),
+        ("pg_event_trigger", vec![("evttags", Utf8)], vec![]),
         (
             "pg_extension",
             vec![("extconfig", Int32), ("extcondition", Utf8)],

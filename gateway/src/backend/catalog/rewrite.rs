@@ -259,9 +259,13 @@ impl VisitorMut for Rules<'_> {
         else {
             return ControlFlow::Continue(());
         };
-        if !alias.columns.is_empty() {
-            return ControlFlow::Continue(());
-        }
+        // The column is named after the alias, or its one column alias
+        // (`unnest(evttags) AS t(x)`, psql's \dy).
+        let column = match alias.columns.as_slice() {
+            [] => alias.name.to_string(),
+            [only] => only.name.to_string(),
+            _ => return ControlFlow::Continue(()),
+        };
         let function = name.to_string().to_ascii_lowercase();
         let function = function.trim_start_matches("pg_catalog.");
         let a = &alias.name;
@@ -272,9 +276,9 @@ impl VisitorMut for Rules<'_> {
             .collect::<Vec<_>>()
             .join(", ");
         let sql = if TABLE_FUNCTIONS.contains(&function) {
-            format!("(SELECT value AS {a} FROM {function}({args})) AS {a}")
+            format!("(SELECT value AS {column} FROM {function}({args})) AS {a}")
         } else {
-            format!("(SELECT {function}({args}) AS {a}) AS {a}")
+            format!("(SELECT {function}({args}) AS {column}) AS {a}")
         };
         if let Ok(replacement) = Parser::new(&PostgreSqlDialect {})
             .try_with_sql(&sql)
@@ -421,6 +425,63 @@ impl VisitorMut for Rules<'_> {
                 ) =>
             {
                 replace_with(expr, "CAST(NULL AS VARCHAR)");
+            }
+            // Catalog functions written as lookups: pg_describe_object (psql
+            // \dx+), pg_get_functiondef (\sf).
+            Expr::Function(f)
+                if matches!(
+                    function_name(f).as_deref(),
+                    Some(
+                        "pg_describe_object"
+                            | "pg_get_functiondef"
+                            | "pg_get_function_result"
+                            | "pg_get_function_arguments"
+                            | "pg_get_function_identity_arguments"
+                    )
+                ) =>
+            {
+                let args: Vec<String> = match &f.args {
+                    FunctionArguments::List(list) => {
+                        list.args.iter().map(|a| a.to_string()).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                let sql = match (function_name(f).as_deref(), args.as_slice()) {
+                    (Some("pg_describe_object"), [class, oid, _]) => {
+                        Some(describe_object(class, oid))
+                    }
+                    (Some("pg_get_functiondef"), [oid]) => Some(function_definition(oid)),
+                    (Some("pg_get_function_result"), [oid]) => Some(format!(
+                        "(SELECT CASE WHEN rp.proretset THEN 'SETOF ' ELSE '' END \
+                         || format_type(rp.prorettype, NULL) FROM pg_catalog.pg_proc rp WHERE rp.oid = {oid})"
+                    )),
+                    // The types (builtin functions have no argument names).
+                    (
+                        Some("pg_get_function_arguments" | "pg_get_function_identity_arguments"),
+                        [oid],
+                    ) => Some(format!(
+                        "(SELECT pg_format_types(rp.proargtypes) FROM pg_catalog.pg_proc rp WHERE rp.oid = {oid})"
+                    )),
+                    _ => None,
+                };
+                if let Some(sql) = sql {
+                    replace_with(expr, &sql);
+                }
+            }
+            // 'schema.name(types)'::regprocedure: the function's oid.
+            Expr::Cast {
+                expr: signature,
+                data_type,
+                ..
+            } if is_string_literal(signature)
+                && data_type
+                    .to_string()
+                    .to_ascii_lowercase()
+                    .trim_start_matches("pg_catalog.")
+                    == "regprocedure" =>
+            {
+                let sql = lookup_function(&signature.to_string());
+                replace_with(expr, &sql);
             }
             // to_regclass('name'), to_regtype('name'): the oid, or NULL.
             Expr::Function(f)
@@ -621,6 +682,75 @@ fn lookup_by_name(class: bool, name: &str) -> String {
              WHERE rt.typname = {name} OR format_type(rt.oid, NULL) = {name})"
         )
     }
+}
+
+/// A function's signature as regprocedure prints it: `name(type, type)`.
+const SIGNATURE: &str = "rp.proname || '(' || pg_format_types(rp.proargtypes) || ')'";
+
+/// The oid of the function a regprocedure literal names, or NULL.
+fn lookup_function(signature: &str) -> String {
+    format!(
+        "(SELECT first_value(rp.oid) FROM pg_catalog.pg_proc rp \
+         JOIN pg_catalog.pg_namespace rpn ON rp.pronamespace = rpn.oid \
+         WHERE rpn.nspname || '.' || {SIGNATURE} = {signature} \
+         OR (rpn.nspname IN ('public', 'pg_catalog') AND {SIGNATURE} = {signature}))"
+    )
+}
+
+/// pg_describe_object(class, oid, subid) for the object kinds the catalog
+/// holds (functions, languages, relations, types, schemas), in
+/// PostgreSQL's words; every one is on the search path, so unqualified.
+fn describe_object(class: &str, oid: &str) -> String {
+    format!(
+        "CASE {class} \
+         WHEN 1255 THEN (SELECT 'function ' || {SIGNATURE} FROM pg_catalog.pg_proc rp WHERE rp.oid = {oid}) \
+         WHEN 2612 THEN (SELECT 'language ' || dl.lanname FROM pg_catalog.pg_language dl WHERE dl.oid = {oid}) \
+         WHEN 1259 THEN (SELECT CASE dc.relkind WHEN 'v' THEN 'view ' WHEN 'm' THEN 'materialized view ' \
+              WHEN 'i' THEN 'index ' WHEN 'S' THEN 'sequence ' WHEN 'c' THEN 'composite type ' \
+              WHEN 'f' THEN 'foreign table ' ELSE 'table ' END || dc.relname \
+              FROM pg_catalog.pg_class dc WHERE dc.oid = {oid}) \
+         WHEN 1247 THEN (SELECT 'type ' || format_type(dt.oid, NULL) FROM pg_catalog.pg_type dt WHERE dt.oid = {oid}) \
+         WHEN 2615 THEN (SELECT 'schema ' || dn.nspname FROM pg_catalog.pg_namespace dn WHERE dn.oid = {oid}) \
+         END"
+    )
+}
+
+/// pg_get_functiondef(oid): the CREATE statement PostgreSQL prints for a
+/// function, from pg_proc.
+fn function_definition(oid: &str) -> String {
+    format!(
+        "(SELECT 'CREATE OR REPLACE FUNCTION ' || rpn.nspname || '.' || {SIGNATURE} || chr(10) \
+         || ' RETURNS ' || CASE WHEN rp.proretset THEN 'SETOF ' ELSE '' END \
+         || format_type(rp.prorettype, NULL) || chr(10) \
+         || ' LANGUAGE ' || rl.lanname || chr(10) \
+         || CASE WHEN rp.prokind = 'w' THEN ' WINDOW' || chr(10) ELSE '' END \
+         || CASE WHEN rp.provolatile <> 'v' OR rp.proparallel <> 'u' OR rp.proisstrict \
+                 OR rp.prosecdef OR rp.proleakproof THEN \
+              CASE rp.provolatile WHEN 'i' THEN ' IMMUTABLE' WHEN 's' THEN ' STABLE' ELSE '' END \
+              || CASE WHEN rp.prosecdef THEN ' SECURITY DEFINER' ELSE '' END \
+              || CASE WHEN rp.proleakproof THEN ' LEAKPROOF' ELSE '' END \
+              || CASE rp.proparallel WHEN 's' THEN ' PARALLEL SAFE' WHEN 'r' THEN ' PARALLEL RESTRICTED' ELSE '' END \
+              || CASE WHEN rp.proisstrict THEN ' STRICT' ELSE '' END || chr(10) \
+            ELSE '' END \
+         || 'AS $function$' || rp.prosrc || '$function$' || chr(10) \
+         FROM pg_catalog.pg_proc rp \
+         JOIN pg_catalog.pg_namespace rpn ON rp.pronamespace = rpn.oid \
+         JOIN pg_catalog.pg_language rl ON rp.prolang = rl.oid \
+         WHERE rp.oid = {oid})"
+    )
+}
+
+/// A function call's unqualified name, lower case.
+fn function_name(f: &datafusion::sql::sqlparser::ast::Function) -> Option<String> {
+    f.name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(|i| i.value.to_ascii_lowercase())
+}
+
+fn is_string_literal(e: &Expr) -> bool {
+    matches!(e, Expr::Value(v) if matches!(v.value, datafusion::sql::sqlparser::ast::Value::SingleQuotedString(_)))
 }
 
 /// Whether `e` is evidently text (and so a name, not an oid).
