@@ -9,7 +9,6 @@ SELECT
 -- name: introspection: INTRO_LOOKUP_TYPES, core scalar oids (text, numeric, int8, timestamp)
 -- source: asyncpg/introspection.py, INTRO_LOOKUP_TYPES (server >= 14), executed by asyncpg/connection.py, Connection._introspect_types
 -- compare: all
--- differs: types _oid as _int4, oid as int4
 WITH RECURSIVE typeinfo_tree(
     oid, ns, name, kind, basetype, elemtype, elemdelim,
     range_subtype, attrtypoids, attrnames, depth)
@@ -208,7 +207,6 @@ ORDER BY
 -- name: introspection: INTRO_LOOKUP_TYPES, array oids (text[], numeric[], int8[], timestamp[])
 -- source: asyncpg/introspection.py, INTRO_LOOKUP_TYPES (server >= 14), executed by asyncpg/connection.py, Connection._introspect_types
 -- compare: all
--- differs: types _oid as _int4, oid as int4
 WITH RECURSIVE typeinfo_tree(
     oid, ns, name, kind, basetype, elemtype, elemdelim,
     range_subtype, attrtypoids, attrnames, depth)
@@ -407,7 +405,6 @@ ORDER BY
 -- name: introspection: INTRO_LOOKUP_TYPES, numeric[] (as sent for SELECT ARRAY[1.5::numeric])
 -- source: asyncpg/introspection.py, INTRO_LOOKUP_TYPES (server >= 14), executed by asyncpg/connection.py, Connection._introspect_types (from Connection._get_statement)
 -- compare: all
--- differs: types _oid as _int4, oid as int4
 WITH RECURSIVE typeinfo_tree(
     oid, ns, name, kind, basetype, elemtype, elemdelim,
     range_subtype, attrtypoids, attrnames, depth)
@@ -606,7 +603,6 @@ ORDER BY
 -- name: introspection: INTRO_LOOKUP_TYPES, row type of public.trades (as sent for SELECT t FROM public.trades t)
 -- source: asyncpg/introspection.py, INTRO_LOOKUP_TYPES (server >= 14), executed by asyncpg/connection.py, Connection._introspect_types (from Connection._get_statement)
 -- compare: shape
--- differs: types _oid as _int4, oid as int4
 WITH RECURSIVE typeinfo_tree(
     oid, ns, name, kind, basetype, elemtype, elemdelim,
     range_subtype, attrtypoids, attrnames, depth)
@@ -811,7 +807,6 @@ SELECT
 -- name: introspection: INTRO_LOOKUP_TYPES_13, core scalar oids (text, numeric, int8, timestamp)
 -- source: asyncpg/introspection.py, INTRO_LOOKUP_TYPES_13 (chosen in Connection.__init__ when server_version < 14), executed by asyncpg/connection.py, Connection._introspect_types
 -- compare: all
--- differs: types _oid as _int4, oid as int4
 WITH RECURSIVE typeinfo_tree(
     oid, ns, name, kind, basetype, elemtype, elemdelim,
     range_subtype, attrtypoids, attrnames, depth)
@@ -1000,7 +995,6 @@ ORDER BY
 -- name: introspection: INTRO_LOOKUP_TYPES_13, array oids (text[], numeric[], int8[], timestamp[])
 -- source: asyncpg/introspection.py, INTRO_LOOKUP_TYPES_13 (chosen in Connection.__init__ when server_version < 14), executed by asyncpg/connection.py, Connection._introspect_types
 -- compare: all
--- differs: types _oid as _int4, oid as int4
 WITH RECURSIVE typeinfo_tree(
     oid, ns, name, kind, basetype, elemtype, elemdelim,
     range_subtype, attrtypoids, attrnames, depth)
@@ -1189,7 +1183,6 @@ ORDER BY
 -- name: introspection: INTRO_LOOKUP_TYPES_13, row type of public.trades
 -- source: asyncpg/introspection.py, INTRO_LOOKUP_TYPES_13 (chosen in Connection.__init__ when server_version < 14), executed by asyncpg/connection.py, Connection._introspect_types
 -- compare: shape
--- differs: types _oid as _int4, oid as int4
 WITH RECURSIVE typeinfo_tree(
     oid, ns, name, kind, basetype, elemtype, elemdelim,
     range_subtype, attrtypoids, attrnames, depth)

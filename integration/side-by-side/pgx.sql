@@ -2,7 +2,7 @@
 -- name: LoadTypes [trades, _trades]
 -- source: derived_types.go @master 728cefa (v5.10.0+119), buildLoadDerivedTypesSQL (PG15: supportsMultirange; $1::text[] = {trades,_trades})
 -- compare: rows-with trades
--- differs: types _name as _text, _oid as _int4, oid as int8; rows
+-- differs: types oid as int8; rows
 WITH RECURSIVE
 -- find the OIDs in pg_class which match one of the provided type names
 selected_classes(oid,reltype) AS (
@@ -112,7 +112,7 @@ SELECT typname,
 -- name: LoadTypes [trades, _trades], v5.10.0 text
 -- source: derived_types.go @v5.10.0, buildLoadDerivedTypesSQL (PG15: supportsMultirange; $1::text[] = {trades,_trades}; no typdelim column, no typcategory filter)
 -- compare: rows-with trades
--- differs: types _name as _text, _oid as _int4, oid as int8; rows
+-- differs: types oid as int8; rows
 WITH RECURSIVE
 -- find the OIDs in pg_class which match one of the provided type names
 selected_classes(oid,reltype) AS (

@@ -39,8 +39,13 @@ pub fn write(column: &ColumnText, row: usize, out: &mut Vec<u8>) {
         ColumnText::List(a) => {
             let values = a.value(row);
             let element = ColumnText::new(&values);
-            let field = arrow::datatypes::Field::new("item", values.data_type().clone(), true);
-            let element_oid = super::pg_type(&field).0;
+            // The element field says a declared element type (name[]).
+            let element_oid = match a.data_type() {
+                arrow::datatypes::DataType::List(field) => super::pg_type(field).0,
+                other => {
+                    super::pg_type(&arrow::datatypes::Field::new("item", other.clone(), true)).0
+                }
+            };
             let has_null = (0..values.len()).any(|i| element.is_null(i));
             for v in [
                 1i32,

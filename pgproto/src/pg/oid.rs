@@ -95,6 +95,14 @@ pub fn array_oid(element: u32) -> u32 {
         INTERVAL => 1187,
         NUMERIC => 1231,
         JSONB => 3807,
+        NAME => 1003,
+        OID => 1028,
+        CHAR => 1002,
+        VARCHAR => 1015,
+        JSON => 199,
+        REGPROC => 1008,
+        REGTYPE => 2211,
+        XID => 1011,
         _ => 1009,
     }
 }

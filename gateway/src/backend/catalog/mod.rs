@@ -11,6 +11,7 @@ mod pg15_columns;
 mod pg15_oids;
 mod pg_catalog;
 mod relations;
+mod result_types;
 mod rewrite;
 mod route;
 mod stable_oids;
@@ -256,7 +257,7 @@ impl Catalog {
                 })
             })
             .collect();
-        Ok((params, normalized_schema(plan.schema().as_arrow(), &names)))
+        Ok((params, normalized_schema(&plan, &names)))
     }
 
     /// Runs a catalog statement to completion: its schema and batches.
@@ -291,7 +292,7 @@ impl Catalog {
                 .with_param_values(ParamValues::from(values))
                 .map_err(plan_error)?;
         }
-        let schema = normalized_schema(plan.schema().as_arrow(), &names);
+        let schema = normalized_schema(&plan, &names);
         let collect = collect_bounded(state, plan);
         let batches = tokio::time::timeout(TIME_LIMIT, collect)
             .await
@@ -401,15 +402,22 @@ fn normalized_type(t: &DataType) -> DataType {
 /// DataFusion's.
 type Names = Option<Vec<velo_engine::query::names::Column>>;
 
-/// The result schema clients see: encodable types, PostgreSQL's names.
-fn normalized_schema(schema: &Schema, names: &Names) -> SchemaRef {
+/// The result schema clients see: encodable types, PostgreSQL's names and
+/// types.
+fn normalized_schema(plan: &LogicalPlan, names: &Names) -> SchemaRef {
+    let types = result_types::result_types(plan);
     let encodable = Schema::new(
-        schema
+        plan.schema()
             .fields()
             .iter()
-            .map(|f| {
-                Field::new(f.name(), normalized_type(f.data_type()), true)
-                    .with_metadata(f.metadata().clone())
+            .zip(types)
+            .map(|(f, pg_type)| {
+                let field = Field::new(f.name(), normalized_type(f.data_type()), true)
+                    .with_metadata(f.metadata().clone());
+                match pg_type {
+                    Some(oid) => result_types::declaring(field, oid),
+                    None => field,
+                }
             })
             .collect::<Vec<_>>(),
     );
