@@ -14,7 +14,6 @@ ORDER BY db.datname;
 -- name: current database
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDataSource.java, loadAvailableDatabases
 -- compare: all
--- differs: types name as text
 SELECT current_database();
 
 -- name: server version
@@ -58,7 +57,6 @@ SELECT * FROM pg_catalog.pg_enum;
 -- name: context defaults: current schema and user
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreExecutionContext.java, refreshDefaults
 -- compare: all
--- differs: types name as text
 SELECT current_schema(),session_user;
 
 -- name: context defaults: search path

@@ -17,7 +17,6 @@ select current_catalog;
 -- name: getSchema: current_schema
 -- source: pgjdbc/src/main/java/org/postgresql/jdbc/PgConnection.java, getSchema
 -- compare: all
--- differs: types name as text
 select current_schema();
 
 -- name: getTransactionIsolation

@@ -220,13 +220,12 @@ select 'trades'::text::regtype::oid;
 -- name: LoadType: typtype and typbasetype
 -- source: conn.go, Conn.LoadType ("... where oid=$1", $1 = oid of type trades, written as 'public.trades'::regtype)
 -- compare: all
--- differs: types text as char; rows
+-- differs: rows
 select typtype::text, typbasetype from pg_type where oid='public.trades'::regtype;
 
 -- name: LoadType: array element and delimiter
 -- source: conn.go @master, getArrayElementOIDAndDelimiter ($1 = 1231, _numeric)
 -- compare: all
--- differs: types text as char
 select typelem, typdelim::text from pg_type where oid=1231;
 
 -- name: LoadType: array element, v5.10.0 text

@@ -15,7 +15,6 @@ select pg_catalog.version();
 -- name: connect / _get_default_schema_name
 -- source: lib/sqlalchemy/dialects/postgresql/base.py, PGDialect._get_default_schema_name (called from PGDialect.initialize)
 -- compare: all
--- differs: types name as text
 select current_schema();
 
 -- name: connect / get_isolation_level

@@ -34,11 +34,27 @@ pub struct LocalRows {
 
 impl LocalRows {
     fn new(columns: Vec<(String, ArrayRef)>, tag: &str) -> Self {
+        let columns = columns.into_iter().map(|(n, a)| (n, a, None)).collect();
+        Self::typed(columns, tag)
+    }
+
+    /// Columns with the PostgreSQL type each declares, where its Arrow
+    /// type does not say it (`name`).
+    fn typed(columns: Vec<(String, ArrayRef, Option<u32>)>, tag: &str) -> Self {
         let fields: Vec<Field> = columns
             .iter()
-            .map(|(name, array)| Field::new(name, array.data_type().clone(), true))
+            .map(|(name, array, pg_type)| {
+                let field = Field::new(name, array.data_type().clone(), true);
+                match pg_type {
+                    Some(oid) => field.with_metadata(std::collections::HashMap::from([(
+                        crate::codec::PG_TYPE_KEY.to_string(),
+                        oid.to_string(),
+                    )])),
+                    None => field,
+                }
+            })
             .collect();
-        let arrays = columns.into_iter().map(|(_, a)| a).collect();
+        let arrays = columns.into_iter().map(|(_, a, _)| a).collect();
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
             .expect("columns of equal length");
         Self {
@@ -236,6 +252,12 @@ impl Session {
         let columns = items
             .iter()
             .map(|item| {
+                // The database, user and schema are `name`s.
+                let pg_type = matches!(
+                    item.value,
+                    LocalValue::CurrentDatabase | LocalValue::User(_) | LocalValue::CurrentSchema
+                )
+                .then_some(crate::pg::oid::NAME);
                 let (name, array) = match &item.value {
                     LocalValue::Version => ("version", text(Some(version_string()))),
                     LocalValue::CurrentDatabase => {
@@ -262,10 +284,11 @@ impl Session {
                 (
                     item.alias.clone().unwrap_or_else(|| name.to_string()),
                     array,
+                    pg_type,
                 )
             })
             .collect();
-        LocalRows::new(columns, "SELECT 1")
+        LocalRows::typed(columns, "SELECT 1")
     }
 }
 

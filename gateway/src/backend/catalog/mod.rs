@@ -412,8 +412,12 @@ fn normalized_schema(plan: &LogicalPlan, names: &Names) -> SchemaRef {
             .iter()
             .zip(types)
             .map(|(f, pg_type)| {
+                // The inferred type is the one that holds (a cast keeps its
+                // operand's metadata in DataFusion).
+                let mut metadata = f.metadata().clone();
+                metadata.remove(crate::codec::PG_TYPE_KEY);
                 let field = Field::new(f.name(), normalized_type(f.data_type()), true)
-                    .with_metadata(f.metadata().clone());
+                    .with_metadata(metadata);
                 match pg_type {
                     Some(oid) => result_types::declaring(field, oid),
                     None => field,

@@ -14,40 +14,70 @@ use crate::pg::oid;
 /// Per output column of `plan`, the PostgreSQL type oid it has where
 /// that is known (arrays by their array type's oid).
 pub fn result_types(plan: &LogicalPlan) -> Vec<Option<u32>> {
+    types(plan).into_iter().map(Type::oid).collect()
+}
+
+/// What is known of a column's PostgreSQL type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Type {
+    /// A declared catalog type.
+    Declared(u32),
+    /// A NULL or quoted literal, which in PostgreSQL takes the type of the
+    /// other branches of a CASE, COALESCE or UNION (`CASE WHEN ... THEN
+    /// 'a' ELSE typtype END` is "char").
+    Untyped,
+    /// What its Arrow type says.
+    Arrow,
+}
+
+impl Type {
+    fn oid(self) -> Option<u32> {
+        match self {
+            Type::Declared(oid) => Some(oid),
+            _ => None,
+        }
+    }
+}
+
+fn types(plan: &LogicalPlan) -> Vec<Type> {
     let declared = || declared(plan.schema().as_arrow());
     let inferred = match plan {
         LogicalPlan::Projection(p) => {
-            let input = result_types(&p.input);
+            let input = types(&p.input);
             p.expr
                 .iter()
                 .map(|e| of_expr(e, &p.input, &input))
                 .collect()
         }
         LogicalPlan::Aggregate(a) => {
-            let input = result_types(&a.input);
+            let input = types(&a.input);
             a.group_expr
                 .iter()
                 .chain(&a.aggr_expr)
                 .map(|e| of_expr(e, &a.input, &input))
                 .collect()
         }
-        LogicalPlan::Filter(f) => result_types(&f.input),
-        LogicalPlan::Sort(s) => result_types(&s.input),
-        LogicalPlan::Limit(l) => result_types(&l.input),
-        LogicalPlan::SubqueryAlias(s) => result_types(&s.input),
-        LogicalPlan::Repartition(r) => result_types(&r.input),
-        LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(input)) => {
-            result_types(input)
-        }
-        LogicalPlan::RecursiveQuery(r) => result_types(&r.static_term),
+        LogicalPlan::Filter(f) => types(&f.input),
+        LogicalPlan::Sort(s) => types(&s.input),
+        LogicalPlan::Limit(l) => types(&l.input),
+        LogicalPlan::SubqueryAlias(s) => types(&s.input),
+        LogicalPlan::Repartition(r) => types(&r.input),
+        LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(input)) => types(input),
+        LogicalPlan::RecursiveQuery(r) => types(&r.static_term),
         LogicalPlan::Union(u) => {
-            let inputs: Vec<_> = u.inputs.iter().map(|i| result_types(i)).collect();
+            let inputs: Vec<_> = u.inputs.iter().map(|i| types(i)).collect();
             (0..plan.schema().fields().len())
-                .map(|i| common(inputs.iter().map(|t| t.get(i).copied().flatten())))
+                .map(|i| {
+                    common(
+                        inputs
+                            .iter()
+                            .map(|t| t.get(i).copied().unwrap_or(Type::Arrow)),
+                    )
+                })
                 .collect()
         }
         LogicalPlan::Join(j) => {
-            let (left, right) = (result_types(&j.left), result_types(&j.right));
+            let (left, right) = (types(&j.left), types(&j.right));
             match j.join_type {
                 JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full => {
                     left.into_iter().chain(right).collect()
@@ -67,8 +97,12 @@ pub fn result_types(plan: &LogicalPlan) -> Vec<Option<u32>> {
 }
 
 /// The types the fields declare.
-fn declared(schema: &Schema) -> Vec<Option<u32>> {
-    schema.fields().iter().map(|f| declared_oid(f)).collect()
+fn declared(schema: &Schema) -> Vec<Type> {
+    schema.fields().iter().map(|f| of_field(f)).collect()
+}
+
+fn of_field(field: &Field) -> Type {
+    declared_oid(field).map_or(Type::Arrow, Type::Declared)
 }
 
 fn declared_oid(field: &Field) -> Option<u32> {
@@ -82,37 +116,52 @@ fn declared_oid(field: &Field) -> Option<u32> {
 }
 
 /// The type of `e`, an expression over `input` whose columns have `types`.
-fn of_expr(e: &Expr, input: &LogicalPlan, types: &[Option<u32>]) -> Option<u32> {
+fn of_expr(e: &Expr, input: &LogicalPlan, types: &[Type]) -> Type {
+    use datafusion::scalar::ScalarValue;
     let of = |e: &Expr| of_expr(e, input, types);
     match e {
         Expr::Alias(a) => of(&a.expr),
+        Expr::Literal(v, _)
+            if v.is_null()
+                || matches!(
+                    v,
+                    ScalarValue::Utf8(_) | ScalarValue::Utf8View(_) | ScalarValue::LargeUtf8(_)
+                ) =>
+        {
+            Type::Untyped
+        }
         Expr::Column(c) => input
             .schema()
             .index_of_column(c)
             .ok()
-            .and_then(|i| types.get(i).copied().flatten()),
+            .and_then(|i| types.get(i).copied())
+            .unwrap_or(Type::Arrow),
         Expr::Case(case) => common(
             case.when_then_expr
                 .iter()
-                .map(|(_, then)| then.as_ref())
-                .chain(case.else_expr.as_deref())
-                .filter(|e| !is_null(e))
-                .map(of),
+                .map(|(_, then)| of(then))
+                .chain(case.else_expr.as_deref().map(of)),
         ),
-        Expr::ScalarSubquery(s) => result_types(&s.subquery).first().copied().flatten(),
+        Expr::ScalarSubquery(s) => self::types(&s.subquery)
+            .first()
+            .copied()
+            .unwrap_or(Type::Arrow),
         // A cast's type is its target's (DataFusion keeps the operand's
         // metadata on it).
-        Expr::Cast(_) | Expr::TryCast(_) => None,
+        Expr::Cast(_) | Expr::TryCast(_) => Type::Arrow,
         Expr::ScalarFunction(f) => match f.name() {
-            "coalesce" => common(f.args.iter().filter(|e| !is_null(e)).map(of)),
-            "nullif" => f.args.first().and_then(of),
+            "coalesce" => common(f.args.iter().map(of)),
+            "nullif" => f.args.first().map_or(Type::Arrow, of),
             _ => from_field(e, input),
         },
         Expr::AggregateFunction(a) => {
-            let argument = a.params.args.first().and_then(of);
+            let argument = a.params.args.first().map_or(Type::Arrow, of);
             match a.func.name() {
                 "min" | "max" | "first_value" | "last_value" => argument,
-                "array_agg" => argument.and_then(array_of),
+                "array_agg" => argument
+                    .oid()
+                    .and_then(array_of)
+                    .map_or(Type::Arrow, Type::Declared),
                 _ => from_field(e, input),
             }
         }
@@ -122,19 +171,24 @@ fn of_expr(e: &Expr, input: &LogicalPlan, types: &[Option<u32>]) -> Option<u32> 
 
 /// The type an expression's own result field declares (functions that
 /// return json or name say so).
-fn from_field(e: &Expr, input: &LogicalPlan) -> Option<u32> {
-    let (_, field) = e.to_field(input.schema()).ok()?;
-    declared_oid(&field)
+fn from_field(e: &Expr, input: &LogicalPlan) -> Type {
+    e.to_field(input.schema())
+        .map_or(Type::Arrow, |(_, field)| of_field(&field))
 }
 
-/// The one type all of `types` are, if they all are known and the same.
-fn common(mut types: impl Iterator<Item = Option<u32>>) -> Option<u32> {
-    let first = types.next()??;
-    types.all(|t| t == Some(first)).then_some(first)
-}
-
-fn is_null(e: &Expr) -> bool {
-    matches!(e, Expr::Literal(v, _) if v.is_null())
+/// The type of branches taken together, as PostgreSQL resolves them: the
+/// typed ones' if they agree (untyped literals follow them).
+fn common(branches: impl Iterator<Item = Type>) -> Type {
+    let mut result = Type::Untyped;
+    for branch in branches {
+        result = match (result, branch) {
+            (r, Type::Untyped) => r,
+            (Type::Untyped, b) => b,
+            (r, b) if r == b => r,
+            _ => return Type::Arrow,
+        };
+    }
+    result
 }
 
 /// The array type of an element type, for the types catalog columns
