@@ -228,6 +228,7 @@ impl Catalog {
         let mut statement = statements.remove(0);
         rewrite::rewrite(&mut statement, &self.catalog_tables);
         let mut state = self.ctx.state();
+        pg_catalog::Scans::install(&mut state);
         functions::register_session(&mut state, info).map_err(internal)?;
         let plan = state
             .statement_to_plan(DfStatement::Statement(Box::new(statement)))

@@ -73,12 +73,36 @@ struct Attributes {
     snapshot: Shared,
 }
 
+/// What each catalog relation read within one statement: a subquery run
+/// per row reads the same relations once per row otherwise. A statement's
+/// session carries one (`Scans::install`).
+#[derive(Default)]
+pub(super) struct Scans(std::sync::Mutex<HashMap<usize, Vec<RecordBatch>>>);
+
+impl Scans {
+    pub fn install(state: &mut datafusion::execution::context::SessionState) {
+        state.config_mut().set_extension(Arc::new(Scans::default()));
+    }
+}
+
 pub(super) async fn read_all(
     table: &Arc<dyn TableProvider>,
     state: &dyn Session,
 ) -> Result<Vec<RecordBatch>> {
+    let scans = state.config().get_extension::<Scans>();
+    let key = Arc::as_ptr(table) as *const () as usize;
+    if let Some(batches) = scans
+        .as_ref()
+        .and_then(|s| s.0.lock().expect("scans").get(&key).cloned())
+    {
+        return Ok(batches);
+    }
     let plan = table.scan(state, None, &[], None).await?;
-    collect(plan, state.task_ctx()).await
+    let batches = collect(plan, state.task_ctx()).await?;
+    if let Some(scans) = scans {
+        scans.0.lock().expect("scans").insert(key, batches.clone());
+    }
+    Ok(batches)
 }
 
 pub(super) fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array> {
