@@ -138,7 +138,6 @@
 -- name: \dO
 -- source: src/bin/psql/describe.c
 -- compare: all
--- differs: psql output
 \dO
 
 -- name: \ddp

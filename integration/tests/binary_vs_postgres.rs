@@ -122,8 +122,9 @@ async fn binary_parameters_of_each_type_reach_the_engine() {
         .await
         .unwrap();
     assert_eq!(row.get::<_, i64>(0), 42);
-    // Integer literals are BIGINT in the engine, so int4 * 2 is int8.
-    assert_eq!(row.get::<_, i64>(1), 42);
+    // A select-list integer constant is an integer, so int4 * 2 is int4,
+    // as in PostgreSQL.
+    assert_eq!(row.get::<_, i32>(1), 42);
     assert_eq!(row.get::<_, f64>(2), 1.5);
     assert_eq!(
         row.get::<_, rust_decimal::Decimal>(3),
@@ -133,4 +134,28 @@ async fn binary_parameters_of_each_type_reach_the_engine() {
     assert_eq!(row.get::<_, chrono::NaiveDate>(5), day);
     assert!(row.get::<_, bool>(6));
     assert_eq!(row.get::<_, String>(7), "ÜNÏ");
+}
+
+/// Integer constants in an engine query's select list are `integer` when
+/// they fit 32 bits, as PostgreSQL types them (DataFusion alone says
+/// `bigint` for every one); casts and arithmetic with a bigint decide
+/// otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_list_integer_constants_have_postgresqls_types() {
+    let pg = Postgres::start();
+    let gw = Gateway::start(&[]);
+    let ours = connect(gw.port, "alice", "velostream").await;
+    let theirs = connect(pg.port, "postgres", "postgres").await;
+    theirs
+        .batch_execute("CREATE TABLE trades (symbol text, volume bigint)")
+        .await
+        .unwrap();
+    let sql = "SELECT symbol, 1, -2, 3000000000, CASE WHEN symbol = 'x' THEN 4 ELSE 5 END, \
+               6 + 7, volume + 8, CAST(9 AS BIGINT) FROM trades LIMIT 1";
+    let types = |stmt: tokio_postgres::Statement| -> Vec<Type> {
+        stmt.columns().iter().map(|c| c.type_().clone()).collect()
+    };
+    let expected = types(theirs.prepare(sql).await.unwrap());
+    assert_eq!(expected[1], Type::INT4, "the reference itself");
+    assert_eq!(types(ours.prepare(sql).await.unwrap()), expected);
 }

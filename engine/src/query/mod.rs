@@ -3,6 +3,7 @@
 //! streams; continuous aggregations run through the incremental driver.
 
 mod incremental;
+pub mod literals;
 pub mod names;
 pub mod types;
 
@@ -57,10 +58,19 @@ async fn plan(
     q: &QueryText,
     params: Vec<ScalarValue>,
 ) -> Result<datafusion::dataframe::DataFrame> {
-    let df = ctx
-        .sql_with_options(&q.sql, sql_options())
-        .await
-        .map_err(|e| locate_error(e, q))?;
+    let df = async {
+        let state = ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let mut statement = state.sql_to_statement(&q.sql, &dialect)?;
+        if let datafusion::sql::parser::Statement::Statement(s) = &mut statement {
+            literals::select_list_integers(s);
+        }
+        let plan = state.statement_to_plan(statement).await?;
+        sql_options().verify_plan(&plan)?;
+        ctx.execute_logical_plan(plan).await
+    }
+    .await
+    .map_err(|e| locate_error(e, q))?;
     if params.is_empty() {
         Ok(df)
     } else {

@@ -23,75 +23,7 @@ pub fn rewrite(statement: &mut Statement, catalog_tables: &[String]) {
         aliases: aliases.0,
         catalog_tables,
     });
-    let _ = statement.visit(&mut SelectListIntegers);
-}
-
-/// PostgreSQL types an integer constant that fits 32 bits as `integer`;
-/// DataFusion as `bigint`. Drivers see the select list's types, so there
-/// (outside casts, function arguments, whose implementations may want 64
-/// bits, and subqueries, which are select lists of their own) such constants
-/// become `integer`: `2 AS "PROCEDURE_TYPE"`, `CASE ... THEN 2002`,
-/// `current_setting(...)::int / 100`, `pg_typeof(1)`.
-struct SelectListIntegers;
-
-impl VisitorMut for SelectListIntegers {
-    type Break = ();
-
-    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-        for_each_select(query.body.as_mut(), &mut |select| {
-            for item in &mut select.projection {
-                if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item
-                {
-                    let _ = e.visit(&mut TopLevelIntegers { nested: 0 });
-                }
-            }
-        });
-        ControlFlow::Continue(())
-    }
-}
-
-struct TopLevelIntegers {
-    /// How many function calls or subqueries the visit is inside.
-    nested: usize,
-}
-
-impl TopLevelIntegers {
-    fn nests(expr: &Expr) -> bool {
-        match expr {
-            Expr::Function(f) => !f.name.to_string().eq_ignore_ascii_case("pg_typeof"),
-            // A cast gives the type itself.
-            Expr::Cast { .. } => true,
-            Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. } => true,
-            _ => false,
-        }
-    }
-}
-
-impl VisitorMut for TopLevelIntegers {
-    type Break = ();
-
-    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        self.nested += usize::from(Self::nests(expr));
-        ControlFlow::Continue(())
-    }
-
-    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        if Self::nests(expr) {
-            self.nested -= 1;
-        } else if self.nested == 0 {
-            let small = match &*expr {
-                Expr::Value(v) => match &v.value {
-                    datafusion::sql::sqlparser::ast::Value::Number(n, _) => n.parse::<i32>().ok(),
-                    _ => None,
-                },
-                _ => None,
-            };
-            if let Some(n) = small {
-                replace_with(expr, &format!("CAST({n} AS INT)"));
-            }
-        }
-        ControlFlow::Continue(())
-    }
+    velo_engine::query::literals::select_list_integers(statement);
 }
 
 struct Rules<'a> {
@@ -350,11 +282,13 @@ impl VisitorMut for Rules<'_> {
                 }
             }
             Expr::Identifier(column) if column.quote_style.is_none() => {
+                renamed_column(column);
                 if let Some(value) = self.system_column(&column.value.to_ascii_lowercase(), None) {
                     replace_with(expr, &value);
                 }
             }
             Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
+                renamed_column(&mut parts[1]);
                 let qualifier = parts[0].value.to_ascii_lowercase();
                 let column = parts[1].value.to_ascii_lowercase();
                 if let Some(value) = self.system_column(&column, Some(&qualifier)) {
@@ -556,6 +490,14 @@ impl VisitorMut for Rules<'_> {
             _ => {}
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// Catalog columns PostgreSQL 15 names otherwise than the catalog library
+/// (which follows a later release): psql 15's \dO reads colliculocale.
+fn renamed_column(column: &mut Ident) {
+    if column.value.eq_ignore_ascii_case("colliculocale") {
+        column.value = "colllocale".into();
     }
 }
 
