@@ -87,8 +87,9 @@ impl VisitorMut for TopLevelIntegers {
     }
 }
 
-/// Calls `f` on each SELECT of a body, through UNION/INTERSECT/EXCEPT.
-fn for_each_select(
+/// Calls `f` on each SELECT of a body, through UNION/INTERSECT/EXCEPT (a
+/// recursive CTE is one: pgx's type query).
+pub fn for_each_select(
     body: &mut SetExpr,
     f: &mut impl FnMut(&mut datafusion::sql::sqlparser::ast::Select),
 ) {

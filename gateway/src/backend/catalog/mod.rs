@@ -367,6 +367,8 @@ fn plan_error(e: datafusion::error::DataFusionError) -> GatewayError {
         GatewayError::CardinalityViolation
     } else if message.contains(subplans::OUT_OF_TIME) {
         GatewayError::StatementTimeout
+    } else if message.contains(subplans::TOO_MANY_VALUES) {
+        GatewayError::ProgramLimitExceeded(message)
     } else if message.contains("Resources exhausted") {
         GatewayError::OutOfMemory(format!("catalog statement out of memory: {message}"))
     } else if message.contains("table") && message.contains("not found") {

@@ -11,6 +11,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+use velo_engine::query::literals::for_each_select;
 
 use super::pg15_oids::system_relation_oid;
 
@@ -549,22 +550,6 @@ fn join_by_proname(e: &mut Expr) {
         if parts.len() == 2 && parts[1].value.eq_ignore_ascii_case("oid") {
             parts[1] = Ident::new("proname");
         }
-    }
-}
-
-/// Calls `f` on each SELECT of a body, through UNION/INTERSECT/EXCEPT (a
-/// recursive CTE is one: pgx's type query).
-fn for_each_select(
-    body: &mut SetExpr,
-    f: &mut impl FnMut(&mut datafusion::sql::sqlparser::ast::Select),
-) {
-    match body {
-        SetExpr::Select(select) => f(select),
-        SetExpr::SetOperation { left, right, .. } => {
-            for_each_select(left, f);
-            for_each_select(right, f);
-        }
-        _ => {}
     }
 }
 

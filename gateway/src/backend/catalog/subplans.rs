@@ -33,6 +33,13 @@ use datafusion::physical_plan::ExecutionPlan;
 /// The errors of a run, as `plan_error` recognizes them.
 pub const MORE_THAN_ONE_ROW: &str = "more than one row returned by a subquery";
 pub const OUT_OF_TIME: &str = "the statement's subqueries ran out of time";
+pub const TOO_MANY_VALUES: &str = "the statement's subqueries answered more values than are kept";
+
+/// The most values (rows, keys) one subquery's answers may hold.
+#[cfg(not(test))]
+const MAX_HELD: usize = 1_000_000;
+#[cfg(test)]
+const MAX_HELD: usize = 8;
 
 /// The physical plan of `plan`, with the subqueries DataFusion cannot plan
 /// run per row instead.
@@ -151,6 +158,8 @@ struct SubPlan {
     state: Arc<SessionState>,
     deadline: Instant,
     answers: Mutex<HashMap<Vec<ScalarValue>, Answer>>,
+    /// Values `answers` holds, keys included.
+    held: AtomicUsize,
 }
 
 impl SubPlan {
@@ -201,6 +210,7 @@ impl SubPlan {
             state: Arc::new(state.clone()),
             deadline,
             answers: Mutex::default(),
+            held: AtomicUsize::new(0),
         })
     }
 
@@ -236,6 +246,14 @@ impl SubPlan {
             datafusion::physical_plan::collect(physical, state.task_ctx()).await
         })?;
         let answer = self.read(&batches)?;
+        let size = key.len()
+            + match &answer {
+                Answer::Rows(values) => values.len(),
+                _ => 1,
+            };
+        if self.held.fetch_add(size, Ordering::Relaxed) + size > MAX_HELD {
+            return Err(DataFusionError::Execution(TOO_MANY_VALUES.into()));
+        }
         self.answers
             .lock()
             .expect("subplan answers")
@@ -529,6 +547,20 @@ mod tests {
                 .await;
         let error = rows.unwrap_err().find_root().to_string();
         assert!(error.contains(MORE_THAN_ONE_ROW), "{error}");
+    }
+
+    #[tokio::test]
+    async fn answers_held_are_bounded() {
+        // Three outer rows, each IN answer one to three rows of b, past
+        // the test bound of 8 values.
+        let (rows, natively) = run(
+            "SELECT id, CASE WHEN id > 0 THEN id * 10 IN (SELECT k FROM b WHERE b.k >= a.id) END \
+             FROM a",
+        )
+        .await;
+        assert!(!natively);
+        let error = rows.unwrap_err().find_root().to_string();
+        assert!(error.contains(TOO_MANY_VALUES), "{error}");
     }
 
     #[tokio::test]
