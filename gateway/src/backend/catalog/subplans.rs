@@ -241,9 +241,27 @@ impl SubPlan {
         let plan = substitute(&self.plan, &self.outer, &key)?;
         let state = self.state.clone();
         let deadline = self.deadline;
+        // Only the rows the answer needs: two tell a scalar subquery's
+        // error, one EXISTS; the run stops at the deadline (a recursive
+        // query need not end by itself).
+        let needed = match self.kind {
+            Kind::Scalar => 2,
+            Kind::Exists { .. } => 1,
+            Kind::In { .. } => MAX_HELD + 1,
+        };
         let batches = block_on(async move {
-            let physical = physical(&state, plan, deadline).await?;
-            datafusion::physical_plan::collect(physical, state.task_ctx()).await
+            let run = async {
+                let physical = physical(&state, plan, deadline).await?;
+                gather(
+                    datafusion::physical_plan::execute_stream(physical, state.task_ctx())?,
+                    needed,
+                )
+                .await
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            tokio::time::timeout(left, run)
+                .await
+                .map_err(|_| DataFusionError::Execution(OUT_OF_TIME.into()))?
         })?;
         let answer = self.read(&batches)?;
         let size = key.len()
@@ -286,6 +304,24 @@ impl SubPlan {
             }
         }
     }
+}
+
+/// The batches of `stream` until it ends or `rows` rows have come.
+async fn gather(
+    mut stream: datafusion::physical_plan::SendableRecordBatchStream,
+    rows: usize,
+) -> Result<Vec<RecordBatch>> {
+    use futures::StreamExt;
+    let (mut batches, mut seen) = (Vec::new(), 0);
+    while seen < rows {
+        let Some(batch) = stream.next().await else {
+            break;
+        };
+        let batch = batch?;
+        seen += batch.num_rows();
+        batches.push(batch);
+    }
+    Ok(batches)
 }
 
 /// `plan` with `values` in place of the outer references to `columns`,
@@ -561,6 +597,33 @@ mod tests {
         assert!(!natively);
         let error = rows.unwrap_err().find_root().to_string();
         assert!(error.contains(TOO_MANY_VALUES), "{error}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_subquery_that_never_ends_stops_at_the_deadline() {
+        let ctx = context().await;
+        let state = ctx.state();
+        let plan = state
+            .create_logical_plan(
+                "SELECT CASE WHEN id > 0 THEN (WITH RECURSIVE r(n) AS (SELECT a.id \
+                 UNION ALL SELECT n + 1 FROM r) SELECT max(n) FROM r) END FROM a",
+            )
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(2);
+        let result = async {
+            let physical = physical(&state, plan, deadline).await?;
+            datafusion::physical_plan::collect(physical, state.task_ctx()).await
+        }
+        .await;
+        let error = result.unwrap_err().find_root().to_string();
+        assert!(error.contains(OUT_OF_TIME), "{error}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]
