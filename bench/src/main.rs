@@ -371,7 +371,7 @@ async fn main() -> anyhow::Result<()> {
         .args([
             "build",
             "--profile",
-            "production",
+            &systems::profile(),
             "-q",
             "-p",
             "velo-gateway",

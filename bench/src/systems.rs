@@ -46,8 +46,15 @@ pub struct Systems {
     _dir: tempfile::TempDir,
 }
 
-fn release(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/production/{name}"))
+/// The cargo profile the gateway and engine under test are built with:
+/// `production` unless `BENCH_PROFILE` names another (`release`, to see
+/// what the default run's shorter build costs).
+pub fn profile() -> String {
+    std::env::var("BENCH_PROFILE").unwrap_or_else(|_| "production".into())
+}
+
+fn built(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/{}/{name}", profile()))
 }
 
 /// Runs `program` with its open-file limit raised to the hard limit (10,000
@@ -193,7 +200,7 @@ pub fn start(rows: usize) -> anyhow::Result<Systems> {
     let bouncer_pid = bouncer.child.id();
     procs.push(bouncer);
 
-    let mut engine = Command::new(release("velo-engine"));
+    let mut engine = Command::new(built("velo-engine"));
     engine
         .args(["--listen", "127.0.0.1:0", "--demo", "--demo-rate", "100"])
         .env("RUST_LOG", "warn");
@@ -214,11 +221,11 @@ pub fn start(rows: usize) -> anyhow::Result<Systems> {
     let users = dir.path().join("users");
     std::fs::write(
         &users,
-        velo_integration::hash_password_with(&release("velo-gateway"), USER, "scram", PASSWORD),
+        velo_integration::hash_password_with(&built("velo-gateway"), USER, "scram", PASSWORD),
     )?;
     let gateway_port = free_port();
     let gateway_admin = format!("127.0.0.1:{}", free_port());
-    let mut gateway = with_fd_limit(&release("velo-gateway"));
+    let mut gateway = with_fd_limit(&built("velo-gateway"));
     gateway
         .args(["--listen", &format!("127.0.0.1:{gateway_port}")])
         .args(["--admin-listen", &gateway_admin, "--engine", &engine_addr])
