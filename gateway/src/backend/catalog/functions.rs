@@ -250,7 +250,40 @@ fn null_of(name: &'static str, counts: &[usize], returns: DataType) -> ScalarUDF
     })
 }
 
-/// Functions that are the same for every session.
+/// Row `row` of a list argument: its values, or `None` for NULL (or an
+/// argument that is not a list, such as a NULL literal).
+fn list_value(array: &ArrayRef, row: usize) -> Option<ArrayRef> {
+    match array.data_type() {
+        DataType::List(_) if !array.is_null(row) => Some(array.as_list::<i32>().value(row)),
+        _ => None,
+    }
+}
+
+/// `format_type` (the library's or ours) over int4 oids and typmods, as
+/// text.
+fn call_format_type(udf: &ScalarUDF, oids: ArrayRef, typmods: ArrayRef) -> Result<ArrayRef> {
+    use datafusion::arrow::datatypes::Field;
+    let rows = oids.len();
+    let int4 = |a: &ArrayRef| datafusion::arrow::compute::cast(a, &DataType::Int32);
+    let formatted = udf.invoke_with_args(ScalarFunctionArgs {
+        number_rows: rows,
+        arg_fields: vec![
+            Arc::new(Field::new("oid", DataType::Int32, true)),
+            Arc::new(Field::new("typmod", DataType::Int32, true)),
+        ],
+        args: vec![
+            ColumnarValue::Array(int4(&oids)?),
+            ColumnarValue::Array(int4(&typmods)?),
+        ],
+        return_field: Arc::new(Field::new("format_type", DataType::Utf8, true)),
+        config_options: Default::default(),
+    })?;
+    Ok(datafusion::arrow::compute::cast(
+        &formatted.into_array(rows)?,
+        &DataType::Utf8,
+    )?)
+}
+
 /// The record `information_schema._pg_expandarray` returns per element:
 /// the element and its 1-based position.
 fn expanded_element() -> DataType {
@@ -272,12 +305,8 @@ fn pg_expandarray() -> ScalarUDF {
     let returns = DataType::List(element.clone());
     function("pg_expandarray", &[1], returns, move |args, rows| {
         let (mut xs, mut ns, mut lengths, mut valid) = (vec![], vec![], vec![], vec![]);
-        let lists = match args[0].data_type() {
-            DataType::List(_) => Some(args[0].as_list::<i32>()),
-            _ => None,
-        };
         for row in 0..rows {
-            let Some(values) = lists.filter(|l| !l.is_null(row)).map(|l| l.value(row)) else {
+            let Some(values) = list_value(&args[0], row) else {
                 lengths.push(0);
                 valid.push(false);
                 continue;
@@ -340,25 +369,9 @@ const PSEUDO_TYPES: &[(i64, &str)] = &[
 
 /// The library's `format_type(oid, typmod)`, with the pseudo-types named.
 fn format_type(library: Arc<ScalarUDF>) -> ScalarUDF {
-    use datafusion::arrow::datatypes::Field;
-    function("format_type", &[2], DataType::Utf8, move |args, rows| {
-        let arg_fields = (0..args.len())
-            .map(|i| Arc::new(Field::new(format!("a{i}"), DataType::Int32, true)))
-            .collect();
+    function("format_type", &[2], DataType::Utf8, move |args, _| {
         // The library takes int4 oids and typmods only (not a NULL literal).
-        let args = args
-            .iter()
-            .map(|a| datafusion::arrow::compute::cast(a, &DataType::Int32))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let formatted = library.invoke_with_args(ScalarFunctionArgs {
-            number_rows: rows,
-            arg_fields,
-            args: args.iter().cloned().map(ColumnarValue::Array).collect(),
-            return_field: Arc::new(Field::new("format_type", DataType::Utf8, true)),
-            config_options: Default::default(),
-        })?;
-        let formatted =
-            datafusion::arrow::compute::cast(&formatted.into_array(rows)?, &DataType::Utf8)?;
+        let formatted = call_format_type(&library, args[0].clone(), args[1].clone())?;
         let oids = as_int64(&args[0])?;
         Ok(Arc::new(
             formatted
@@ -381,36 +394,19 @@ fn format_type(library: Arc<ScalarUDF>) -> ScalarUDF {
 /// joined by ", " (a function's identity arguments, for
 /// pg_describe_object, pg_get_functiondef and regprocedure lookups).
 fn pg_format_types(format_type: Arc<ScalarUDF>) -> ScalarUDF {
-    use datafusion::arrow::datatypes::Field;
     function(
         "pg_format_types",
         &[1],
         DataType::Utf8,
         move |args, rows| {
-            let lists = match args[0].data_type() {
-                DataType::List(_) => Some(args[0].as_list::<i32>()),
-                _ => None,
-            };
             let mut names = Vec::with_capacity(rows);
             for row in 0..rows {
-                let Some(oids) = lists.filter(|l| !l.is_null(row)).map(|l| l.value(row)) else {
+                let Some(oids) = list_value(&args[0], row) else {
                     names.push(None);
                     continue;
                 };
-                let oids = datafusion::arrow::compute::cast(&oids, &DataType::Int32)?;
-                let typmods: ArrayRef = new_null_array(&DataType::Int32, oids.len());
-                let formatted = format_type.invoke_with_args(ScalarFunctionArgs {
-                    number_rows: oids.len(),
-                    arg_fields: vec![
-                        Arc::new(Field::new("oid", DataType::Int32, true)),
-                        Arc::new(Field::new("typmod", DataType::Int32, true)),
-                    ],
-                    args: vec![ColumnarValue::Array(oids), ColumnarValue::Array(typmods)],
-                    return_field: Arc::new(Field::new("format_type", DataType::Utf8, true)),
-                    config_options: Default::default(),
-                })?;
-                let formatted = formatted.into_array(1)?;
-                let formatted = datafusion::arrow::compute::cast(&formatted, &DataType::Utf8)?;
+                let typmods = new_null_array(&DataType::Int32, oids.len());
+                let formatted = call_format_type(&format_type, oids, typmods)?;
                 let parts: Vec<&str> = formatted.as_string::<i32>().iter().flatten().collect();
                 names.push(Some(parts.join(", ")));
             }
@@ -419,6 +415,7 @@ fn pg_format_types(format_type: Arc<ScalarUDF>) -> ScalarUDF {
     )
 }
 
+/// Functions that are the same for every session.
 pub fn register_static(registry: &mut dyn FunctionRegistry) -> Result<()> {
     let text = DataType::Utf8;
     let format_type = Arc::new(format_type(registry.udf("format_type")?));
