@@ -473,6 +473,7 @@ impl Catalog {
             .parquet
             .schema_force_view_types = false;
         let ctx = SessionContext::new_with_config(config);
+        ctx.register_udf(crate::query::averages::avg_quotient());
         let mut registrar = Registrar {
             catalog: self,
             ctx: &ctx,

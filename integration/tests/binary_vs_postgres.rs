@@ -81,6 +81,18 @@ async fn binary_value(client: &Client, expr: &str) -> (Type, Raw) {
     (ty, row.get(0))
 }
 
+/// The column types and the raw binary values of every row of `sql`.
+async fn binary_rows(client: &Client, sql: &str) -> (Vec<Type>, Vec<Vec<Raw>>) {
+    let stmt = client.prepare(sql).await.unwrap();
+    let types = stmt.columns().iter().map(|c| c.type_().clone()).collect();
+    let rows = client.query(&stmt, &[]).await.unwrap();
+    let values = rows
+        .iter()
+        .map(|r| (0..r.len()).map(|i| r.get(i)).collect())
+        .collect();
+    (types, values)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_results_match_postgresql_15() {
     let pg = Postgres::start();
@@ -158,4 +170,53 @@ async fn select_list_integer_constants_have_postgresqls_types() {
     let expected = types(theirs.prepare(sql).await.unwrap());
     assert_eq!(expected[1], Type::INT4, "the reference itself");
     assert_eq!(types(ours.prepare(sql).await.unwrap()), expected);
+}
+
+/// `avg` of exact numbers as PostgreSQL computes it: numeric, each value
+/// with the scale its division picks (at least 16 significant digits),
+/// the same in text and binary; an average sorts as a number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn averages_of_exact_numbers_match_postgresql_15() {
+    let pg = Postgres::start();
+    let gw = Gateway::start(&[]);
+    let ours = connect(gw.port, "alice", "velostream").await;
+    let theirs = connect(pg.port, "postgres", "postgres").await;
+    let rows = [
+        ("a", "10.00", 1),
+        ("a", "20.50", 2),
+        ("a", "30.00", 4),
+        ("b", "99999.99", 7),
+        ("b", "99999.98", 7),
+        ("c", "-0.01", -1),
+        ("c", "0.00", 0),
+        ("c", "0.00", 0),
+        ("d", "7.00", 3),
+    ]
+    .map(|(g, x, n)| {
+        format!("('{g}', CAST({x} AS NUMERIC(10,2)), CAST({n} AS INTEGER), CAST({x} AS DOUBLE PRECISION))")
+    })
+    .join(", ");
+    let sql = format!(
+        "SELECT g, avg(x) AS a, avg(n), avg(f), round(avg(x), 2) AS r \
+         FROM (VALUES {rows}) AS v(g, x, n, f) GROUP BY g ORDER BY a DESC"
+    );
+    let text = |messages: Vec<tokio_postgres::SimpleQueryMessage>| -> Vec<Vec<String>> {
+        messages
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                    (0..r.len())
+                        .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect()
+    };
+    let expected = text(theirs.simple_query(&sql).await.unwrap());
+    assert_eq!(expected[0][1], "99999.985000000000", "the reference itself");
+    assert_eq!(text(ours.simple_query(&sql).await.unwrap()), expected);
+    let (their_types, their_rows) = binary_rows(&theirs, &sql).await;
+    assert_eq!(their_types[1], Type::NUMERIC);
+    assert_eq!(binary_rows(&ours, &sql).await, (their_types, their_rows));
 }

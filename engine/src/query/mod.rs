@@ -2,6 +2,7 @@
 //! projections run as ordinary DataFusion streams over Kafka partition
 //! streams; continuous aggregations run through the incremental driver.
 
+pub mod averages;
 mod incremental;
 pub mod literals;
 pub mod names;
@@ -64,6 +65,7 @@ async fn plan(
         let mut statement = state.sql_to_statement(&q.sql, &dialect)?;
         if let datafusion::sql::parser::Statement::Statement(s) = &mut statement {
             literals::select_list_integers(s);
+            averages::exact_averages(s);
         }
         let plan = state.statement_to_plan(statement).await?;
         sql_options().verify_plan(&plan)?;

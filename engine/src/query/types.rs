@@ -80,6 +80,14 @@ pub fn to_wire(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
         .map_err(|e| EngineError::Execution(e.to_string()))
 }
 
+/// A text column of numbers whose scale varies by value (`avg`).
+fn declares_numeric(f: &Field) -> bool {
+    f.metadata()
+        .get(super::averages::PG_TYPE_KEY)
+        .map(String::as_str)
+        == Some("1700")
+}
+
 pub fn logical_type(f: &Field) -> LogicalType {
     use DataType::*;
     match f.data_type() {
@@ -89,6 +97,7 @@ pub fn logical_type(f: &Field) -> LogicalType {
         Int64 => LogicalType::Int64,
         Float32 => LogicalType::Float32,
         Float64 => LogicalType::Float64,
+        Utf8 if declares_numeric(f) => LogicalType::Decimal,
         Utf8 => LogicalType::Text,
         Binary => LogicalType::Binary,
         Date32 => LogicalType::Date,
@@ -140,6 +149,7 @@ pub fn sql_type_name(f: &Field) -> String {
         Int64 => "bigint".into(),
         Float32 => "real".into(),
         Float64 => "double precision".into(),
+        Utf8 if declares_numeric(f) => "numeric".into(),
         Utf8 => "text".into(),
         Binary => "bytea".into(),
         Date32 => "date".into(),

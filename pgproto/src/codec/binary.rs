@@ -26,6 +26,7 @@ pub fn write(column: &ColumnText, row: usize, out: &mut Vec<u8>) {
         }
         ColumnText::Time(a) => out.extend_from_slice(&a.value(row).to_be_bytes()),
         ColumnText::Numeric(a, scale) => write_numeric(out, a.value(row), *scale),
+        ColumnText::NumericText(a) => write_numeric_text(out, a.value(row)),
         ColumnText::Interval(a) => {
             let v = a.value(row);
             out.extend_from_slice(&(v.nanoseconds / 1000).to_be_bytes());
@@ -131,6 +132,48 @@ pub fn write_numeric(out: &mut Vec<u8>, value: i128, scale: i8) {
     put_numeric(out, kept, weight, sign, dscale as u16);
 }
 
+/// `write_numeric` for a number written out in decimal (`-12.50`), its
+/// scale the digits after the point. Text that is not such a number is
+/// written as its bytes, so the client sees it rather than a wrong value.
+pub fn write_numeric_text(out: &mut Vec<u8>, text: &str) {
+    let (sign, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (0x4000, rest),
+        None => (0, text),
+    };
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let decimal = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !decimal(whole) || !decimal(fraction) || fraction.len() > 0x3FFF {
+        out.extend_from_slice(text.as_bytes());
+        return;
+    }
+    // Base-10000 digits aligned on the point: the whole part padded on the
+    // left, the fraction on the right, to multiples of four.
+    let whole = whole.trim_start_matches('0');
+    let lead = (4 - whole.len() % 4) % 4;
+    let trail = (4 - fraction.len() % 4) % 4;
+    let padded: Vec<u8> = std::iter::repeat_n(b'0', lead)
+        .chain(whole.bytes())
+        .chain(fraction.bytes())
+        .chain(std::iter::repeat_n(b'0', trail))
+        .collect();
+    let mut digits: Vec<i16> = padded
+        .chunks(4)
+        .map(|c| c.iter().fold(0i16, |n, d| n * 10 + (d - b'0') as i16))
+        .collect();
+    let mut weight = ((lead + whole.len()) / 4) as i16 - 1;
+    let leading_zeros = digits.iter().take_while(|d| **d == 0).count();
+    digits.drain(..leading_zeros);
+    weight -= leading_zeros as i16;
+    while digits.last() == Some(&0) {
+        digits.pop();
+    }
+    if digits.is_empty() {
+        put_numeric(out, &[], 0, 0, fraction.len() as u16);
+    } else {
+        put_numeric(out, &digits, weight, sign, fraction.len() as u16);
+    }
+}
+
 /// numeric's wire layout: ndigits, weight, sign, dscale, the digits.
 fn put_numeric(out: &mut Vec<u8>, digits: &[i16], weight: i16, sign: u16, dscale: u16) {
     out.extend_from_slice(&(digits.len() as i16).to_be_bytes());
@@ -190,6 +233,29 @@ mod tests {
         out.chunks(2)
             .map(|c| i16::from_be_bytes([c[0], c[1]]))
             .collect()
+    }
+
+    #[test]
+    fn numeric_text_has_the_layout_of_the_same_decimal() {
+        let cases: &[(&str, i128, i8)] = &[
+            ("12.345", 12345, 3),
+            ("-0.005", -5, 3),
+            ("10000", 10000, 0),
+            ("0.00", 0, 2),
+            ("184.2292682926829268", 1842292682926829268, 16),
+            ("-0.00333333333333333333", -333333333333333333, 20),
+            ("100000000.000000000000", 100000000000000000000, 12),
+            ("0.0001", 1, 4),
+        ];
+        for &(text, value, scale) in cases {
+            let (mut from_text, mut from_decimal) = (Vec::new(), Vec::new());
+            write_numeric_text(&mut from_text, text);
+            write_numeric(&mut from_decimal, value, scale);
+            assert_eq!(from_text, from_decimal, "{text}");
+        }
+        let mut out = Vec::new();
+        write_numeric_text(&mut out, "NaN");
+        assert_eq!(out, b"NaN");
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod params;
 mod text;
 
 use arrow::array::ArrayRef;
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Fields, Schema};
 use arrow::record_batch::RecordBatch;
 use bytes::BytesMut;
 use pgwire::messages::data::{DataRow, FieldDescription, RowDescription};
@@ -37,6 +37,7 @@ fn declared_type(field: &Field) -> Option<(u32, i16, i32)> {
         (CHAR, DataType::Utf8) => Some((CHAR, 1, -1)),
         (VARCHAR, DataType::Utf8) => Some((VARCHAR, -1, -1)),
         (JSON, DataType::Utf8) => Some((JSON, -1, -1)),
+        (NUMERIC, DataType::Utf8) => Some((NUMERIC, -1, -1)),
         (OID | REGPROC | REGTYPE | XID, DataType::Int32) => Some((declared, 4, -1)),
         _ => None,
     }
@@ -120,11 +121,11 @@ pub fn binary_columns(formats: &[i16], columns: usize) -> Vec<bool> {
 
 impl<'a> RowEncoder<'a> {
     pub fn new(batch: &'a RecordBatch) -> Self {
-        Self::from_columns(batch.columns(), Vec::new())
+        Self::with_formats(batch, Vec::new())
     }
 
     pub fn with_formats(batch: &'a RecordBatch, binary: Vec<bool>) -> Self {
-        Self::from_columns(batch.columns(), binary)
+        Self::from_columns(batch.schema_ref().fields(), batch.columns(), binary)
     }
 
     /// timestamptz values printed in `zone` (the session's TimeZone)
@@ -138,9 +139,13 @@ impl<'a> RowEncoder<'a> {
         self
     }
 
-    fn from_columns(columns: &'a [ArrayRef], binary: Vec<bool>) -> Self {
+    fn from_columns(fields: &Fields, columns: &'a [ArrayRef], binary: Vec<bool>) -> Self {
         Self {
-            columns: columns.iter().map(ColumnText::new).collect(),
+            columns: fields
+                .iter()
+                .zip(columns)
+                .map(|(f, c)| ColumnText::of(f, c))
+                .collect(),
             binary,
             scratch: Vec::with_capacity(256),
         }

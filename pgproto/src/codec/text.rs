@@ -25,6 +25,8 @@ pub enum ColumnText<'a> {
     F32(&'a PrimitiveArray<Float32Type>),
     F64(&'a PrimitiveArray<Float64Type>),
     Text(&'a StringArray),
+    /// Numbers as text, each with its own scale (a declared `numeric`).
+    NumericText(&'a StringArray),
     Bytes(&'a GenericBinaryArray<i32>),
     Date(&'a PrimitiveArray<Date32Type>),
     /// With the zone a timestamptz prints in (the session's TimeZone);
@@ -40,6 +42,14 @@ pub enum ColumnText<'a> {
 }
 
 impl<'a> ColumnText<'a> {
+    /// The column for `array` as `field` declares it.
+    pub fn of(field: &arrow::datatypes::Field, array: &'a ArrayRef) -> Self {
+        match (super::pg_type(field).0, array.data_type()) {
+            (crate::pg::oid::NUMERIC, DataType::Utf8) => Self::NumericText(array.as_string()),
+            _ => Self::new(array),
+        }
+    }
+
     pub fn new(array: &'a ArrayRef) -> Self {
         match array.data_type() {
             DataType::Null => Self::Null,
@@ -75,7 +85,7 @@ impl<'a> ColumnText<'a> {
             Self::I64(a) => a.is_null(row),
             Self::F32(a) => a.is_null(row),
             Self::F64(a) => a.is_null(row),
-            Self::Text(a) => a.is_null(row),
+            Self::Text(a) | Self::NumericText(a) => a.is_null(row),
             Self::Bytes(a) => a.is_null(row),
             Self::Date(a) => a.is_null(row),
             Self::Timestamp(a, _) => a.is_null(row),
@@ -97,7 +107,7 @@ impl<'a> ColumnText<'a> {
             Self::I64(a) => write_int(out, a.value(row)),
             Self::F32(a) => write_float(out, a.value(row) as f64, 6, true),
             Self::F64(a) => write_float(out, a.value(row), 15, false),
-            Self::Text(a) => out.extend_from_slice(a.value(row).as_bytes()),
+            Self::Text(a) | Self::NumericText(a) => out.extend_from_slice(a.value(row).as_bytes()),
             Self::Bytes(a) => write_bytea(out, a.value(row)),
             Self::Date(a) => write_date(out, a.value(row)),
             Self::Timestamp(a, tz) => write_timestamp(out, a.value(row), *tz),
