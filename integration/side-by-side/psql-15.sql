@@ -109,25 +109,21 @@
 -- name: \dF
 -- source: src/bin/psql/describe.c
 -- compare: all
--- differs: psql output
 \dF
 
 -- name: \dFd
 -- source: src/bin/psql/describe.c
 -- compare: all
--- differs: psql output
 \dFd
 
 -- name: \dFp
 -- source: src/bin/psql/describe.c
 -- compare: all
--- differs: psql output
 \dFp
 
 -- name: \dFt
 -- source: src/bin/psql/describe.c
 -- compare: all
--- differs: psql output
 \dFt
 
 -- name: \dX

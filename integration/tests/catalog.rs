@@ -68,9 +68,10 @@ fn psql_backslash_commands_describe_the_engine_relations() {
         &[" price  | numeric(18,2)               |           | not null |         | main     |             |              | "],
     );
     assert_lines(&psql(&gw, &["-c", r"\du"]), &[" velo      |            | "]);
+    // The built-in schema's description, as PostgreSQL has it.
     assert_lines(
         &psql(&gw, &["-c", r"\dn+"]),
-        &[" public | velo  |                   | "],
+        &[" public | velo  |                   | standard public schema"],
     );
     assert_lines(
         &psql(&gw, &["-c", r"\dt+"]),

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    DataType, Expr, FunctionArguments, GroupByExpr, Ident, ObjectNamePart, OrderByKind, Query,
-    SelectItem, SetExpr, Statement, TableFactor, Visit, VisitMut, Visitor, VisitorMut,
+    DataType, Expr, FunctionArg, FunctionArguments, GroupByExpr, Ident, ObjectNamePart,
+    OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor, Visit, VisitMut, Visitor,
+    VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -346,20 +347,33 @@ impl VisitorMut for Rules<'_> {
                     }
                 }
             }
-            // Nothing here has a description; the arguments (often a
+            // Built-in objects' descriptions (psql's \dF, \dL, \df+) are
+            // pg_description's rows; columns and shared objects (databases,
+            // roles) have none here, and their arguments (often a
             // correlated name lookup) need not be planned at all.
             Expr::Function(f)
                 if matches!(
-                    f.name
-                        .0
-                        .last()
-                        .and_then(|p| p.as_ident())
-                        .map(|i| i.value.to_ascii_lowercase())
-                        .as_deref(),
+                    function_name(f).as_deref(),
                     Some("obj_description" | "col_description" | "shobj_description")
                 ) =>
             {
-                replace_with(expr, "CAST(NULL AS VARCHAR)");
+                let args: Vec<&FunctionArg> = match &f.args {
+                    FunctionArguments::List(list) => list.args.iter().collect(),
+                    _ => Vec::new(),
+                };
+                let sql = match (function_name(f).as_deref(), args.as_slice()) {
+                    (Some("obj_description"), [oid]) => description(&oid.to_string(), None),
+                    (Some("obj_description"), [oid, class]) => {
+                        let class = class.to_string();
+                        let class = class.trim_matches('\'');
+                        match system_relation_oid(class) {
+                            Some(class) => description(&oid.to_string(), Some(class)),
+                            None => "CAST(NULL AS VARCHAR)".to_string(),
+                        }
+                    }
+                    _ => "CAST(NULL AS VARCHAR)".to_string(),
+                };
+                replace_with(expr, &sql);
             }
             // Catalog functions written as lookups: pg_describe_object (psql
             // \dx+), pg_get_functiondef (\sf).
@@ -668,6 +682,16 @@ fn function_definition(oid: &str) -> String {
 }
 
 /// A function call's unqualified name, lower case.
+/// `obj_description(oid[, catalog])`: the object's description, if
+/// pg_description has one.
+fn description(oid: &str, class: Option<i32>) -> String {
+    let class = class.map_or(String::new(), |c| format!(" AND dsc.classoid = {c}"));
+    format!(
+        "(SELECT max(dsc.description) FROM pg_catalog.pg_description dsc \
+         WHERE dsc.objoid = {oid}{class} AND dsc.objsubid = 0)"
+    )
+}
+
 fn function_name(f: &datafusion::sql::sqlparser::ast::Function) -> Option<String> {
     f.name
         .0
