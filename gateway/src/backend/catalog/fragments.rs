@@ -10,6 +10,8 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
+use super::pg15_oids::system_relation_oid;
+
 /// Fragments of tools' catalog SQL that DataFusion cannot plan, replaced
 /// before parsing by an equivalent for our catalog (where the relation
 /// options they read are always empty). Matched verbatim.
@@ -40,7 +42,10 @@ pub fn replace_fragments(sql: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     let lower = out.to_ascii_lowercase();
-    if lower.contains("user") || lower.contains("current_") || lower.contains("\"char\"") {
+    if ["user", "current_", "\"char\"", "regclass"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
         if let Some(replaced) = keywords_and_types(&out) {
             out = std::borrow::Cow::Owned(replaced);
         }
@@ -54,34 +59,52 @@ pub fn replace_fragments(sql: &str) -> std::borrow::Cow<'_, str> {
 /// sees the statement: its stand-in for Grafana's search-path subquery
 /// (written before it had current_setting) matches `user` and would empty
 /// Grafana's table list; `current_catalog` and `current_role` would parse
-/// as column names; `'r'::"char"` (Npgsql) would not plan.
+/// as column names; `'r'::"char"` (Npgsql) would not plan. An unqualified
+/// system relation name cast to regclass (`'pg_namespace'::regclass`,
+/// DBeaver) is qualified: pg_catalog is first on PostgreSQL's search path,
+/// the library looks in the current schema only.
 fn keywords_and_types(sql: &str) -> Option<String> {
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
-    let replacement = |i: usize| match &tokens[i] {
-        Token::Word(w) if w.quote_style.is_none() => match w.keyword {
-            Keyword::USER => Some("current_user"),
-            // Quoted: sqlparser takes the bare keywords as no-argument
-            // functions that cannot be called with parentheses.
-            Keyword::CURRENT_CATALOG => Some("\"current_catalog\"()"),
-            Keyword::CURRENT_ROLE => Some("\"current_role\"()"),
+    let word = |i: usize, value: &str| matches!(tokens.get(i), Some(Token::Word(w)) if w.value.eq_ignore_ascii_case(value));
+    let to_regclass = |i: usize| {
+        tokens.get(i) == Some(&Token::DoubleColon)
+            && (word(i + 1, "regclass")
+                || (word(i + 1, "pg_catalog")
+                    && tokens.get(i + 2) == Some(&Token::Period)
+                    && word(i + 3, "regclass")))
+    };
+    let replacement = |i: usize| -> Option<String> {
+        match &tokens[i] {
+            Token::Word(w) if w.quote_style.is_none() => match w.keyword {
+                Keyword::USER => Some("current_user".into()),
+                // Quoted: sqlparser takes the bare keywords as no-argument
+                // functions that cannot be called with parentheses.
+                Keyword::CURRENT_CATALOG => Some("\"current_catalog\"()".into()),
+                Keyword::CURRENT_ROLE => Some("\"current_role\"()".into()),
+                _ => None,
+            },
+            Token::Word(w)
+                if w.quote_style == Some('"')
+                    && w.value == "char"
+                    && i > 0
+                    && tokens[i - 1] == Token::DoubleColon =>
+            {
+                Some("char".into())
+            }
+            Token::SingleQuotedString(name)
+                if to_regclass(i + 1) && system_relation_oid(name).is_some() =>
+            {
+                Some(format!("'pg_catalog.{name}'"))
+            }
             _ => None,
-        },
-        Token::Word(w)
-            if w.quote_style == Some('"')
-                && w.value == "char"
-                && i > 0
-                && tokens[i - 1] == Token::DoubleColon =>
-        {
-            Some("char")
         }
-        _ => None,
     };
     if !(0..tokens.len()).any(|i| replacement(i).is_some()) {
         return None;
     }
     Some(
         (0..tokens.len())
-            .map(|i| replacement(i).map_or_else(|| tokens[i].to_string(), str::to_string))
+            .map(|i| replacement(i).unwrap_or_else(|| tokens[i].to_string()))
             .collect(),
     )
 }
@@ -147,6 +170,18 @@ mod tests {
         assert_eq!(
             replace_fragments("SELECT 'r'::\"char\", ARRAY['v']::\"char\"[], \"char\" FROM t"),
             "SELECT 'r'::char, ARRAY['v']::char[], \"char\" FROM t"
+        );
+    }
+
+    #[test]
+    fn system_relation_names_cast_to_regclass_are_pg_catalogs() {
+        assert_eq!(
+            replace_fragments(
+                "SELECT 'pg_namespace'::regclass, 'pg_class'::pg_catalog.regclass, \
+                 'trades'::regclass, 'pg_class', 'public.pg_class'::regclass"
+            ),
+            "SELECT 'pg_catalog.pg_namespace'::regclass, 'pg_catalog.pg_class'::pg_catalog.regclass, \
+             'trades'::regclass, 'pg_class', 'public.pg_class'::regclass"
         );
     }
 }
