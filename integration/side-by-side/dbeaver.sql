@@ -7,7 +7,7 @@ SET application_name = 'DBeaver 24.2.3 - Read PostgreSQL database list';
 -- name: database list
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDataSource.java, prepareReadDatabaseListStatement (defaults: no templates, no unavailable, bind = connection database 'velostream')
 -- compare: rows-with velostream
--- differs: column names ["oid", "oid", "datname", "datdba", "encoding", "datlocprovider", "datcollate", "datctype", "datistemplate", "datallowconn", "datconnlimit", "datlastsysoid", "datfrozenxid", "datminmxid", "dattablespace", "daticulocale", "daticurules", "datacl"]
+-- differs: types _aclitem as _int4; rows
 SELECT db.oid,db.* FROM pg_catalog.pg_database db WHERE 1 = 1 AND datallowconn AND NOT datistemplate OR db.datname ='velostream'
 ORDER BY db.datname;
 
@@ -34,13 +34,13 @@ SELECT reltype FROM pg_catalog.pg_class WHERE 1<>1 LIMIT 1;
 -- name: database info
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDatabase.java, readDatabaseInfo (bind = 'velostream')
 -- compare: all
--- differs: column names ["oid", "oid", "datname", "datdba", "encoding", "datlocprovider", "datcollate", "datctype", "datistemplate", "datallowconn", "datconnlimit", "datlastsysoid", "datfrozenxid", "datminmxid", "dattablespace", "daticulocale", "daticurules", "datacl"]
+-- differs: types _aclitem as _int4; rows
 SELECT db.oid,db.* FROM pg_catalog.pg_database db WHERE datname='velostream';
 
 -- name: data types of the database
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDatabase.java, cacheDataTypes (PG >= 10: typcategory filter on, read-all-types off)
 -- compare: shape
--- differs: types _aclitem as _text, pg_node_tree as text, regproc as text
+-- differs: types _aclitem as _text, regproc as text
 SELECT t.oid,t.*,c.relkind,format_type(nullif(t.typbasetype, 0), t.typtypmod) as base_type_name, d.description
 FROM pg_catalog.pg_type t
 LEFT OUTER JOIN pg_catalog.pg_type et ON et.oid=t.typelem 
@@ -67,7 +67,7 @@ SHOW search_path;
 -- name: schema list
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDatabase.java, SchemaCache.prepareLookupStatement (no filters)
 -- compare: rows-with public
--- differs: column names ["oid", "oid", "nspname", "nspowner", "nspacl", "options", "description"]
+-- differs: types _aclitem as _text; rows
 SELECT n.oid,n.*,d.description FROM pg_catalog.pg_namespace n
 LEFT OUTER JOIN pg_catalog.pg_description d ON d.objoid=n.oid AND d.objsubid=0 AND d.classoid='pg_namespace'::regclass
  ORDER BY nspname;
@@ -75,7 +75,7 @@ LEFT OUTER JOIN pg_catalog.pg_description d ON d.objoid=n.oid AND d.objsubid=0 A
 -- name: schema lookup by name
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDatabase.java, SchemaCache.prepareLookupStatement (objectName 'public' -> JDBCUtils.appendFilterClause, bind = 'public')
 -- compare: all
--- differs: column names ["oid", "oid", "nspname", "nspowner", "nspacl", "options", "description"]
+-- differs: types _aclitem as _text; rows
 SELECT n.oid,n.*,d.description FROM pg_catalog.pg_namespace n
 LEFT OUTER JOIN pg_catalog.pg_description d ON d.objoid=n.oid AND d.objsubid=0 AND d.classoid='pg_namespace'::regclass
  WHERE nspname='public' ORDER BY nspname;
@@ -98,7 +98,6 @@ ORDER BY a.rolname;
 -- name: role memberships
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreRole.java, members cache (member = oid of role 'velo')
 -- compare: all
--- differs: column names ["oid", "roleid", "member", "grantor", "admin_option", "inherit_option", "set_option"]
 SELECT * FROM pg_catalog.pg_auth_members WHERE member=(SELECT oid FROM pg_catalog.pg_roles WHERE rolname = 'velo');
 
 -- name: access methods
@@ -120,7 +119,6 @@ ORDER BY 2;
 -- name: collations
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDatabase.java, CollationCache
 -- compare: shape
--- differs: column names ["oid", "oid", "collname", "collnamespace", "collowner", "collprovider", "collisdeterministic", "collencoding", "collcollate", "collctype", "colllocale", "collicurules", "collversion"]
 SELECT c.oid,c.* FROM pg_catalog.pg_collation c 
 ORDER BY c.oid;
 
@@ -224,7 +222,7 @@ ORDER BY e.oid;
 -- name: data types of a schema
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDataTypeCache.java, prepareObjectsStatement (bind = oid of schema public)
 -- compare: all
--- differs: types _aclitem as _text, pg_node_tree as text, regproc as text
+-- differs: types _aclitem as _text, regproc as text
 SELECT t.oid,t.*,c.relkind,format_type(nullif(t.typbasetype, 0), t.typtypmod) as base_type_name, d.description
 FROM pg_catalog.pg_type t
 LEFT OUTER JOIN pg_catalog.pg_type et ON et.oid=t.typelem 
@@ -237,7 +235,7 @@ AND t.typnamespace=(SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'pub
 -- name: tables of a schema
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java, TableCache.prepareLookupStatement (PG >= 10, bind = oid of schema public)
 -- compare: all
--- differs: column names ["oid", "oid", "relname", "relnamespace", "reltype", "reloftype", "relowner", "relam", "relfilenode", "reltablespace", "relpages", "reltuples", "relallvisible", "reltoastrelid", "relhasindex", "relisshared", "relpersistence", "relkind", "relnatts", "relchecks", "relhasrules", "relhastriggers", "relhassubclass", "relrowsecurity", "relforcerowsecurity", "relispopulated", "relreplident", "relispartition", "relrewrite", "relfrozenxid", "relminmxid", "relpartbound", "reloptions", "relacl", "description", "partition_expr", "partition_key"]
+-- differs: types _aclitem as _text, float4 as float8; rows
 SELECT c.oid,c.*,d.description,pg_catalog.pg_get_expr(c.relpartbound, c.oid) as partition_expr,  pg_catalog.pg_get_partkeydef(c.oid) as partition_key 
 FROM pg_catalog.pg_class c
 LEFT OUTER JOIN pg_catalog.pg_description d ON d.objoid=c.oid AND d.objsubid=0 AND d.classoid='pg_class'::regclass
@@ -246,7 +244,7 @@ WHERE c.relnamespace=(SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'p
 -- name: table lookup by name
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java, TableCache.prepareLookupStatement (binds = oid of schema public, 'trades')
 -- compare: all
--- differs: column names ["oid", "oid", "relname", "relnamespace", "reltype", "reloftype", "relowner", "relam", "relfilenode", "reltablespace", "relpages", "reltuples", "relallvisible", "reltoastrelid", "relhasindex", "relisshared", "relpersistence", "relkind", "relnatts", "relchecks", "relhasrules", "relhastriggers", "relhassubclass", "relrowsecurity", "relforcerowsecurity", "relispopulated", "relreplident", "relispartition", "relrewrite", "relfrozenxid", "relminmxid", "relpartbound", "reloptions", "relacl", "description", "partition_expr", "partition_key"]
+-- differs: types _aclitem as _text, float4 as float8; rows
 SELECT c.oid,c.*,d.description,pg_catalog.pg_get_expr(c.relpartbound, c.oid) as partition_expr,  pg_catalog.pg_get_partkeydef(c.oid) as partition_key 
 FROM pg_catalog.pg_class c
 LEFT OUTER JOIN pg_catalog.pg_description d ON d.objoid=c.oid AND d.objsubid=0 AND d.classoid='pg_class'::regclass
@@ -281,7 +279,7 @@ ORDER BY a.attnum;
 -- name: constraints of a table
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java, ConstraintCache.prepareObjectsStatement (forParent, bind = oid of trades)
 -- compare: all
--- differs: types _int2 as text, _oid as _int4, int4 as int2, pg_node_tree as text
+-- differs: types _int2 as text, _oid as _int4, int4 as int2
 SELECT c.oid,c.*,t.relname as tabrelname,rt.relnamespace as refnamespace,d.description, case when c.contype='c' then "substring"(pg_get_constraintdef(c.oid), 7) else null end consrc_copy
 FROM pg_catalog.pg_constraint c
 INNER JOIN pg_catalog.pg_class t ON t.oid=c.conrelid
@@ -293,7 +291,7 @@ ORDER BY c.oid;
 -- name: constraints of a schema
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java, ConstraintCache.prepareObjectsStatement (whole schema, bind = oid of schema public)
 -- compare: all
--- differs: types _int2 as text, _oid as _int4, int4 as int2, pg_node_tree as text
+-- differs: types _int2 as text, _oid as _int4, int4 as int2
 SELECT c.oid,c.*,t.relname as tabrelname,rt.relnamespace as refnamespace,d.description, case when c.contype='c' then "substring"(pg_get_constraintdef(c.oid), 7) else null end consrc_copy
 FROM pg_catalog.pg_constraint c
 INNER JOIN pg_catalog.pg_class t ON t.oid=c.conrelid
@@ -305,7 +303,7 @@ ORDER BY c.oid;
 -- name: indexes of a table
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java, IndexCache.prepareObjectsStatement (forTable, bind = oid of trades)
 -- compare: all
--- differs: types int2vector as _int2, int8 as int4, oidvector as _int4, pg_node_tree as text
+-- differs: types int2vector as _int2, int8 as int4, oidvector as _int4
 SELECT i.*,i.indkey as keys,c.relname,c.relnamespace,c.relam,c.reltablespace,tc.relname as tabrelname,dsc.description,pg_catalog.pg_get_expr(i.indpred, i.indrelid) as pred_expr,pg_catalog.pg_get_expr(i.indexprs, i.indrelid, true) as expr,pg_catalog.pg_relation_size(i.indexrelid) as index_rel_size,pg_catalog.pg_stat_get_numscans(i.indexrelid) as index_num_scans
 FROM pg_catalog.pg_index i
 INNER JOIN pg_catalog.pg_class c ON c.oid=i.indexrelid
@@ -338,7 +336,7 @@ SELECT DISTINCT connamespace FROM pg_catalog.pg_constraint WHERE confrelid='trad
 -- name: triggers of a table
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreTableReal.java, TriggerCache (PG >= 9.0, bind = oid of trades)
 -- compare: all
--- differs: types int2vector as text, pg_node_tree as text
+-- differs: types int2vector as text
 SELECT x.oid,x.*,p.pronamespace as func_schema_id,d.description
 FROM pg_catalog.pg_trigger x
 LEFT OUTER JOIN pg_catalog.pg_proc p ON p.oid=x.tgfoid 
@@ -348,7 +346,6 @@ WHERE x.tgrelid = 'trades'::regclass AND NOT x.tgisinternal;
 -- name: rules of a table
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreTableReal.java, RuleCache (table oid concatenated into the text, here looked up)
 -- compare: all
--- differs: types pg_node_tree as text
 SELECT r.oid,r.*, pg_get_ruledef(r.oid) AS definition
 FROM pg_rewrite r
 WHERE r.ev_class='trades'::regclass AND r.rulename <> '_RETURN'::name;
@@ -491,7 +488,7 @@ ORDER BY p.proname;
 -- name: functions of a schema
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreSchema.java, ProceduresCache (PG >= 8.4, bind = oid of schema public)
 -- compare: all
--- differs: types _aclitem as _text, _char as _text, _oid as _int4, _oid as text, _text as text, oidvector as _int4, pg_node_tree as text, regproc as text
+-- differs: types _aclitem as _text, _char as _text, _oid as _int4, _oid as text, _text as text, oidvector as _int4, regproc as text
 SELECT p.oid as poid,p.*,pg_catalog.pg_get_expr(p.proargdefaults, 0) as arg_defaults,d.description
 FROM pg_catalog.pg_proc p
 LEFT OUTER JOIN pg_catalog.pg_description d ON d.objoid=p.oid and d.classoid='pg_proc'::regclass  AND d.objsubid = 0
@@ -501,19 +498,18 @@ ORDER BY p.proname;
 -- name: server settings
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDataSource.java, SettingCache (all settings)
 -- compare: shape
--- differs: column names ["name", "setting", "unit", "category", "short_desc", "extra_desc", "context", "vartype", "source", "min_val", "max_val", "boot_val", "reset_val"]
 select * from pg_catalog.pg_settings;
 
 -- name: one server setting
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDataSource.java, SettingCache (lookup, bind = 'search_path')
 -- compare: all
--- differs: column names ["name", "setting", "unit", "category", "short_desc", "extra_desc", "context", "vartype", "source", "min_val", "max_val", "boot_val", "reset_val"]
+-- differs: rows
 select * from pg_catalog.pg_settings where name='search_path';
 
 -- name: sessions
 -- source: plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/session/PostgreSessionManager.java, generateSessionReadQuery
 -- compare: shape
--- differs: types inet as text, xid as text
+-- differs: types inet as text
 SELECT sa.* FROM pg_catalog.pg_stat_activity sa;
 
 -- name: make public the default schema

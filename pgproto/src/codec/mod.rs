@@ -27,8 +27,9 @@ pub use params::{decode_parameter, logical_oid};
 pub const PG_TYPE_KEY: &str = "pg.type";
 
 /// The type `field` declares in its metadata, where its values are that
-/// type's in both text and binary form: strings for name, varchar, json
-/// and "char"; 4-byte integers for oid and its aliases.
+/// type's in both text and binary form: strings for name, varchar, json,
+/// "char" and pg_node_tree (and numeric, whose binary form is computed from
+/// the text); 4-byte integers for oid and its aliases.
 fn declared_type(field: &Field) -> Option<(u32, i16, i32)> {
     use oid::*;
     let declared: u32 = field.metadata().get(PG_TYPE_KEY)?.parse().ok()?;
@@ -37,6 +38,7 @@ fn declared_type(field: &Field) -> Option<(u32, i16, i32)> {
         (CHAR, DataType::Utf8) => Some((CHAR, 1, -1)),
         (VARCHAR, DataType::Utf8) => Some((VARCHAR, -1, -1)),
         (JSON, DataType::Utf8) => Some((JSON, -1, -1)),
+        (PG_NODE_TREE, DataType::Utf8) => Some((PG_NODE_TREE, -1, -1)),
         (NUMERIC, DataType::Utf8) => Some((NUMERIC, -1, -1)),
         (OID | REGPROC | REGTYPE | XID, DataType::Int32) => Some((declared, 4, -1)),
         _ => None,

@@ -14,6 +14,7 @@ pub const TEXT: u32 = 25;
 pub const OID: u32 = 26;
 pub const XID: u32 = 28;
 pub const JSON: u32 = 114;
+pub const PG_NODE_TREE: u32 = 194;
 pub const FLOAT4: u32 = 700;
 pub const FLOAT8: u32 = 701;
 pub const UNKNOWN: u32 = 705;
@@ -49,6 +50,7 @@ pub fn type_name(oid: u32) -> &'static str {
         OID => "oid",
         XID => "xid",
         JSON => "json",
+        PG_NODE_TREE => "pg_node_tree",
         FLOAT4 => "real",
         FLOAT8 => "double precision",
         UNKNOWN => "unknown",

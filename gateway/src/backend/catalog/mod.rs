@@ -7,8 +7,8 @@
 mod column_types;
 mod fragments;
 mod functions;
-mod pg15_columns;
 mod pg15_oids;
+mod pg15_relations;
 mod pg_catalog;
 mod relations;
 mod result_types;

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, AsArray, Int32Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use datafusion::catalog::{MemTable, MemorySchemaProvider, SchemaProvider, Session, TableProvider};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
@@ -56,6 +56,10 @@ impl SchemaProvider for PgCatalog {
         table: Arc<dyn TableProvider>,
     ) -> Result<Option<Arc<dyn TableProvider>>> {
         self.ours.register_table(name, table)
+    }
+
+    fn deregister_table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        self.ours.deregister_table(name)
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -454,42 +458,30 @@ impl TableProvider for Views {
     }
 }
 
-/// Relations tools read that we have nothing to put in: PostgreSQL's
-/// columns, no rows. Types: t text, i int4, l int8, o oid, b bool,
-/// z timestamptz, a text[].
-const EMPTY_RELATIONS: &[(&str, &str)] = &[
-    ("pg_indexes", "schemaname:t tablename:t indexname:t tablespace:t indexdef:t"),
-    ("pg_stat_activity", "datid:o datname:t pid:i leader_pid:i usesysid:o usename:t application_name:t client_addr:t client_hostname:t client_port:i backend_start:z xact_start:z query_start:z state_change:z wait_event_type:t wait_event:t state:t backend_xid:t backend_xmin:t query_id:l query:t backend_type:t"),
-    ("pg_locks", "locktype:t database:o relation:o page:i tuple:i virtualxid:t transactionid:t classid:o objid:o objsubid:i virtualtransaction:t pid:i mode:t granted:b fastpath:b waitstart:z"),
-    ("pg_prepared_statements", "name:t statement:t prepare_time:z parameter_types:a from_sql:b generic_plans:l custom_plans:l"),
-    ("pg_cursors", "name:t statement:t is_holdable:b is_binary:b is_scrollable:b creation_time:z"),
-    ("pg_stat_database", "datid:o datname:t numbackends:i xact_commit:l xact_rollback:l blks_read:l blks_hit:l tup_returned:l tup_fetched:l tup_inserted:l tup_updated:l tup_deleted:l conflicts:l temp_files:l temp_bytes:l deadlocks:l stats_reset:z"),
-    ("pg_stat_user_indexes", "relid:o indexrelid:o schemaname:t relname:t indexrelname:t idx_scan:l idx_tup_read:l idx_tup_fetch:l"),
-    ("pg_statio_user_tables", "relid:o schemaname:t relname:t heap_blks_read:l heap_blks_hit:l idx_blks_read:l idx_blks_hit:l"),
-    ("pg_sequences", "schemaname:t sequencename:t sequenceowner:t data_type:t start_value:l min_value:l max_value:l increment_by:l cycle:b cache_size:l last_value:l"),
-    ("pg_available_extensions", "name:t default_version:t installed_version:t comment:t"),
-    ("pg_available_extension_versions", "name:t version:t installed:b superuser:b trusted:b relocatable:b schema:t requires:a comment:t"),
-    ("pg_timezone_names", "name:t abbrev:t utc_offset:t is_dst:b"),
-    ("pg_timezone_abbrevs", "abbrev:t utc_offset:t is_dst:b"),
-    ("pg_shadow", "usename:t usesysid:o usecreatedb:b usesuper:b userepl:b usebypassrls:b passwd:t valuntil:z useconfig:a"),
-    ("pg_group", "groname:t grosysid:o grolist:a"),
-    ("pg_policies", "schemaname:t tablename:t policyname:t permissive:t roles:a cmd:t qual:t with_check:t"),
-    ("pg_rules", "schemaname:t tablename:t rulename:t definition:t"),
-    ("pg_stat_replication", "pid:i usesysid:o usename:t application_name:t client_addr:t state:t"),
-    ("pg_user_mappings", "umid:o srvid:o srvname:t umuser:o usename:t umoptions:a"),
-];
-
-/// information_schema views about constraints and routines, which streams
-/// and this catalog do not have.
-const EMPTY_INFORMATION_SCHEMA: &[(&str, &str)] = &[
-    ("table_constraints", "constraint_catalog:t constraint_schema:t constraint_name:t table_catalog:t table_schema:t table_name:t constraint_type:t is_deferrable:t initially_deferred:t enforced:t nulls_distinct:t"),
-    ("key_column_usage", "constraint_catalog:t constraint_schema:t constraint_name:t table_catalog:t table_schema:t table_name:t column_name:t ordinal_position:i position_in_unique_constraint:i"),
-    ("referential_constraints", "constraint_catalog:t constraint_schema:t constraint_name:t unique_constraint_catalog:t unique_constraint_schema:t unique_constraint_name:t match_option:t update_rule:t delete_rule:t"),
-    ("constraint_column_usage", "table_catalog:t table_schema:t table_name:t column_name:t constraint_catalog:t constraint_schema:t constraint_name:t"),
-    ("routines", "specific_catalog:t specific_schema:t specific_name:t routine_catalog:t routine_schema:t routine_name:t routine_type:t data_type:t routine_definition:t external_language:t"),
-    // No engine relation is granted to anyone but its owner.
-    ("role_table_grants", "grantor:t grantee:t table_catalog:t table_schema:t table_name:t privilege_type:t is_grantable:t with_hierarchy:t"),
-    ("parameters", "specific_catalog:t specific_schema:t specific_name:t ordinal_position:i parameter_mode:t parameter_name:t data_type:t udt_name:t"),
+/// Relations the library has and we have nothing to put in (no sessions,
+/// locks, statistics or prepared statements to show): PostgreSQL 15's
+/// columns, no rows. PostgreSQL 15 relations the library lacks are empty
+/// the same way (`TypedSchema`).
+const EMPTY_RELATIONS: &[&str] = &[
+    "pg_indexes",
+    "pg_stat_activity",
+    "pg_locks",
+    "pg_prepared_statements",
+    "pg_cursors",
+    "pg_stat_database",
+    "pg_stat_user_indexes",
+    "pg_statio_user_tables",
+    "pg_sequences",
+    "pg_available_extensions",
+    "pg_available_extension_versions",
+    "pg_timezone_names",
+    "pg_timezone_abbrevs",
+    "pg_shadow",
+    "pg_group",
+    "pg_policies",
+    "pg_rules",
+    "pg_stat_replication",
+    "pg_user_mappings",
 ];
 
 /// pg_settings: the server defaults and fixed limits tools look up.
@@ -545,35 +537,11 @@ fn settings_relation() -> Result<Arc<dyn TableProvider>> {
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
 }
 
-fn empty_relation(spec: &str) -> Result<Arc<dyn TableProvider>> {
-    let fields: Vec<Field> = spec
-        .split_whitespace()
-        .map(|c| {
-            let (name, t) = c.split_once(':').expect("name:type");
-            let data_type = match t {
-                "i" => DataType::Int32,
-                "o" => DataType::Int32,
-                "l" => DataType::Int64,
-                "b" => DataType::Boolean,
-                "z" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                "a" => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-                _ => DataType::Utf8,
-            };
-            let field = Field::new(name, data_type, true);
-            if t == "o" {
-                field.with_metadata(HashMap::from([(
-                    datafusion_pg_catalog::pg_catalog::oid_field::OID_ALIAS_KEY.to_string(),
-                    "oid".to_string(),
-                )]))
-            } else {
-                field
-            }
-        })
-        .collect();
-    Ok(Arc::new(MemTable::try_new(
-        Arc::new(Schema::new(fields)),
-        vec![vec![]],
-    )?))
+/// No columns, no rows: `TypedSchema` gives it PostgreSQL's columns.
+fn empty_relation() -> Arc<dyn TableProvider> {
+    Arc::new(datafusion::datasource::empty::EmptyTable::new(Arc::new(
+        Schema::empty(),
+    )))
 }
 
 pub async fn install(ctx: &SessionContext, snapshot: Shared) -> anyhow::Result<()> {
@@ -647,8 +615,8 @@ pub async fn install(ctx: &SessionContext, snapshot: Shared) -> anyhow::Result<(
             Arc::new(ArrayColumns::new(inner, &present, &missing)),
         )?;
     }
-    for (name, spec) in EMPTY_RELATIONS {
-        ours.register_table(name.to_string(), empty_relation(spec)?)?;
+    for name in EMPTY_RELATIONS {
+        ours.register_table(name.to_string(), empty_relation())?;
     }
     catalog.register_schema(
         "pg_catalog",
@@ -658,9 +626,6 @@ pub async fn install(ctx: &SessionContext, snapshot: Shared) -> anyhow::Result<(
         }),
     )?;
     let information_schema = MemorySchemaProvider::new();
-    for (name, spec) in EMPTY_INFORMATION_SCHEMA {
-        information_schema.register_table(name.to_string(), empty_relation(spec)?)?;
-    }
     catalog.register_schema(
         "information_schema",
         Arc::new(TypedSchema {
@@ -676,19 +641,20 @@ pub async fn install(ctx: &SessionContext, snapshot: Shared) -> anyhow::Result<(
     Ok(())
 }
 
-/// Views defined over pg_catalog, as PostgreSQL defines them.
+/// Views defined over pg_catalog, as PostgreSQL defines them. `OR REPLACE`:
+/// every PostgreSQL 15 relation name already answers, with no rows.
 const VIEWS: &[&str] = &[
-    "CREATE VIEW pg_catalog.pg_user AS SELECT rolname AS usename, oid AS usesysid, \
+    "CREATE OR REPLACE VIEW pg_catalog.pg_user AS SELECT rolname AS usename, oid AS usesysid, \
      rolcreatedb AS usecreatedb, rolsuper AS usesuper, rolreplication AS userepl, \
      rolbypassrls AS usebypassrls, '********' AS passwd, rolvaliduntil AS valuntil, \
      rolconfig AS useconfig FROM pg_catalog.pg_roles WHERE rolcanlogin",
-    "CREATE VIEW information_schema.schemata AS SELECT CAST('velostream' AS VARCHAR) AS catalog_name, \
+    "CREATE OR REPLACE VIEW information_schema.schemata AS SELECT CAST('velostream' AS VARCHAR) AS catalog_name, \
      nspname AS schema_name, CAST('velostream' AS VARCHAR) AS schema_owner, \
      CAST(NULL AS VARCHAR) AS default_character_set_catalog, \
      CAST(NULL AS VARCHAR) AS default_character_set_schema, \
      CAST(NULL AS VARCHAR) AS default_character_set_name, CAST(NULL AS VARCHAR) AS sql_path \
      FROM pg_catalog.pg_namespace",
-    "CREATE VIEW information_schema.tables AS SELECT CAST('velostream' AS VARCHAR) AS table_catalog, \
+    "CREATE OR REPLACE VIEW information_schema.tables AS SELECT CAST('velostream' AS VARCHAR) AS table_catalog, \
      n.nspname AS table_schema, c.relname AS table_name, \
      CASE WHEN n.nspname IN ('pg_catalog', 'information_schema') AND c.relkind = 'v' THEN 'VIEW' \
           WHEN c.relkind = 'v' THEN 'VIEW' ELSE 'BASE TABLE' END AS table_type, \
@@ -701,13 +667,13 @@ const VIEWS: &[&str] = &[
      'NO' AS is_typed, CAST(NULL AS VARCHAR) AS commit_action \
      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON c.relnamespace = n.oid \
      WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p')",
-    "CREATE VIEW information_schema.views AS SELECT CAST('velostream' AS VARCHAR) AS table_catalog, \
+    "CREATE OR REPLACE VIEW information_schema.views AS SELECT CAST('velostream' AS VARCHAR) AS table_catalog, \
      schemaname AS table_schema, viewname AS table_name, definition AS view_definition, \
      'NONE' AS check_option, 'NO' AS is_updatable, 'NO' AS is_insertable_into, \
      'NO' AS is_trigger_updatable, 'NO' AS is_trigger_deletable, \
      'NO' AS is_trigger_insertable_into FROM pg_catalog.pg_views",
     // information_schema's numbers are cardinal_number, an int4.
-    "CREATE VIEW information_schema.columns AS SELECT CAST('velostream' AS VARCHAR) AS table_catalog, \
+    "CREATE OR REPLACE VIEW information_schema.columns AS SELECT CAST('velostream' AS VARCHAR) AS table_catalog, \
      n.nspname AS table_schema, c.relname AS table_name, a.attname AS column_name, \
      CAST(a.attnum AS INT) AS ordinal_position, CAST(NULL AS VARCHAR) AS column_default, \
      CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END AS is_nullable, \

@@ -284,13 +284,11 @@ impl VisitorMut for Rules<'_> {
                 }
             }
             Expr::Identifier(column) if column.quote_style.is_none() => {
-                renamed_column(column);
                 if let Some(value) = self.system_column(&column.value.to_ascii_lowercase(), None) {
                     replace_with(expr, &value);
                 }
             }
             Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
-                renamed_column(&mut parts[1]);
                 let qualifier = parts[0].value.to_ascii_lowercase();
                 let column = parts[1].value.to_ascii_lowercase();
                 if let Some(value) = self.system_column(&column, Some(&qualifier)) {
@@ -505,14 +503,6 @@ impl VisitorMut for Rules<'_> {
             _ => {}
         }
         ControlFlow::Continue(())
-    }
-}
-
-/// Catalog columns PostgreSQL 15 names otherwise than the catalog library
-/// (which follows a later release): psql 15's \dO reads colliculocale.
-fn renamed_column(column: &mut Ident) {
-    if column.value.eq_ignore_ascii_case("colliculocale") {
-        column.value = "colllocale".into();
     }
 }
 
