@@ -84,7 +84,6 @@ ORDER BY oid, enumsortorder;
 -- name: load types, LoadTableComposites=true
 -- source: src/Npgsql/PostgresDatabaseInfo.cs, GenerateLoadTypesQuery (PG15; connection string Load Table Composites=true, which adds the table row type public.trades and _trades)
 -- compare: rows-with trades
--- differs: rows
 SELECT ns.nspname, t.oid, t.typname, t.typtype, t.typnotnull, t.elemtypoid
 FROM (
     -- Arrays have typtype=b - this subquery identifies them by their typreceive and converts their typtype to a

@@ -2,7 +2,7 @@
 -- name: LoadTypes [trades, _trades]
 -- source: derived_types.go @master 728cefa (v5.10.0+119), buildLoadDerivedTypesSQL (PG15: supportsMultirange; $1::text[] = {trades,_trades})
 -- compare: rows-with trades
--- differs: types oid as int8; rows
+-- differs: types oid as int8
 WITH RECURSIVE
 -- find the OIDs in pg_class which match one of the provided type names
 selected_classes(oid,reltype) AS (
@@ -112,7 +112,7 @@ SELECT typname,
 -- name: LoadTypes [trades, _trades], v5.10.0 text
 -- source: derived_types.go @v5.10.0, buildLoadDerivedTypesSQL (PG15: supportsMultirange; $1::text[] = {trades,_trades}; no typdelim column, no typcategory filter)
 -- compare: rows-with trades
--- differs: types oid as int8; rows
+-- differs: types oid as int8
 WITH RECURSIVE
 -- find the OIDs in pg_class which match one of the provided type names
 selected_classes(oid,reltype) AS (
@@ -220,7 +220,6 @@ select 'trades'::text::regtype::oid;
 -- name: LoadType: typtype and typbasetype
 -- source: conn.go, Conn.LoadType ("... where oid=$1", $1 = oid of type trades, written as 'public.trades'::regtype)
 -- compare: all
--- differs: rows
 select typtype::text, typbasetype from pg_type where oid='public.trades'::regtype;
 
 -- name: LoadType: array element and delimiter
@@ -246,7 +245,6 @@ select rngtypid from pg_range where rngmultitypid=4532;
 -- name: LoadType: composite typrelid
 -- source: conn.go, getCompositeFields ($1 = oid of type trades, written as 'public.trades'::regtype)
 -- compare: all
--- differs: rows
 select typrelid from pg_type where oid='public.trades'::regtype;
 
 -- name: LoadType: composite fields

@@ -133,7 +133,6 @@ WHERE pg_catalog.pg_class.relkind = 'S' AND pg_catalog.pg_class.relname = 'trade
 -- name: has_type(schema='public')
 -- source: lib/sqlalchemy/dialects/postgresql/base.py, PGDialect.has_type (called from PGInspector.has_type)
 -- compare: all
--- differs: rows
 SELECT pg_catalog.pg_type.typname 
 FROM pg_catalog.pg_type JOIN pg_catalog.pg_namespace ON pg_catalog.pg_namespace.oid = pg_catalog.pg_type.typnamespace 
 WHERE pg_catalog.pg_type.typname = 'trades' AND pg_catalog.pg_namespace.nspname = 'public';
@@ -141,7 +140,6 @@ WHERE pg_catalog.pg_type.typname = 'trades' AND pg_catalog.pg_namespace.nspname 
 -- name: has_type(schema=None)
 -- source: lib/sqlalchemy/dialects/postgresql/base.py, PGDialect.has_type (called from PGInspector.has_type)
 -- compare: all
--- differs: rows
 SELECT pg_catalog.pg_type.typname 
 FROM pg_catalog.pg_type JOIN pg_catalog.pg_namespace ON pg_catalog.pg_namespace.oid = pg_catalog.pg_type.typnamespace 
 WHERE pg_catalog.pg_type.typname = 'trades' AND pg_catalog.pg_type_is_visible(pg_catalog.pg_type.oid) AND pg_catalog.pg_namespace.nspname != 'pg_catalog';

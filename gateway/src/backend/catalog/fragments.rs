@@ -42,7 +42,7 @@ pub fn replace_fragments(sql: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     let lower = out.to_ascii_lowercase();
-    if ["user", "current_", "\"char\"", "regclass"]
+    if ["user", "current_", "\"char\"", "regclass", "regtype"]
         .iter()
         .any(|w| lower.contains(w))
     {
@@ -59,29 +59,42 @@ pub fn replace_fragments(sql: &str) -> std::borrow::Cow<'_, str> {
 /// sees the statement: its stand-in for Grafana's search-path subquery
 /// (written before it had current_setting) matches `user` and would empty
 /// Grafana's table list; `current_catalog` and `current_role` would parse
-/// as column names; `'r'::"char"` (Npgsql) would not plan. An unqualified
-/// system relation name cast to regclass (`'pg_namespace'::regclass`,
-/// DBeaver) is qualified: pg_catalog is first on PostgreSQL's search path,
-/// the library looks in the current schema only.
+/// as column names; `'r'::"char"` (Npgsql) would not plan. Names cast to
+/// regclass and regtype are looked up as PostgreSQL does, where the library
+/// looks in the current schema only and by internal type name: an
+/// unqualified system relation name is pg_catalog's (first on the search
+/// path; `'pg_namespace'::regclass`, DBeaver), and a type name is resolved
+/// as `to_regtype` resolves it (`'integer'::regtype`, `'public.t'::regtype`).
 fn keywords_and_types(sql: &str) -> Option<String> {
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
     let word = |i: usize, value: &str| matches!(tokens.get(i), Some(Token::Word(w)) if w.value.eq_ignore_ascii_case(value));
-    let to_regclass = |i: usize| {
-        tokens.get(i) == Some(&Token::DoubleColon)
-            && (word(i + 1, "regclass")
-                || (word(i + 1, "pg_catalog")
-                    && tokens.get(i + 2) == Some(&Token::Period)
-                    && word(i + 3, "regclass")))
+    // The length of a `::type` or `::pg_catalog.type` cast at `i`.
+    let cast_to = |i: usize, type_name: &str| {
+        if tokens.get(i) != Some(&Token::DoubleColon) {
+            None
+        } else if word(i + 1, type_name) {
+            Some(2)
+        } else if word(i + 1, "pg_catalog")
+            && tokens.get(i + 2) == Some(&Token::Period)
+            && word(i + 3, type_name)
+        {
+            Some(4)
+        } else {
+            None
+        }
     };
-    let replacement = |i: usize| -> Option<String> {
-        match &tokens[i] {
+    let mut out = String::with_capacity(sql.len());
+    let mut changed = false;
+    let mut i = 0;
+    while i < tokens.len() {
+        let (replacement, consumed) = match &tokens[i] {
             Token::Word(w) if w.quote_style.is_none() => match w.keyword {
-                Keyword::USER => Some("current_user".into()),
+                Keyword::USER => (Some("current_user".to_string()), 1),
                 // Quoted: sqlparser takes the bare keywords as no-argument
                 // functions that cannot be called with parentheses.
-                Keyword::CURRENT_CATALOG => Some("\"current_catalog\"()".into()),
-                Keyword::CURRENT_ROLE => Some("\"current_role\"()".into()),
-                _ => None,
+                Keyword::CURRENT_CATALOG => (Some("\"current_catalog\"()".into()), 1),
+                Keyword::CURRENT_ROLE => (Some("\"current_role\"()".into()), 1),
+                _ => (None, 1),
             },
             Token::Word(w)
                 if w.quote_style == Some('"')
@@ -89,24 +102,31 @@ fn keywords_and_types(sql: &str) -> Option<String> {
                     && i > 0
                     && tokens[i - 1] == Token::DoubleColon =>
             {
-                Some("char".into())
+                (Some("char".into()), 1)
             }
             Token::SingleQuotedString(name)
-                if to_regclass(i + 1) && system_relation_oid(name).is_some() =>
+                if cast_to(i + 1, "regclass").is_some() && system_relation_oid(name).is_some() =>
             {
-                Some(format!("'pg_catalog.{name}'"))
+                (Some(format!("'pg_catalog.{name}'")), 1)
             }
-            _ => None,
+            Token::SingleQuotedString(_) => match cast_to(i + 1, "regtype") {
+                Some(n) => (Some(format!("to_regtype({})", tokens[i])), 1 + n),
+                None => (None, 1),
+            },
+            _ => (None, 1),
+        };
+        match replacement {
+            Some(r) => {
+                changed = true;
+                out.push_str(&r);
+            }
+            None => tokens[i..i + consumed]
+                .iter()
+                .for_each(|t| out.push_str(&t.to_string())),
         }
-    };
-    if !(0..tokens.len()).any(|i| replacement(i).is_some()) {
-        return None;
+        i += consumed;
     }
-    Some(
-        (0..tokens.len())
-            .map(|i| replacement(i).unwrap_or_else(|| tokens[i].to_string()))
-            .collect(),
-    )
+    changed.then_some(out)
 }
 
 /// `sql` with every scalar subquery of a select list in an extra pair of
@@ -174,7 +194,7 @@ mod tests {
     }
 
     #[test]
-    fn system_relation_names_cast_to_regclass_are_pg_catalogs() {
+    fn names_cast_to_regclass_and_regtype_resolve_as_in_postgresql() {
         assert_eq!(
             replace_fragments(
                 "SELECT 'pg_namespace'::regclass, 'pg_class'::pg_catalog.regclass, \
@@ -182,6 +202,12 @@ mod tests {
             ),
             "SELECT 'pg_catalog.pg_namespace'::regclass, 'pg_catalog.pg_class'::pg_catalog.regclass, \
              'trades'::regclass, 'pg_class', 'public.pg_class'::regclass"
+        );
+        assert_eq!(
+            replace_fragments(
+                "SELECT 'integer'::regtype, 'public.t'::pg_catalog.regtype::oid, 'x'"
+            ),
+            "SELECT to_regtype('integer'), to_regtype('public.t')::oid, 'x'"
         );
     }
 }

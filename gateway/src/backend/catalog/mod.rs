@@ -14,6 +14,7 @@ mod relations;
 mod result_types;
 mod rewrite;
 mod route;
+mod row_types;
 mod stable_oids;
 mod subplans;
 

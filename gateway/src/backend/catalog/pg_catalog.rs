@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use anyhow::Context as _;
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, AsArray, Int32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
@@ -19,6 +20,7 @@ use datafusion::prelude::SessionContext;
 
 use super::column_types::TypedSchema;
 use super::relations::Snapshot;
+use super::row_types;
 use super::stable_oids::{OidSources, Renumbered, RENUMBERED};
 use super::DATABASE;
 
@@ -615,6 +617,20 @@ pub async fn install(ctx: &SessionContext, snapshot: Shared) -> anyhow::Result<(
             Arc::new(ArrayColumns::new(inner, &present, &missing)),
         )?;
     }
+    // Every relation's row type (see row_types).
+    let class = ours.deregister_table("pg_class")?.context("pg_class")?;
+    let types = ours.deregister_table("pg_type")?.context("pg_type")?;
+    ours.register_table(
+        "pg_type".into(),
+        Arc::new(row_types::Types {
+            types: types.clone(),
+            class: class.clone(),
+        }),
+    )?;
+    ours.register_table(
+        "pg_class".into(),
+        Arc::new(row_types::Classes { class, types }),
+    )?;
     for name in EMPTY_RELATIONS {
         ours.register_table(name.to_string(), empty_relation())?;
     }

@@ -610,7 +610,10 @@ fn lookup_by_name(class: bool, name: &str) -> String {
     } else {
         format!(
             "(SELECT first_value(rt.oid) FROM pg_catalog.pg_type rt \
-             WHERE rt.typname = {name} OR format_type(rt.oid, NULL) = {name})"
+             JOIN pg_catalog.pg_namespace rtn ON rt.typnamespace = rtn.oid \
+             WHERE (rtn.nspname IN ('public', 'pg_catalog') AND rt.typname = {name}) \
+             OR rtn.nspname || '.' || rt.typname = {name} \
+             OR format_type(rt.oid, NULL) = {name})"
         )
     }
 }
