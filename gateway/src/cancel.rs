@@ -17,24 +17,28 @@ use pgwire::messages::startup::SecretKey;
 use ring::digest;
 use tokio_util::sync::CancellationToken;
 
-/// The cancellation point of one connection's current statement.
+/// The cancellation point of one connection's current statement. The
+/// token is made by the first statement: an idle connection that never
+/// ran one holds none.
 #[derive(Default)]
 pub struct CancelSlot {
-    token: Mutex<CancellationToken>,
+    token: Mutex<Option<CancellationToken>>,
 }
 
 impl CancelSlot {
     /// A fresh token for the statement about to run.
     pub fn begin_statement(&self) -> CancellationToken {
         let mut token = self.token.lock().expect("cancel slot");
-        if token.is_cancelled() {
-            *token = CancellationToken::new();
+        match token.as_ref() {
+            Some(t) if !t.is_cancelled() => t.clone(),
+            _ => token.insert(CancellationToken::new()).clone(),
         }
-        token.clone()
     }
 
     fn cancel(&self) {
-        self.token.lock().expect("cancel slot").cancel();
+        if let Some(t) = self.token.lock().expect("cancel slot").as_ref() {
+            t.cancel();
+        }
     }
 }
 

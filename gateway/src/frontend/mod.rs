@@ -185,21 +185,11 @@ fn keepalive(socket: &TcpStream) {
     }
 }
 
-/// One client connection from accept to close, inside a span that carries
-/// who it is (never passwords or SCRAM data).
+/// One client connection from accept to close.
 pub async fn serve_connection(socket: TcpStream, peer: SocketAddr, frontend: Arc<Frontend>) {
     keepalive(&socket);
-    let span = tracing::info_span!(
-        "connection",
-        client = %peer,
-        user = Empty,
-        database = Empty,
-        application_name = Empty
-    );
     let mut attempt = ConnectionAttempt::new(peer);
-    serve(Connection::new(socket), frontend, &mut attempt)
-        .instrument(span)
-        .await
+    serve(Connection::new(socket), frontend, &mut attempt).await
 }
 
 /// Sends a FATAL error and counts the refusal.
@@ -226,17 +216,40 @@ async fn send_fatal(conn: &mut Connection, e: &GatewayError) {
     let _ = conn.flush().await;
 }
 
+/// The handshake runs inside an info-level span that carries who the
+/// client is (never passwords or SCRAM data), so a failed login or a
+/// cancel request is logged with it. The logged-in session's span is at
+/// debug level: a span the log filter keeps costs an idle connection about
+/// 600 bytes of formatted fields for its whole life.
 async fn serve(mut conn: Connection, frontend: Arc<Frontend>, attempt: &mut ConnectionAttempt) {
     let started = std::time::Instant::now();
-    let Some((login, _user_session)) = log_in_within_deadline(&mut conn, &frontend, attempt).await
-    else {
+    let login_span = tracing::info_span!(
+        "connection",
+        client = %attempt.client,
+        user = Empty,
+        database = Empty,
+        application_name = Empty
+    );
+    let logged_in = log_in_within_deadline(&mut conn, &frontend, attempt)
+        .instrument(login_span)
+        .await;
+    let Some((login, _user_session)) = logged_in else {
         if let Some(audit) = &frontend.audit {
             audit.connection(attempt);
         }
         return;
     };
     attempt.outcome = "success";
-    run_session(&mut conn, &frontend, login, attempt).await;
+    let session_span = tracing::debug_span!(
+        "connection",
+        client = %attempt.client,
+        user = %login.user,
+        database = %login.database,
+        application_name = login.settings.get("application_name").unwrap_or_default()
+    );
+    run_session(&mut conn, &frontend, login, attempt)
+        .instrument(session_span)
+        .await;
     if let Some(audit) = &frontend.audit {
         audit.disconnection(attempt, started.elapsed());
     }

@@ -36,20 +36,30 @@ fn position(list: &[Setting], name: &str) -> Option<usize> {
     list.iter().position(|s| s.name.eq_ignore_ascii_case(name))
 }
 
-/// Replaces the entry of the same name, or adds one.
+/// Replaces the entry of the same name, or adds one. Grown one entry at
+/// a time: most sessions hold one or two.
 fn put(list: &mut Vec<Setting>, setting: Setting) {
     match position(list, &setting.name) {
         Some(i) => list[i] = setting,
-        None => list.push(setting),
+        None => {
+            list.reserve_exact(1);
+            list.push(setting)
+        }
     }
 }
 
 impl Settings {
+    /// Only what differs from the defaults is stored (an empty
+    /// application_name and `is_superuser = off` are the defaults).
     pub fn new(user: &str, application_name: &str, superuser: bool) -> Self {
         let mut settings = Self::default();
-        settings.set_startup("application_name", application_name);
+        if !application_name.is_empty() {
+            settings.set_startup("application_name", application_name);
+        }
         settings.set_startup("session_authorization", user);
-        settings.set_startup("is_superuser", if superuser { "on" } else { "off" });
+        if superuser {
+            settings.set_startup("is_superuser", "on");
+        }
         settings
     }
 

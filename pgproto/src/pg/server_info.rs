@@ -37,6 +37,9 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("server_version_num", SERVER_VERSION_NUM),
     ("server_encoding", "UTF8"),
     ("client_encoding", "UTF8"),
+    // A session stores these only when its login differs.
+    ("application_name", ""),
+    ("is_superuser", "off"),
     ("DateStyle", "ISO, MDY"),
     ("TimeZone", "UTC"),
     ("integer_datetimes", "on"),
