@@ -6,6 +6,11 @@
 //! travels as field metadata, which DataFusion keeps on plain column
 //! references, so a projection of `relname` stays `name` while an
 //! expression over it is `text`, as in PostgreSQL.
+//!
+//! Every relation also takes PostgreSQL 15's columns (`pg15_relations`):
+//! the library follows a later release, and `SELECT n.*` should list what
+//! a PostgreSQL 15 server lists. A PostgreSQL 15 relation the library does
+//! not have is there with its columns and no rows.
 
 use std::sync::Arc;
 
@@ -83,8 +88,6 @@ impl SchemaProvider for TypedSchema {
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let table = self.inner.table(name).await?;
         Ok(match pg15_relations::columns(self.name, name) {
-            // Relations PostgreSQL 15 has and we have nothing to put in:
-            // its columns, no rows.
             Some(_) => Some(Arc::new(Typed::new(table, self.name, name))),
             None => table,
         })

@@ -460,10 +460,10 @@ impl TableProvider for Views {
     }
 }
 
-/// Relations the library has and we have nothing to put in (no sessions,
-/// locks, statistics or prepared statements to show): PostgreSQL 15's
-/// columns, no rows. PostgreSQL 15 relations the library lacks are empty
-/// the same way (`TypedSchema`).
+/// Relations we have nothing to put in (no sessions, locks, statistics or
+/// prepared statements to show), kept empty even where the library would
+/// answer: PostgreSQL 15's columns, no rows. PostgreSQL 15 relations the
+/// library lacks are empty the same way (`TypedSchema`).
 const EMPTY_RELATIONS: &[&str] = &[
     "pg_indexes",
     "pg_stat_activity",
