@@ -320,7 +320,7 @@ ORDER BY attnum;
 -- name: GetSchema Databases [velostream]
 -- source: src/Npgsql/NpgsqlSchema.cs, GetDatabases (restriction datname)
 -- compare: all
--- differs: types name as text; rows
+-- differs: types name as text
 SELECT d.datname, u.usename, pg_catalog.pg_encoding_to_char(d.encoding)
 FROM pg_catalog.pg_database d
 LEFT JOIN pg_catalog.pg_user u ON d.datdba = u.usesysid WHERE datname = 'velostream';

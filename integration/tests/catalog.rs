@@ -410,3 +410,34 @@ fn oids_are_postgresqls_and_the_same_on_every_gateway() {
     assert_eq!(lines[3], lines[2], "pg_attribute names the same relation");
     assert_eq!(text(&a.stdout), text(&b.stdout));
 }
+
+/// Everything in the catalog belongs to whoever asks (owner columns hold
+/// 10, `pg_get_userbyid` answers the session user): the session user's
+/// role is oid 10, so a join of an owner column with pg_roles names it,
+/// and another login role has an oid of its own.
+#[test]
+fn the_session_users_role_owns_the_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    let lines = [("alice", "a-secret"), ("bob", "b-secret")]
+        .map(|(user, password)| velo_integration::hash_password(user, "scram", password))
+        .join("\n");
+    std::fs::write(&users, lines + "\n").unwrap();
+    let gw = Gateway::start(&["--users", users.to_str().unwrap()]);
+    let as_user = |user: &str, password: &str, sql: &str| {
+        let out = gw
+            .psql(user)
+            .env("PGPASSWORD", password)
+            .args(["-Atc", sql])
+            .output()
+            .expect("psql");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let roles = "SELECT rolname, oid = 10 FROM pg_catalog.pg_roles ORDER BY 1";
+    assert_eq!(as_user("alice", "a-secret", roles), "alice|t\nbob|f\n");
+    assert_eq!(as_user("bob", "b-secret", roles), "alice|f\nbob|t\n");
+    let owner = "SELECT r.rolname FROM pg_catalog.pg_namespace n \
+                 JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner WHERE n.nspname = 'public'";
+    assert_eq!(as_user("bob", "b-secret", owner), "bob\n");
+}

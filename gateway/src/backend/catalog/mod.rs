@@ -13,6 +13,7 @@ mod pg_catalog;
 mod relations;
 mod result_types;
 mod rewrite;
+mod roles;
 mod route;
 mod row_types;
 mod stable_oids;
@@ -230,6 +231,9 @@ impl Catalog {
         rewrite::rewrite(&mut statement, &self.catalog_tables);
         let mut state = self.ctx.state();
         pg_catalog::Scans::install(&mut state);
+        state
+            .config_mut()
+            .set_extension(Arc::new(roles::SessionUser(info.user.clone())));
         functions::register_session(&mut state, info).map_err(internal)?;
         let plan = state
             .statement_to_plan(DfStatement::Statement(Box::new(statement)))

@@ -20,6 +20,7 @@ use datafusion::prelude::SessionContext;
 
 use super::column_types::TypedSchema;
 use super::relations::Snapshot;
+use super::roles;
 use super::row_types;
 use super::stable_oids::{OidSources, Renumbered, RENUMBERED};
 use super::DATABASE;
@@ -616,6 +617,11 @@ pub async fn install(ctx: &SessionContext, snapshot: Shared) -> anyhow::Result<(
             name.into(),
             Arc::new(ArrayColumns::new(inner, &present, &missing)),
         )?;
+    }
+    for name in ["pg_roles", "pg_authid"] {
+        if let Ok(inner) = library(name).await {
+            ours.register_table(name.into(), Arc::new(roles::Roles { inner }))?;
+        }
     }
     // Every relation's row type (see row_types).
     let class = ours.deregister_table("pg_class")?.context("pg_class")?;

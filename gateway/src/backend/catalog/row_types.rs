@@ -27,6 +27,8 @@ use super::pg_catalog::{column, read_all};
 
 /// Relations with oids from here on are ours (PostgreSQL's first user oid).
 const FIRST_USER_OID: i32 = 16384;
+/// The owner of everything in this catalog (see `roles`).
+const OWNER: i32 = 10;
 
 /// An engine relation: its oid, name and schema's oid.
 struct Relation {
@@ -94,7 +96,7 @@ fn row_type_values(r: &Relation) -> [Vec<(&'static str, Value)>; 2] {
             ("oid", Int(oid.into())),
             ("typname", Name(name)),
             ("typnamespace", Int(r.namespace.into())),
-            ("typowner", Int(10)),
+            ("typowner", Int(OWNER.into())),
             ("typlen", Int(-1)),
             ("typbyval", Bool(false)),
             ("typispreferred", Bool(false)),
@@ -203,8 +205,9 @@ impl TableProvider for Types {
     }
 }
 
-/// pg_class with `reltype`: the library's row types for its relations,
-/// the ones `Types` adds for the engine's.
+/// pg_class with the two references the library leaves 0: `reltype` (the
+/// library's row types for its relations, the ones `Types` adds for the
+/// engine's) and `relowner` (10, as every owner column here: see `roles`).
 #[derive(Debug)]
 pub struct Classes {
     pub class: Arc<dyn TableProvider>,
@@ -254,8 +257,10 @@ impl TableProvider for Classes {
                         })
                     })
                     .collect();
+                let owner = Int32Array::from(vec![OWNER; b.num_rows()]);
                 let mut columns = b.columns().to_vec();
                 columns[schema.index_of("reltype")?] = Arc::new(reltype) as Arc<dyn Array>;
+                columns[schema.index_of("relowner")?] = Arc::new(owner);
                 Ok(RecordBatch::try_new(schema, columns)?)
             })
             .collect::<Result<Vec<_>>>()?;

@@ -43,6 +43,7 @@ enum Object {
     Database(String),
     Namespace(String),
     Relation(String, String),
+    Role(String),
 }
 
 impl Object {
@@ -54,6 +55,7 @@ impl Object {
                 .iter()
                 .find(|(s, n, _)| s == schema && n == name)
                 .map(|(_, _, oid)| *oid),
+            Object::Role(_) => None,
         }
     }
 
@@ -63,6 +65,7 @@ impl Object {
             Object::Database(n) => (b'd', vec![n]),
             Object::Namespace(n) => (b'n', vec![n]),
             Object::Relation(s, n) => (b'r', vec![s, n]),
+            Object::Role(n) => (b'u', vec![n]),
         };
         let mut hash: u32 = 0x811c_9dc5;
         let bytes = std::iter::once(kind).chain(
@@ -75,6 +78,12 @@ impl Object {
         }
         FIRST_USER_OID + hash % (i32::MAX as u32 - FIRST_USER_OID)
     }
+}
+
+/// The oid of a login role other than the session's own (which is 10:
+/// see `roles`), the same on every gateway.
+pub fn role_oid(name: &str) -> i32 {
+    Object::Role(name.to_string()).derived() as i32
 }
 
 fn lookup(table: &[(&str, i32)], name: &str) -> Option<i32> {
