@@ -58,6 +58,10 @@ pub struct GatewayConfig {
     /// one every second) for this long is taken as failed: its queries
     /// end with 58030 and it gets no new ones until a health check passes.
     pub engine_heartbeat_timeout: String,
+    /// How often each engine node's health is checked; a node out of
+    /// rotation (a failed stream, a missed heartbeat) returns at the first
+    /// check it passes.
+    pub engine_health_interval: String,
     pub queue_limit: usize,
     pub queue_timeout_ms: u64,
     /// On SIGTERM: stop accepting, report not ready, and wait this long for
@@ -128,6 +132,7 @@ impl Default for GatewayConfig {
             max_message_size: 8 << 20,
             authentication_timeout: "60s".into(),
             engine_heartbeat_timeout: "5s".into(),
+            engine_health_interval: "2s".into(),
             statement_timeout: "0".into(),
             idle_in_transaction_session_timeout: "0".into(),
             idle_session_timeout: "0".into(),
@@ -283,6 +288,11 @@ impl GatewayConfig {
             "engine_heartbeat_timeout: {:?} is not a positive duration (e.g. 5s)",
             self.engine_heartbeat_timeout
         );
+        ensure!(
+            self.engine_health_interval().is_some_and(|d| !d.is_zero()),
+            "engine_health_interval: {:?} is not a positive duration (e.g. 2s)",
+            self.engine_health_interval
+        );
         for (name, value) in self.session_defaults() {
             ensure!(
                 parse_duration(value, TimeUnit::Milliseconds).is_some(),
@@ -325,6 +335,10 @@ impl GatewayConfig {
 
     pub fn engine_heartbeat_timeout(&self) -> Option<Duration> {
         parse_duration(&self.engine_heartbeat_timeout, TimeUnit::Seconds)
+    }
+
+    pub fn engine_health_interval(&self) -> Option<Duration> {
+        parse_duration(&self.engine_health_interval, TimeUnit::Seconds)
     }
 
     /// Session settings every session starts from (RESET returns to them).

@@ -58,6 +58,9 @@ struct Args {
     /// Silence after which an engine node is taken as failed (e.g. 5s).
     #[arg(long, env = "VELO_GATEWAY_ENGINE_HEARTBEAT_TIMEOUT")]
     engine_heartbeat_timeout: Option<String>,
+    /// How often engine nodes' health is checked (e.g. 2s).
+    #[arg(long, env = "VELO_GATEWAY_ENGINE_HEALTH_INTERVAL")]
+    engine_health_interval: Option<String>,
     /// Time to finish login (e.g. 60s).
     #[arg(long, env = "VELO_GATEWAY_AUTHENTICATION_TIMEOUT")]
     authentication_timeout: Option<String>,
@@ -174,6 +177,7 @@ impl Args {
             &mut c.engine_heartbeat_timeout,
             &self.engine_heartbeat_timeout,
         );
+        set(&mut c.engine_health_interval, &self.engine_health_interval);
         set(&mut c.statement_timeout, &self.statement_timeout);
         set(
             &mut c.idle_in_transaction_session_timeout,

@@ -180,6 +180,9 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
             heartbeat_timeout: config
                 .engine_heartbeat_timeout()
                 .expect("validated engine_heartbeat_timeout"),
+            health_interval: config
+                .engine_health_interval()
+                .expect("validated engine_health_interval"),
             security: EngineSecurity::new(
                 config.engine_tls_ca_file.as_deref(),
                 config.engine_tls_server_name.clone(),

@@ -108,9 +108,14 @@ async fn a_node_failing_before_its_first_event_is_retried_once_and_a_query_error
     let first = FakeEngine::start(Behaviour::Unavailable).await;
     let second = FakeEngine::start(Behaviour::Unavailable).await;
     let real = Engine::start(&[]);
+    // The doubles pass their health checks: the first check after the
+    // failure puts them back, so checks are far apart here (a loaded
+    // machine may take seconds between the two queries).
     let gw = Gateway::start(&[
         "--engine",
         &format!("{},{},{}", first.addr, second.addr, real.addr),
+        "--engine-health-interval",
+        "600s",
     ]);
     let client = pg_client(&gw).await;
     let error = client
