@@ -188,7 +188,6 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
                 config.engine_tls_server_name.clone(),
                 config.engine_token()?.as_deref(),
             )?,
-            ..Default::default()
         },
     )
     .await?;
