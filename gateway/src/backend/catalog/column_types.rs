@@ -20,7 +20,6 @@ use datafusion::arrow::datatypes::{
     DataType, Field, FieldRef, IntervalUnit, Schema, SchemaRef, TimeUnit,
 };
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::error::Result;
 use datafusion::logical_expr::Expr;
@@ -28,7 +27,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion_pg_catalog::pg_catalog::oid_field::OID_ALIAS_KEY;
 
 use super::pg15_relations;
-use super::pg_catalog::read_all;
+use super::pg_catalog::{in_memory, read_all};
 use crate::codec::PG_TYPE_KEY;
 use crate::pg::oid;
 
@@ -216,10 +215,6 @@ impl TableProvider for Typed {
                 )
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[batches],
-            self.schema.clone(),
-            projection.cloned(),
-        )?)
+        in_memory(batches, self.schema.clone(), projection)
     }
 }

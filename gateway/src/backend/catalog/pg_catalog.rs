@@ -112,6 +112,20 @@ pub(super) async fn read_all(
     Ok(batches)
 }
 
+/// A scan over batches computed in memory (every catalog relation here is
+/// small and recomputed per statement).
+pub(super) fn in_memory(
+    batches: Vec<RecordBatch>,
+    schema: SchemaRef,
+    projection: Option<&Vec<usize>>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    Ok(MemorySourceConfig::try_new_exec(
+        &[batches],
+        schema,
+        projection.cloned(),
+    )?)
+}
+
 pub(super) fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array> {
     batch
         .column_by_name(name)
@@ -221,11 +235,7 @@ impl TableProvider for Attributes {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let batches = self.patched(state).await?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[batches],
-            self.schema(),
-            projection.cloned(),
-        )?)
+        in_memory(batches, self.schema(), projection)
     }
 }
 
@@ -334,11 +344,7 @@ impl TableProvider for ArrayColumns {
             }
             batches.push(RecordBatch::try_new(self.schema.clone(), columns)?);
         }
-        Ok(MemorySourceConfig::try_new_exec(
-            &[batches],
-            self.schema.clone(),
-            projection.cloned(),
-        )?)
+        in_memory(batches, self.schema.clone(), projection)
     }
 }
 
@@ -453,11 +459,7 @@ impl TableProvider for Views {
                 strings(&|v| v.2.clone()),
             ],
         )?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
-            self.schema(),
-            projection.cloned(),
-        )?)
+        in_memory(vec![batch], self.schema(), projection)
     }
 }
 

@@ -11,13 +11,12 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{AsArray, Int32Array, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::error::Result;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::pg_catalog::{column, read_all};
+use super::pg_catalog::{column, in_memory, read_all};
 use super::stable_oids::role_oid;
 
 /// The oid owner columns hold.
@@ -91,10 +90,6 @@ impl TableProvider for Roles {
                 Ok(RecordBatch::try_new(schema, columns)?)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[batches],
-            self.schema(),
-            projection.cloned(),
-        )?)
+        in_memory(batches, self.schema(), projection)
     }
 }

@@ -16,14 +16,13 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int32Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Int32Type, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::error::Result;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::scalar::ScalarValue;
 
-use super::pg_catalog::{column, read_all};
+use super::pg_catalog::{column, in_memory, read_all};
 
 /// Relations with oids from here on are ours (PostgreSQL's first user oid).
 const FIRST_USER_OID: i32 = 16384;
@@ -197,11 +196,7 @@ impl TableProvider for Types {
         if !rows.is_empty() {
             batches.push(batch(&self.schema(), &rows)?);
         }
-        Ok(MemorySourceConfig::try_new_exec(
-            &[batches],
-            self.schema(),
-            projection.cloned(),
-        )?)
+        in_memory(batches, self.schema(), projection)
     }
 }
 
@@ -264,10 +259,6 @@ impl TableProvider for Classes {
                 Ok(RecordBatch::try_new(schema, columns)?)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[batches],
-            self.schema(),
-            projection.cloned(),
-        )?)
+        in_memory(batches, self.schema(), projection)
     }
 }

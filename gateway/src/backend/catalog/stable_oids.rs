@@ -16,14 +16,13 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{AsArray, Int32Array, RecordBatch};
 use datafusion::arrow::datatypes::{Int32Type, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::error::Result;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::pg15_oids::SYSTEM_RELATIONS;
-use super::pg_catalog::{column, names, read_all};
+use super::pg_catalog::{column, in_memory, names, read_all};
 
 /// The first oid PostgreSQL gives to objects a user creates.
 const FIRST_USER_OID: u32 = 16384;
@@ -217,11 +216,7 @@ impl TableProvider for Renumbered {
                 None => StableOids::of_databases(b)?.apply(b, self.columns),
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[batches],
-            self.schema(),
-            projection.cloned(),
-        )?)
+        in_memory(batches, self.schema(), projection)
     }
 }
 
