@@ -13,6 +13,12 @@ pub use v1::engine_service_server::{EngineService, EngineServiceServer};
 /// well below this by the engine).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// Arrow field metadata naming the PostgreSQL type of a column where the
+/// Arrow type alone does not say it, as the type's oid in decimal: engine
+/// results use it for numbers whose scale varies by value (`1700` on a
+/// `Utf8` column), the gateway's catalog for `name`, `oid`, `"char"`, ...
+pub const PG_TYPE_KEY: &str = "pg.type";
+
 /// A client of the engine service that sends the cluster's shared token,
 /// when there is one, with every call.
 pub type EngineClient = EngineServiceClient<

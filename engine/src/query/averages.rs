@@ -25,10 +25,8 @@ use datafusion::sql::sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, OrderByKind,
     SelectItem, SetExpr, Statement, Value,
 };
+use velo_proto::PG_TYPE_KEY;
 
-/// The field metadata key by which a column declares its PostgreSQL type
-/// (an oid) where the Arrow type alone does not say it.
-pub const PG_TYPE_KEY: &str = "pg.type";
 const NUMERIC_OID: u32 = 1700;
 const QUOTIENT: &str = "pg_avg_quotient";
 

@@ -83,7 +83,7 @@ pub fn to_wire(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
 /// A text column of numbers whose scale varies by value (`avg`).
 fn declares_numeric(f: &Field) -> bool {
     f.metadata()
-        .get(super::averages::PG_TYPE_KEY)
+        .get(velo_proto::PG_TYPE_KEY)
         .map(String::as_str)
         == Some("1700")
 }

@@ -21,10 +21,7 @@ pub use copy::csv_header;
 pub use ipc::IpcDecoder;
 pub use params::{decode_parameter, logical_oid};
 
-/// Field metadata naming a PostgreSQL type the Arrow type alone does not
-/// say (catalog columns are `name`, `oid`, `"char"`, ...), as the type's
-/// oid in decimal.
-pub const PG_TYPE_KEY: &str = "pg.type";
+pub use velo_proto::PG_TYPE_KEY;
 
 /// The type `field` declares in its metadata, where its values are that
 /// type's in both text and binary form: strings for name, varchar, json,
