@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, AsArray, Int32Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use datafusion::catalog::{MemTable, MemorySchemaProvider, SchemaProvider, Session, TableProvider};
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -126,6 +126,16 @@ pub(super) fn in_memory(
     )?)
 }
 
+/// `batch` with the named columns replaced.
+pub(super) fn replaced(batch: &RecordBatch, new: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> {
+    let schema = batch.schema();
+    let mut columns = batch.columns().to_vec();
+    for (name, array) in new {
+        columns[schema.index_of(name)?] = array;
+    }
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
 pub(super) fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array> {
     batch
         .column_by_name(name)
@@ -184,8 +194,6 @@ impl Attributes {
         let relations = names(&self.namespace, &self.class, state).await?.relations;
         let mut out = Vec::new();
         for b in read_all(&self.attribute, state).await? {
-            let schema = b.schema();
-            let index = |n: &str| schema.index_of(n);
             let (relid, name) = (column(&b, "attrelid")?, column(&b, "attname")?);
             let mut typid: Vec<i32> = column(&b, "atttypid")?
                 .as_primitive::<Int32Type>()
@@ -210,10 +218,13 @@ impl Attributes {
                     typmod[i] = *modifier;
                 }
             }
-            let mut columns = b.columns().to_vec();
-            columns[index("atttypid")?] = Arc::new(Int32Array::from(typid));
-            columns[index("atttypmod")?] = Arc::new(Int32Array::from(typmod));
-            out.push(RecordBatch::try_new(schema.clone(), columns)?);
+            out.push(replaced(
+                &b,
+                vec![
+                    ("atttypid", Arc::new(Int32Array::from(typid))),
+                    ("atttypmod", Arc::new(Int32Array::from(typmod))),
+                ],
+            )?);
         }
         Ok(out)
     }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{AsArray, Int32Array, RecordBatch};
+use datafusion::arrow::array::{AsArray, Int32Array};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
@@ -16,11 +16,11 @@ use datafusion::error::Result;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::pg_catalog::{column, in_memory, read_all};
+use super::pg_catalog::{column, in_memory, read_all, replaced};
 use super::stable_oids::role_oid;
 
 /// The oid owner columns hold.
-const OWNER: i32 = 10;
+pub(super) const OWNER: i32 = 10;
 
 /// The user a catalog statement runs for (a session config extension).
 #[derive(Debug)]
@@ -74,7 +74,6 @@ impl TableProvider for Roles {
             .await?
             .into_iter()
             .map(|b| {
-                let schema = b.schema();
                 let names = column(&b, "rolname")?.as_string::<i32>();
                 let oids: Int32Array = names
                     .iter()
@@ -85,9 +84,7 @@ impl TableProvider for Roles {
                         })
                     })
                     .collect();
-                let mut columns = b.columns().to_vec();
-                columns[schema.index_of("oid")?] = Arc::new(oids);
-                Ok(RecordBatch::try_new(schema, columns)?)
+                replaced(&b, vec![("oid", Arc::new(oids))])
             })
             .collect::<Result<Vec<_>>>()?;
         in_memory(batches, self.schema(), projection)

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int32Array, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, AsArray, Int32Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Int32Type, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
@@ -22,12 +22,9 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::scalar::ScalarValue;
 
-use super::pg_catalog::{column, in_memory, read_all};
-
-/// Relations with oids from here on are ours (PostgreSQL's first user oid).
-const FIRST_USER_OID: i32 = 16384;
-/// The owner of everything in this catalog (see `roles`).
-const OWNER: i32 = 10;
+use super::pg_catalog::{column, in_memory, read_all, replaced};
+use super::roles::OWNER;
+use super::stable_oids::FIRST_USER_OID;
 
 /// An engine relation: its oid, name and schema's oid.
 struct Relation {
@@ -240,7 +237,6 @@ impl TableProvider for Classes {
             .await?
             .into_iter()
             .map(|b| {
-                let schema = b.schema();
                 let oid = column(&b, "oid")?.as_primitive::<Int32Type>();
                 let reltype: Int32Array = (0..b.num_rows())
                     .map(|i| {
@@ -253,10 +249,13 @@ impl TableProvider for Classes {
                     })
                     .collect();
                 let owner = Int32Array::from(vec![OWNER; b.num_rows()]);
-                let mut columns = b.columns().to_vec();
-                columns[schema.index_of("reltype")?] = Arc::new(reltype) as Arc<dyn Array>;
-                columns[schema.index_of("relowner")?] = Arc::new(owner);
-                Ok(RecordBatch::try_new(schema, columns)?)
+                replaced(
+                    &b,
+                    vec![
+                        ("reltype", Arc::new(reltype)),
+                        ("relowner", Arc::new(owner)),
+                    ],
+                )
             })
             .collect::<Result<Vec<_>>>()?;
         in_memory(batches, self.schema(), projection)

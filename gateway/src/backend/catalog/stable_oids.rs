@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{AsArray, Int32Array, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, AsArray, Int32Array, RecordBatch};
 use datafusion::arrow::datatypes::{Int32Type, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
@@ -22,10 +22,10 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::pg15_oids::SYSTEM_RELATIONS;
-use super::pg_catalog::{column, in_memory, names, read_all};
+use super::pg_catalog::{column, in_memory, names, read_all, replaced};
 
 /// The first oid PostgreSQL gives to objects a user creates.
-const FIRST_USER_OID: u32 = 16384;
+pub(super) const FIRST_USER_OID: i32 = 16384;
 
 /// Schemas and databases every PostgreSQL 15 cluster has, with their oids.
 const SYSTEM_NAMESPACES: &[(&str, i32)] = &[
@@ -75,7 +75,8 @@ impl Object {
         for b in bytes {
             hash = (hash ^ u32::from(b)).wrapping_mul(0x0100_0193);
         }
-        FIRST_USER_OID + hash % (i32::MAX as u32 - FIRST_USER_OID)
+        let first = FIRST_USER_OID as u32;
+        first + hash % (i32::MAX as u32 - first)
     }
 }
 
@@ -108,7 +109,7 @@ impl StableOids {
                     let mut candidate = object.derived() as i32;
                     while !taken.insert(candidate) {
                         candidate = if candidate == i32::MAX {
-                            FIRST_USER_OID as i32
+                            FIRST_USER_OID
                         } else {
                             candidate + 1
                         };
@@ -148,19 +149,19 @@ impl StableOids {
     }
 
     /// `batch` with the oids in `columns` replaced.
-    fn apply(&self, batch: &RecordBatch, columns: &[&str]) -> Result<RecordBatch> {
-        let schema = batch.schema();
-        let mut arrays = batch.columns().to_vec();
-        for name in columns {
-            let index = schema.index_of(name)?;
-            let old = arrays[index].as_primitive::<Int32Type>();
-            let new: Int32Array = old
-                .iter()
-                .map(|v| v.map(|v| self.0.get(&v).copied().unwrap_or(v)))
-                .collect();
-            arrays[index] = Arc::new(new);
-        }
-        Ok(RecordBatch::try_new(schema, arrays)?)
+    fn apply(&self, batch: &RecordBatch, columns: &[&'static str]) -> Result<RecordBatch> {
+        let new = columns
+            .iter()
+            .map(|name| {
+                let old = column(batch, name)?.as_primitive::<Int32Type>();
+                let new: Int32Array = old
+                    .iter()
+                    .map(|v| v.map(|v| self.0.get(&v).copied().unwrap_or(v)))
+                    .collect();
+                Ok((*name, Arc::new(new) as ArrayRef))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        replaced(batch, new)
     }
 }
 
