@@ -142,7 +142,9 @@ pub fn write_numeric_text(out: &mut Vec<u8>, text: &str) {
     };
     let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
     let decimal = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if whole.is_empty() || !decimal(whole) || !decimal(fraction) || fraction.len() > 0x3FFF {
+    // The layout's weight is an i16 count of base-10000 digits.
+    let too_long = whole.len() >= 4 * i16::MAX as usize || fraction.len() > 0x3FFF;
+    if whole.is_empty() || !decimal(whole) || !decimal(fraction) || too_long {
         out.extend_from_slice(text.as_bytes());
         return;
     }
@@ -253,9 +255,11 @@ mod tests {
             write_numeric(&mut from_decimal, value, scale);
             assert_eq!(from_text, from_decimal, "{text}");
         }
-        let mut out = Vec::new();
-        write_numeric_text(&mut out, "NaN");
-        assert_eq!(out, b"NaN");
+        for not_a_layout in ["NaN".to_string(), "9".repeat(200_000)] {
+            let mut out = Vec::new();
+            write_numeric_text(&mut out, &not_a_layout);
+            assert_eq!(out, not_a_layout.as_bytes());
+        }
     }
 
     #[test]
