@@ -27,6 +27,8 @@ use datafusion::sql::sqlparser::ast::{
 };
 use velo_proto::PG_TYPE_KEY;
 
+use super::names::ident;
+
 const NUMERIC_OID: u32 = 1700;
 const QUOTIENT: &str = "pg_avg_quotient";
 
@@ -68,21 +70,13 @@ pub fn exact_averages(statement: &mut Statement) {
                 Expr::Value(v) => {
                     matches!(&v.value, Value::Number(n, _) if n.parse() == Ok(*position))
                 }
-                Expr::Identifier(name) => alias.as_ref().is_some_and(|a| same_name(a, name)),
+                Expr::Identifier(name) => alias.as_ref().is_some_and(|a| ident(a) == ident(name)),
                 _ => false,
             });
         if let Some((_, _, avg)) = original {
             item.expr = avg.clone();
         }
     }
-}
-
-fn same_name(a: &Ident, b: &Ident) -> bool {
-    let fold = |i: &Ident| match i.quote_style {
-        Some(_) => i.value.clone(),
-        None => i.value.to_lowercase(),
-    };
-    fold(a) == fold(b)
 }
 
 /// `pg_avg_quotient(sum(x), count(x))` for a plain `avg(x)` (DISTINCT and

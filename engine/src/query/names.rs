@@ -104,7 +104,8 @@ fn first_select(query: &Query) -> Option<&datafusion::sql::sqlparser::ast::Selec
     }
 }
 
-fn ident(i: &Ident) -> String {
+/// An identifier as PostgreSQL folds it: unquoted ones in lower case.
+pub(super) fn ident(i: &Ident) -> String {
     if i.quote_style.is_some() {
         i.value.clone()
     } else {
