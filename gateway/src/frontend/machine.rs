@@ -5,6 +5,7 @@
 //! fails as a whole). Every error goes out through `fail`.
 
 use pgwire::messages::PgWireFrontendMessage as F;
+use tokio::time::Instant;
 
 use crate::error::GatewayError;
 use crate::metrics::ConnectionState;
@@ -18,58 +19,101 @@ enum State {
     SkipUntilSync,
 }
 
+/// What ends an idle wait.
+#[derive(PartialEq, Eq)]
+enum Wake {
+    Input,
+    IdleLimit,
+    Shutdown,
+}
+
 /// Runs until Terminate, end of input, or a client that went away.
 pub async fn run(conn: &mut Connection, session: &mut Session) {
     let mut state = State::Ready;
     let mut activity = ConnectionState::idle();
     loop {
         activity.set_active(false);
-        let idle_limit = session.idle_timeout();
-        let read = async {
-            match idle_limit {
-                Some((after, e)) => match tokio::time::timeout(after, conn.read_message()).await {
-                    Ok(read) => read,
-                    Err(_) => Err(e),
-                },
-                None => conn.read_message().await,
-            }
+        let deadline = session
+            .idle_timeout()
+            .map(|(after, _)| Instant::now() + after);
+        // The idle wait is its own small future; reading and handling the
+        // message are boxed. An idle connection's task then holds its
+        // session and this wait, not the largest handler's state.
+        let woke = tokio::select! {
+            () = conn.input_ready() => Wake::Input,
+            () = expires(deadline) => Wake::IdleLimit,
+            () = session.shutdown().cancelled() => Wake::Shutdown,
         };
-        let shutdown = session.shutdown().clone();
-        let read = tokio::select! {
-            read = read => read,
-            _ = shutdown.cancelled() => Err(GatewayError::AdminShutdown),
-        };
-        let msg = match read {
-            Ok(Some(msg)) => msg,
-            Ok(None) => return,
-            // Skipped unread: the connection goes on.
-            Err(e @ GatewayError::MessageTooLarge { message_type, .. }) => {
-                let extended = matches!(message_type, b'P' | b'B' | b'D' | b'E' | b'C');
-                if extended && state == State::SkipUntilSync {
-                    continue;
-                }
-                match Box::pin(fail(conn, session, e, extended)).await {
-                    Ok(next) => {
-                        state = next;
-                        continue;
-                    }
-                    Err(_) => return,
-                }
-            }
-            Err(e) => {
-                // Framing is lost: say why and close.
-                Box::pin(super::send_fatal(conn, &e)).await;
-                return;
-            }
-        };
-        activity.set_active(true);
-        // Boxed: an idle connection's task holds only the loop's state,
-        // not the largest message handler's.
-        state = match Box::pin(step(conn, session, state, msg)).await {
-            Ok(Some(next)) => next,
-            Ok(None) | Err(_) => return,
-        };
+        if woke != Wake::Input {
+            let e = match session.idle_timeout() {
+                Some((_, e)) if woke == Wake::IdleLimit => e,
+                _ => GatewayError::AdminShutdown,
+            };
+            Box::pin(super::send_fatal(conn, &e)).await;
+            return;
+        }
+        let next = Box::pin(next_message(conn, session, state, &mut activity, deadline)).await;
+        match next {
+            Some(next) => state = next,
+            None => return,
+        }
     }
+}
+
+/// Resolves at `deadline`, or never. The timer is boxed, and only made
+/// when there is a deadline.
+async fn expires(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => Box::pin(tokio::time::sleep_until(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads the next message (input has arrived; the rest of it may still be
+/// on its way, under the same deadline) and handles it. `None` ends the
+/// connection.
+async fn next_message(
+    conn: &mut Connection,
+    session: &mut Session,
+    state: State,
+    activity: &mut ConnectionState,
+    deadline: Option<Instant>,
+) -> Option<State> {
+    let read = async {
+        match deadline {
+            Some(at) => match tokio::time::timeout_at(at, conn.read_message()).await {
+                Ok(read) => read,
+                Err(_) => Err(session
+                    .idle_timeout()
+                    .map_or(GatewayError::IdleSessionTimeout, |(_, e)| e)),
+            },
+            None => conn.read_message().await,
+        }
+    };
+    let shutdown = session.shutdown().clone();
+    let read = tokio::select! {
+        read = read => read,
+        _ = shutdown.cancelled() => Err(GatewayError::AdminShutdown),
+    };
+    let msg = match read {
+        Ok(Some(msg)) => msg,
+        Ok(None) => return None,
+        // Skipped unread: the connection goes on.
+        Err(e @ GatewayError::MessageTooLarge { message_type, .. }) => {
+            let extended = matches!(message_type, b'P' | b'B' | b'D' | b'E' | b'C');
+            if extended && state == State::SkipUntilSync {
+                return Some(state);
+            }
+            return fail(conn, session, e, extended).await.ok();
+        }
+        Err(e) => {
+            // Framing is lost: say why and close.
+            super::send_fatal(conn, &e).await;
+            return None;
+        }
+    };
+    activity.set_active(true);
+    step(conn, session, state, msg).await.ok().flatten()
 }
 
 /// Handles one message; `None` ends the connection (Terminate). Only a

@@ -24,7 +24,7 @@ use crate::audit::{Audit, ConnectionAttempt};
 use crate::auth::rules::{Decision, Method, Rules};
 use crate::auth::Users;
 use crate::backend::Backend;
-use crate::cancel::{session_id, CancelRegistry};
+use crate::cancel::{session_id, CancelRegistry, Registration};
 use crate::error::GatewayError;
 use crate::metrics::METRICS;
 use crate::pg::server_info::REPORTED;
@@ -185,11 +185,54 @@ fn keepalive(socket: &TcpStream) {
     }
 }
 
-/// One client connection from accept to close.
+/// One client connection from accept to close. Login runs in a boxed
+/// future that is freed when it ends, and the logged-in session keeps
+/// only what it needs, so an idle client's task stays small (see
+/// `machine::run` for the idle wait).
 pub async fn serve_connection(socket: TcpStream, peer: SocketAddr, frontend: Arc<Frontend>) {
     keepalive(&socket);
-    let mut attempt = ConnectionAttempt::new(peer);
-    serve(Connection::new(socket), frontend, &mut attempt).await
+    let started = std::time::Instant::now();
+    let Some(logged_in) = Box::pin(log_in_phase(Connection::new(socket), peer, &frontend)).await
+    else {
+        return;
+    };
+    let LoggedIn {
+        mut conn,
+        login,
+        mut attempt,
+        user: _user,
+    } = logged_in;
+    let span = tracing::debug_span!(
+        "connection",
+        client = %peer,
+        user = %login.user,
+        database = %login.database,
+        application_name = login.settings.get("application_name").unwrap_or_default()
+    );
+    // The registration lives as long as the session: dropping it retires
+    // the cancel key.
+    let (mut session, _registration) =
+        start_session(&mut conn, &frontend, login, attempt.as_deref_mut());
+    async {
+        if conn.flush().await.is_ok() {
+            machine::run(&mut conn, &mut session).await;
+        }
+    }
+    .instrument(span)
+    .await;
+    if let (Some(audit), Some(attempt)) = (&frontend.audit, &attempt) {
+        audit.disconnection(attempt, started.elapsed());
+    }
+}
+
+/// A client that logged in.
+struct LoggedIn {
+    conn: Connection,
+    login: Login,
+    /// For the audit log's disconnection line; `None` when there is no
+    /// audit log.
+    attempt: Option<Box<ConnectionAttempt>>,
+    user: UserSession,
 }
 
 /// Sends a FATAL error and counts the refusal.
@@ -220,39 +263,37 @@ async fn send_fatal(conn: &mut Connection, e: &GatewayError) {
 /// client is (never passwords or SCRAM data), so a failed login or a
 /// cancel request is logged with it. The logged-in session's span is at
 /// debug level: a span the log filter keeps costs an idle connection about
-/// 600 bytes of formatted fields for its whole life.
-async fn serve(mut conn: Connection, frontend: Arc<Frontend>, attempt: &mut ConnectionAttempt) {
-    let started = std::time::Instant::now();
+/// 600 bytes of formatted fields for its whole life. A connection that
+/// does not log in is written to the audit log here.
+async fn log_in_phase(
+    mut conn: Connection,
+    peer: SocketAddr,
+    frontend: &Arc<Frontend>,
+) -> Option<LoggedIn> {
+    let mut attempt = ConnectionAttempt::new(peer);
     let login_span = tracing::info_span!(
         "connection",
-        client = %attempt.client,
+        client = %peer,
         user = Empty,
         database = Empty,
         application_name = Empty
     );
-    let logged_in = log_in_within_deadline(&mut conn, &frontend, attempt)
+    let logged_in = log_in_within_deadline(&mut conn, frontend, &mut attempt)
         .instrument(login_span)
         .await;
-    let Some((login, _user_session)) = logged_in else {
+    let Some((login, user)) = logged_in else {
         if let Some(audit) = &frontend.audit {
-            audit.connection(attempt);
+            audit.connection(&attempt);
         }
-        return;
+        return None;
     };
     attempt.outcome = "success";
-    let session_span = tracing::debug_span!(
-        "connection",
-        client = %attempt.client,
-        user = %login.user,
-        database = %login.database,
-        application_name = login.settings.get("application_name").unwrap_or_default()
-    );
-    run_session(&mut conn, &frontend, login, attempt)
-        .instrument(session_span)
-        .await;
-    if let Some(audit) = &frontend.audit {
-        audit.disconnection(attempt, started.elapsed());
-    }
+    Some(LoggedIn {
+        conn,
+        login,
+        attempt: frontend.audit.is_some().then(|| Box::new(attempt)),
+        user,
+    })
 }
 
 /// The handshake under its deadline (`authentication_timeout`, or a short
@@ -268,8 +309,7 @@ async fn log_in_within_deadline(
     } else {
         frontend.limits.authentication_timeout
     };
-    let handshake = Box::pin(handshake(conn, frontend, refusal, attempt));
-    match tokio::time::timeout(deadline, handshake).await {
+    match tokio::time::timeout(deadline, handshake(conn, frontend, refusal, attempt)).await {
         Ok(logged_in) => logged_in,
         Err(_) => {
             let e = GatewayError::AuthenticationTimeout;
@@ -279,14 +319,14 @@ async fn log_in_within_deadline(
     }
 }
 
-/// A logged-in session: its cancel key and first ReadyForQuery, then the
-/// message loop until the client leaves.
-async fn run_session(
+/// A logged-in session: its cancel key, its first ReadyForQuery (sent
+/// with the next flush), and the audit log's connection line.
+fn start_session(
     conn: &mut Connection,
     frontend: &Frontend,
     mut login: Login,
-    attempt: &mut ConnectionAttempt,
-) {
+    attempt: Option<&mut ConnectionAttempt>,
+) -> (Session, Registration) {
     conn.logged_in(frontend.limits.max_message_size);
     let registration = frontend.cancels.register();
     conn.send(B::BackendKeyData(BackendKeyData::new(
@@ -295,23 +335,20 @@ async fn run_session(
     )));
     login.pid = registration.pid;
     login.session_id = session_id(registration.pid, registration.secret);
-    attempt.pid = Some(registration.pid);
-    if let Some(audit) = &frontend.audit {
+    if let (Some(audit), Some(attempt)) = (&frontend.audit, attempt) {
+        attempt.pid = Some(registration.pid);
         audit.connection(attempt);
     }
-    let mut session = Session::new(
+    let session = Session::new(
         login,
         frontend.backend.clone(),
         registration.slot.clone(),
         frontend.quotas.clone(),
-        frontend.shutdown.child_token(),
+        frontend.shutdown.clone(),
         frontend.audit.clone(),
     );
     conn.send(session.ready_for_query());
-    if conn.flush().await.is_err() {
-        return;
-    }
-    machine::run(conn, &mut session).await;
+    (session, registration)
 }
 
 /// From the first byte to a logged-in user, or `None` when the connection

@@ -212,6 +212,15 @@ impl Connection {
         }
     }
 
+    /// Waits until a message can be read (or the client has gone): at
+    /// once when input is buffered, else on the socket without a buffer.
+    /// A small future, for the wait of an idle session.
+    pub async fn input_ready(&mut self) {
+        if self.input.buffered() == 0 && !self.eof {
+            self.wait_idle().await;
+        }
+    }
+
     /// Nothing is buffered in: give both buffers back (when all output has
     /// gone) and, on a plain socket, wait for the client to send without
     /// holding a read buffer, so an idle connection costs its task and
