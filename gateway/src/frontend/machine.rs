@@ -20,7 +20,6 @@ enum State {
 }
 
 /// What ends an idle wait.
-#[derive(PartialEq, Eq)]
 enum Wake {
     Input,
     IdleLimit,
@@ -44,20 +43,28 @@ pub async fn run(conn: &mut Connection, session: &mut Session) {
             () = expires(deadline) => Wake::IdleLimit,
             () = session.shutdown().cancelled() => Wake::Shutdown,
         };
-        if woke != Wake::Input {
-            let e = match session.idle_timeout() {
-                Some((_, e)) if woke == Wake::IdleLimit => e,
-                _ => GatewayError::AdminShutdown,
-            };
-            Box::pin(super::send_fatal(conn, &e)).await;
-            return;
-        }
-        let next = Box::pin(next_message(conn, session, state, &mut activity, deadline)).await;
-        match next {
-            Some(next) => state = next,
-            None => return,
-        }
+        let ended = match woke {
+            Wake::Input => {
+                match Box::pin(next_message(conn, session, state, &mut activity, deadline)).await {
+                    Some(next) => state = next,
+                    None => return,
+                }
+                continue;
+            }
+            Wake::IdleLimit => idle_limit_error(session),
+            Wake::Shutdown => GatewayError::AdminShutdown,
+        };
+        Box::pin(super::send_fatal(conn, &ended)).await;
+        return;
     }
+}
+
+/// The error of the idle limit that applies now (idle in a transaction,
+/// or idle between them).
+fn idle_limit_error(session: &Session) -> GatewayError {
+    session
+        .idle_timeout()
+        .map_or(GatewayError::IdleSessionTimeout, |(_, e)| e)
 }
 
 /// Resolves at `deadline`, or never. The timer is boxed, and only made
@@ -83,9 +90,7 @@ async fn next_message(
         match deadline {
             Some(at) => match tokio::time::timeout_at(at, conn.read_message()).await {
                 Ok(read) => read,
-                Err(_) => Err(session
-                    .idle_timeout()
-                    .map_or(GatewayError::IdleSessionTimeout, |(_, e)| e)),
+                Err(_) => Err(idle_limit_error(session)),
             },
             None => conn.read_message().await,
         }

@@ -200,6 +200,7 @@ pub async fn serve_connection(socket: TcpStream, peer: SocketAddr, frontend: Arc
         mut conn,
         login,
         mut attempt,
+        // Held to the end: it counts the connection against its user's limit.
         user: _user,
     } = logged_in;
     let span = tracing::debug_span!(
