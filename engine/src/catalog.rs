@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{StreamConfig, TableConfig};
 use crate::dialect::{self, QueryText, Statement, WindowKind, WindowSpec};
 use crate::error::{EngineError, Result};
+use crate::file_cache::{FileCache, DEFAULT_FILE_CACHE_BYTES};
 use crate::kafka::{
     self, EventClock, KafkaPartition, LiveTopics, ReadMode, Readers, RetainedTopics,
 };
@@ -40,6 +41,8 @@ pub struct Catalog {
     /// memory for snapshots, and permits for consumers of their own
     /// (beyond `private_scans` such queries wait for one to end).
     readers: Readers,
+    /// Files queries read, kept parsed.
+    files: Arc<FileCache>,
 }
 
 #[derive(Default)]
@@ -157,7 +160,15 @@ impl Catalog {
                 retained: RetainedTopics::default(),
                 private_scans: Arc::new(Semaphore::new(DEFAULT_PRIVATE_SCANS)),
             },
+            files: Arc::new(FileCache::new(DEFAULT_FILE_CACHE_BYTES)),
         }
+    }
+
+    /// Files are kept parsed up to `bytes` in all; 0: every query parses
+    /// the files it reads.
+    pub fn with_file_cache_bytes(mut self, bytes: usize) -> Self {
+        self.files = Arc::new(FileCache::new(bytes));
+        self
     }
 
     /// At most `n` queries read with consumers of their own at once.
@@ -622,6 +633,9 @@ impl Registrar<'_> {
     }
 
     async fn file(&self, name: &str, path: &str) -> Result<()> {
+        if let Some(kept) = self.catalog.files.kept(path).await {
+            return self.register(name, kept);
+        }
         let table = TableReference::bare(name);
         let lower = path.to_ascii_lowercase();
         let ext = lower.rsplit('.').next().unwrap_or("");
@@ -632,15 +646,15 @@ impl Registrar<'_> {
                 if ext == "tsv" {
                     opts = opts.delimiter(b'\t');
                 }
-                self.ctx.register_csv(table, path, opts).await
+                self.ctx.register_csv(table.clone(), path, opts).await
             }
             "json" | "jsonl" | "ndjson" => {
                 let opts = JsonReadOptions::default().file_extension(&ext_with_dot);
-                self.ctx.register_json(table, path, opts).await
+                self.ctx.register_json(table.clone(), path, opts).await
             }
             "parquet" => {
                 self.ctx
-                    .register_parquet(table, path, ParquetReadOptions::default())
+                    .register_parquet(table.clone(), path, ParquetReadOptions::default())
                     .await
             }
             _ => {
@@ -649,7 +663,14 @@ impl Registrar<'_> {
                 )))
             }
         };
-        result.map_err(|e| EngineError::Source(format!("file://{path}: {e}")))
+        result.map_err(|e| EngineError::Source(format!("file://{path}: {e}")))?;
+        let listing = self
+            .ctx
+            .deregister_table(table)
+            .ok()
+            .flatten()
+            .ok_or_else(|| EngineError::Execution(format!("file://{path} was not registered")))?;
+        self.register(name, self.catalog.files.table(path, listing))
     }
 
     fn register(

@@ -21,6 +21,7 @@ pub struct ConfigFile {
     pub max_concurrent_queries: Option<usize>,
     pub max_private_scans: Option<usize>,
     pub snapshot_memory_mib: Option<usize>,
+    pub file_cache_mib: Option<usize>,
     #[serde(default)]
     pub streams: Vec<StreamConfig>,
     #[serde(default)]

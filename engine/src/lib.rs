@@ -8,6 +8,7 @@ pub mod config;
 pub mod demo;
 pub mod dialect;
 pub mod error;
+pub mod file_cache;
 pub mod kafka;
 pub mod notice;
 pub mod query;
@@ -16,5 +17,6 @@ pub mod service;
 
 pub use catalog::DEFAULT_PRIVATE_SCANS;
 pub use server::{
-    start, NodeOptions, RunningNode, DEFAULT_MAX_CONCURRENT_QUERIES, DEFAULT_SNAPSHOT_MEMORY_MIB,
+    start, NodeOptions, RunningNode, DEFAULT_FILE_CACHE_MIB, DEFAULT_MAX_CONCURRENT_QUERIES,
+    DEFAULT_SNAPSHOT_MEMORY_MIB,
 };

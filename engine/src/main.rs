@@ -38,6 +38,10 @@ struct Args {
     /// instead of the broker; 0: snapshots always read the broker.
     #[arg(long, env = "VELO_ENGINE_SNAPSHOT_MEMORY_MIB", default_value_t = velo_engine::DEFAULT_SNAPSHOT_MEMORY_MIB)]
     snapshot_memory_mib: usize,
+    /// MiB of memory for files (file:// URIs, configured tables) kept
+    /// parsed between queries; 0: every query parses the files it reads.
+    #[arg(long, env = "VELO_ENGINE_FILE_CACHE_MIB", default_value_t = velo_engine::DEFAULT_FILE_CACHE_MIB)]
+    file_cache_mib: usize,
     /// Serve the demo's `trades` stream: start an in-process Kafka with a
     /// synthetic `trades` topic, or, with --kafka-bootstrap (another demo
     /// node's), join that Kafka instead.
@@ -89,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
         max_concurrent_queries: args.max_concurrent_queries,
         max_private_scans: args.max_private_scans,
         snapshot_memory_mib: args.snapshot_memory_mib,
+        file_cache_mib: args.file_cache_mib,
         catalog_topic: args.catalog_topic,
         demo: args.demo,
         demo_rate: args.demo_rate,

@@ -34,6 +34,9 @@ pub const DEFAULT_MAX_CONCURRENT_QUERIES: usize = 10_000;
 /// limit; the window also bounds request bytes a client may send unread.
 const CONNECTION_WINDOW: u32 = 64 << 20;
 
+/// MiB of parsed files kept on a node.
+pub const DEFAULT_FILE_CACHE_MIB: usize = crate::file_cache::DEFAULT_FILE_CACHE_BYTES >> 20;
+
 /// MiB of decoded rows kept per topic for snapshots.
 pub const DEFAULT_SNAPSHOT_MEMORY_MIB: usize = crate::kafka::DEFAULT_RETAINED_BYTES >> 20;
 
@@ -52,6 +55,9 @@ pub struct NodeOptions {
     /// Memory, in MiB, for each topic's decoded copy that snapshots read
     /// instead of the broker; 0: snapshots always read the broker.
     pub snapshot_memory_mib: usize,
+    /// Memory, in MiB, for files kept parsed between queries; 0: every
+    /// query parses the files it reads.
+    pub file_cache_mib: usize,
     /// The cluster's catalog command topic (`_velo_catalog` unless given);
     /// empty: a node-local catalog. Unused without Kafka.
     pub catalog_topic: Option<String>,
@@ -78,6 +84,7 @@ impl Default for NodeOptions {
             max_concurrent_queries: DEFAULT_MAX_CONCURRENT_QUERIES,
             max_private_scans: DEFAULT_PRIVATE_SCANS,
             snapshot_memory_mib: DEFAULT_SNAPSHOT_MEMORY_MIB,
+            file_cache_mib: DEFAULT_FILE_CACHE_MIB,
             catalog_topic: None,
             demo: false,
             demo_rate: 1000,
@@ -172,10 +179,12 @@ pub async fn start(options: NodeOptions) -> anyhow::Result<RunningNode> {
     let snapshot_memory_mib = file
         .snapshot_memory_mib
         .unwrap_or(options.snapshot_memory_mib);
+    let file_cache_mib = file.file_cache_mib.unwrap_or(options.file_cache_mib);
     let catalog = Arc::new(
         Catalog::new(bootstrap.clone(), streams, file.tables.clone())
             .with_private_scans(max_private_scans)
-            .with_retained_bytes(snapshot_memory_mib << 20),
+            .with_retained_bytes(snapshot_memory_mib << 20)
+            .with_file_cache_bytes(file_cache_mib << 20),
     );
     let catalog_topic = Some(catalog_topic).filter(|t| !t.is_empty() && bootstrap.is_some());
     let ddl = match (&bootstrap, &catalog_topic) {
