@@ -228,7 +228,7 @@ pub fn ipc_rows(data: &[u8]) {
             );
             let mut text = RowEncoder::new(&batch);
             let mut binary = RowEncoder::with_formats(&batch, binary);
-            let mut line = Vec::new();
+            let mut line = bytes::BytesMut::new();
             // A batch may claim millions of rows it has no bytes for (zero
             // columns); what matters is that each row encodes, and the
             // gateway bounds its output per flush, not per batch.

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use chrono_tz::Tz;
-use pgwire::messages::copy::CopyData;
 use pgwire::messages::PgWireBackendMessage as B;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -272,13 +271,7 @@ fn write_rows(
         Sink::Copy { csv, zone } => {
             // One CopyData per chunk: clients accept any chunking.
             let mut rows = RowEncoder::new(batch).in_zone(*zone);
-            let mut lines = Vec::with_capacity(COPY_CHUNK.min((to - from).saturating_mul(32)));
-            let mut i = from;
-            while i < to && lines.len() < COPY_CHUNK {
-                rows.copy_line(i, *csv, &mut lines);
-                i += 1;
-            }
-            conn.send(B::CopyData(CopyData::new(lines.into())));
+            let i = rows.write_copy_data(from, to, *csv, COPY_CHUNK, conn.output());
             conn.count_rows(i - from);
             i
         }
