@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use chrono_tz::Tz;
-use pgwire::messages::PgWireBackendMessage as B;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 

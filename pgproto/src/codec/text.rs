@@ -132,41 +132,7 @@ impl<'a> ColumnText<'a> {
 }
 
 fn write_int(out: &mut Vec<u8>, v: i64) {
-    let mut buf = itoa_buf(v);
-    out.extend_from_slice(buf.as_bytes_mut());
-}
-
-/// Small integer formatting without allocation.
-struct IntBuf {
-    bytes: [u8; 20],
-    start: usize,
-}
-
-impl IntBuf {
-    fn as_bytes_mut(&mut self) -> &[u8] {
-        &self.bytes[self.start..]
-    }
-}
-
-fn itoa_buf(v: i64) -> IntBuf {
-    let mut bytes = [0u8; 20];
-    let mut i = bytes.len();
-    let negative = v < 0;
-    let mut n = v.unsigned_abs();
-    loop {
-        i -= 1;
-        bytes[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if negative {
-        // i64::MIN has 19 digits, so there is room for the sign.
-        i -= 1;
-        bytes[i] = b'-';
-    }
-    IntBuf { bytes, start: i }
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
 /// PostgreSQL's shortest-round-trip float output (extra_float_digits = 1):
@@ -247,7 +213,8 @@ pub fn write_decimal(out: &mut Vec<u8>, value: i128, scale: i8) {
         return;
     }
     let scale = scale as usize;
-    let digits = value.unsigned_abs().to_string();
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(value.unsigned_abs());
     if value < 0 {
         out.push(b'-');
     }
