@@ -190,7 +190,12 @@ impl RowPump {
                 if reached < batch.num_rows() {
                     self.pending = Some((batch, reached));
                 }
-                flush(conn, interrupt).await?;
+                // A full buffer goes now; less waits to leave with what is
+                // ready next (`guarded` flushes before waiting for more), so a
+                // small result and its CommandComplete share one write.
+                if conn.needs_flush() {
+                    flush(conn, interrupt).await?;
+                }
                 if let Some(arrived) = self.arrived.take() {
                     METRICS
                         .batch_in_gateway
