@@ -53,6 +53,19 @@ impl Interrupt {
         }
     }
 
+    /// The reason the statement must stop, if there is one already.
+    fn fired_already(&self) -> Option<GatewayError> {
+        if self.token.is_cancelled() {
+            Some(GatewayError::Cancelled)
+        } else if self.shutdown.is_cancelled() {
+            Some(GatewayError::AdminShutdown)
+        } else if self.deadline.is_some_and(|at| at <= Instant::now()) {
+            Some(GatewayError::StatementTimeout)
+        } else {
+            None
+        }
+    }
+
     /// Resolves with the reason the statement must stop.
     async fn fired(&self) -> GatewayError {
         let deadline = async {
@@ -195,6 +208,14 @@ impl RowPump {
                 // small result and its CommandComplete share one write.
                 if conn.needs_flush() {
                     flush(conn, interrupt).await?;
+                }
+                // A big batch is written a buffer at a time, each a lot of
+                // work: let the worker run other tasks in between (a
+                // CancelRequest's connection may be queued behind this one),
+                // and notice an interrupt even when every flush is instant.
+                tokio::task::yield_now().await;
+                if let Some(e) = interrupt.fired_already() {
+                    return Err(e);
                 }
                 if let Some(arrived) = self.arrived.take() {
                     METRICS
