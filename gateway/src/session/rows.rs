@@ -26,7 +26,7 @@ pub enum Sink<'a> {
     /// DataRow messages; `true` columns in binary; timestamptz text in
     /// the zone.
     Rows(&'a [bool], Tz),
-    /// COPY data lines (text or CSV), one CopyData per batch.
+    /// COPY data lines (text or CSV), one CopyData per output buffer.
     Copy { csv: bool, zone: Tz },
     /// Counted, not sent (MOVE).
     Discard,
@@ -209,18 +209,21 @@ impl RowPump {
                 if conn.needs_flush() {
                     flush(conn, interrupt).await?;
                 }
-                // A big batch is written a buffer at a time, each a lot of
-                // work: let the worker run other tasks in between (a
-                // CancelRequest's connection may be queued behind this one),
-                // and notice an interrupt even when every flush is instant.
-                tokio::task::yield_now().await;
-                if let Some(e) = interrupt.fired_already() {
-                    return Err(e);
-                }
                 if let Some(arrived) = self.arrived.take() {
                     METRICS
                         .batch_in_gateway
                         .observe(arrived.elapsed().as_secs_f64());
+                }
+                if self.pending.is_some() {
+                    // A big batch is written a buffer at a time, each a lot
+                    // of work: let the worker run other tasks in between (a
+                    // CancelRequest's connection may be queued behind this
+                    // one), and notice an interrupt even when every flush
+                    // is instant.
+                    tokio::task::yield_now().await;
+                    if let Some(e) = interrupt.fired_already() {
+                        return Err(e);
+                    }
                 }
                 continue;
             }
