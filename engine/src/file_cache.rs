@@ -265,7 +265,7 @@ impl TableProvider for FileTable {
             }
         };
         let source = MemorySourceConfig::try_new(
-            &[parsed.batches.clone()],
+            std::slice::from_ref(&parsed.batches),
             parsed.schema.clone(),
             projection.cloned(),
         )?
