@@ -3,7 +3,7 @@
 use arrow::datatypes::Schema;
 use bytes::{BufMut, BytesMut};
 
-use super::RowEncoder;
+use super::{write_message, RowEncoder};
 
 /// Appends one CSV field, quoted when empty or when it holds a delimiter,
 /// quote or line break (PostgreSQL's rule for the default CSV options).
@@ -58,17 +58,15 @@ impl RowEncoder<'_> {
         max_bytes: usize,
         out: &mut BytesMut,
     ) -> usize {
-        let start = out.len();
-        out.extend_from_slice(&[b'd', 0, 0, 0, 0]);
-        let data = out.len();
-        let mut row = from;
-        while row < to && out.len() - data < max_bytes {
-            self.copy_line(row, csv, out);
-            row += 1;
-        }
-        let length = (out.len() - start - 1) as i32;
-        out[start + 1..start + 5].copy_from_slice(&length.to_be_bytes());
-        row
+        write_message(out, b'd', |out| {
+            let data = out.len();
+            let mut row = from;
+            while row < to && out.len() - data < max_bytes {
+                self.copy_line(row, csv, out);
+                row += 1;
+            }
+            row
+        })
     }
 
     /// One line of `COPY ... TO STDOUT` output (text or CSV), with newline.

@@ -107,6 +107,21 @@ pub struct RowEncoder<'a> {
     pub(super) scratch: Vec<u8>,
 }
 
+/// Appends one backend message: its type byte, its length, then the body
+/// `body` writes; the length is filled in once the body is there.
+pub(super) fn write_message<R>(
+    out: &mut BytesMut,
+    message_type: u8,
+    body: impl FnOnce(&mut BytesMut) -> R,
+) -> R {
+    let start = out.len();
+    out.extend_from_slice(&[message_type, 0, 0, 0, 0]);
+    let result = body(out);
+    let length = (out.len() - start - 1) as i32;
+    out[start + 1..start + 5].copy_from_slice(&length.to_be_bytes());
+    result
+}
+
 /// Which columns a client wants in binary, from Bind's result format codes.
 pub fn binary_columns(formats: &[i16], columns: usize) -> Vec<bool> {
     (0..columns)
@@ -159,12 +174,10 @@ impl<'a> RowEncoder<'a> {
     /// The whole DataRow message for `row`, appended to `out`: rows are
     /// encoded straight into the output buffer, with no allocation per row.
     pub fn write_data_row(&mut self, row: usize, out: &mut BytesMut) {
-        let start = out.len();
-        out.extend_from_slice(&[b'D', 0, 0, 0, 0]);
-        out.extend_from_slice(&(self.columns.len() as i16).to_be_bytes());
-        self.write_fields(row, out);
-        let length = (out.len() - start - 1) as i32;
-        out[start + 1..start + 5].copy_from_slice(&length.to_be_bytes());
+        write_message(out, b'D', |out| {
+            out.extend_from_slice(&(self.columns.len() as i16).to_be_bytes());
+            self.write_fields(row, out);
+        })
     }
 
     fn write_fields(&mut self, row: usize, data: &mut BytesMut) {
