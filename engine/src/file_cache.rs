@@ -50,7 +50,8 @@ struct Entry {
 struct Entries {
     by_path: HashMap<String, Entry>,
     bytes: usize,
-    /// Counts lookups; an entry's `last_used` orders eviction.
+    /// Ticks on every lookup and insertion; an entry's `last_used` (its
+    /// tick) orders eviction.
     clock: u64,
     /// Files parsed to be kept (tests read it).
     parses: u64,
